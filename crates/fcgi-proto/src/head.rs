@@ -1,0 +1,451 @@
+//! The CGI response head: the header block at the start of STDOUT.
+//!
+//! [`HeadParser`] is fed STDOUT chunks as they arrive, across record
+//! boundaries, and finds the blank line that ends the head (CRLF or bare LF
+//! line endings, mixed too). Memory stays bounded by the head size limit.
+//!
+//! Status rules (RFC 3875 as php-fpm uses them): `Status: 404 Not Found` gives
+//! 404 "Not Found"; a `Location` without `Status` gives 302 "Found"; otherwise
+//! 200 "OK". The `Status` line itself is not kept among the headers. All other
+//! headers keep their order, their case and every repetition.
+//!
+//! ```
+//! use fcgi_proto::head::HeadParser;
+//! let mut parser = HeadParser::new(64 * 1024);
+//! assert!(parser.push(b"Status: 404 Not Found\nSet-Cookie: a=1\n").unwrap().is_none());
+//! let (head, used) = parser.push(b"Set-Cookie: b=2\n\nbody").unwrap().unwrap();
+//! assert_eq!((head.status, head.reason.as_str()), (404, "Not Found"));
+//! assert_eq!(head.headers.get_all("set-cookie").collect::<Vec<_>>(), [&b"a=1"[..], b"b=2"]);
+//! assert_eq!(used, 17); // "body" starts after the 17 bytes of this chunk
+//! ```
+
+/// Default limit on the size of a response head: 64 KiB.
+pub const DEFAULT_MAX_HEAD_LEN: usize = 64 * 1024;
+
+/// A malformed or oversized response head.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// No blank line within the limit.
+    #[error("response head exceeds the limit of {limit} bytes without ending (raise max_head_bytes if this is legitimate)")]
+    TooLarge {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// STDOUT ended before the blank line that ends the head.
+    #[error("response ended inside the CGI header block after {received} bytes (no blank line)")]
+    Incomplete {
+        /// Bytes of head received.
+        received: usize,
+    },
+    /// A header line without a colon or with an invalid name.
+    #[error("malformed response header line {line}: {text:?}")]
+    BadLine {
+        /// 1-based line number in the head.
+        line: usize,
+        /// The line, lossily decoded and cut to 80 characters.
+        text: String,
+    },
+    /// A `Status` header that is not a three-digit code.
+    #[error("malformed Status header: {0:?} (expected e.g. \"404 Not Found\")")]
+    BadStatus(String),
+}
+
+/// Response headers in arrival order, repetitions kept. Names keep their
+/// case; lookups ignore it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Headers {
+        Headers::default()
+    }
+
+    /// Appends a header, keeping any earlier one of the same name.
+    pub fn append(&mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) {
+        self.fields.push((name.into(), value.into()));
+    }
+
+    /// The first value of `name` (any case) as text, or `None` when absent or
+    /// not UTF-8 (see [`Headers::get_bytes`]).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_bytes(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The first value of `name` (any case) as bytes.
+    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// Every value of `name` (any case), in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// True when `name` (any case) is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get_bytes(name).is_some()
+    }
+
+    /// All headers as (name, value) in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    /// Number of header lines.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// True when there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// HTTP status code.
+    pub status: u16,
+    /// Reason phrase: the one given in `Status`, else the standard one.
+    pub reason: String,
+    /// Every header but `Status`, in order.
+    pub headers: Headers,
+}
+
+/// Incremental parser of the response head. See the module docs.
+#[derive(Debug, Clone)]
+pub struct HeadParser {
+    buf: Vec<u8>,
+    limit: usize,
+    /// Start of the line being read.
+    line_start: usize,
+    /// How far the buffer has been searched for newlines.
+    scanned: usize,
+}
+
+impl HeadParser {
+    /// A parser that refuses heads longer than `limit` bytes.
+    pub fn new(limit: usize) -> HeadParser {
+        HeadParser {
+            buf: Vec::new(),
+            limit,
+            line_start: 0,
+            scanned: 0,
+        }
+    }
+
+    /// Bytes buffered so far.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Feeds the next STDOUT bytes. Returns the head and how many bytes of
+    /// `input` it took, once the blank line has arrived; the rest of `input`
+    /// is body.
+    pub fn push(&mut self, input: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
+        let before = self.buf.len();
+        let room = self.limit.saturating_sub(before);
+        let take = input.len().min(room);
+        self.buf.extend_from_slice(&input[..take]);
+        // Bytes before `scanned` hold no terminator; scan only the new ones.
+        while let Some(nl) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            let nl = self.scanned + nl;
+            let line = &self.buf[self.line_start..nl];
+            if line.is_empty() || line == b"\r" {
+                let head = parse_head(&self.buf[..self.line_start])?;
+                let used = nl + 1 - before;
+                *self = HeadParser::new(self.limit);
+                return Ok(Some((head, used)));
+            }
+            self.line_start = nl + 1;
+            self.scanned = nl + 1;
+        }
+        self.scanned = self.buf.len();
+        if take < input.len() || self.buf.len() >= self.limit {
+            return Err(HeadError::TooLarge { limit: self.limit });
+        }
+        Ok(None)
+    }
+
+    /// Called when STDOUT ended before the head did.
+    pub fn finish(&self) -> HeadError {
+        HeadError::Incomplete {
+            received: self.buf.len(),
+        }
+    }
+}
+
+fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
+    let mut headers = Headers::new();
+    let mut status: Option<(u16, String)> = None;
+    let lines = block.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    for (index, raw) in lines.enumerate() {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let bad_line = || HeadError::BadLine {
+            line: index + 1,
+            text: String::from_utf8_lossy(line).chars().take(80).collect(),
+        };
+        let colon = line.iter().position(|&b| b == b':').ok_or_else(bad_line)?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+            return Err(bad_line());
+        }
+        let value = trim(&line[colon + 1..]);
+        let name = String::from_utf8_lossy(name).into_owned();
+        if name.eq_ignore_ascii_case("status") {
+            status = Some(parse_status(value)?);
+        } else {
+            headers.append(name, value.to_vec());
+        }
+    }
+    let (status, reason) = match status {
+        Some(s) => s,
+        None if headers.contains("location") => (302, "Found".to_string()),
+        None => (200, "OK".to_string()),
+    };
+    Ok(Head {
+        status,
+        reason,
+        headers,
+    })
+}
+
+fn parse_status(value: &[u8]) -> Result<(u16, String), HeadError> {
+    let text = String::from_utf8_lossy(value);
+    let bad = || HeadError::BadStatus(text.chars().take(80).collect());
+    let (code, reason) = match text.find([' ', '\t']) {
+        Some(i) => (&text[..i], text[i..].trim()),
+        None => (&text[..], ""),
+    };
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let code: u16 = code.parse().map_err(|_| bad())?;
+    if code < 100 {
+        return Err(bad());
+    }
+    let reason = if reason.is_empty() {
+        canonical_reason(code).to_string()
+    } else {
+        reason.to_string()
+    };
+    Ok((code, reason))
+}
+
+fn trim(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The standard reason phrase of a status code, or "" for codes without one.
+pub fn canonical_reason(code: u16) -> &'static str {
+    match code {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a teapot",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        511 => "Network Authentication Required",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(bytes: &[u8], step: usize) -> Result<(Head, Vec<u8>), HeadError> {
+        let mut parser = HeadParser::new(DEFAULT_MAX_HEAD_LEN);
+        for (i, chunk) in bytes.chunks(step).enumerate() {
+            if let Some((head, used)) = parser.push(chunk)? {
+                let mut body = chunk[used..].to_vec();
+                body.extend(bytes.chunks(step).skip(i + 1).flatten());
+                return Ok((head, body));
+            }
+        }
+        Err(parser.finish())
+    }
+
+    #[test]
+    fn status_header_gives_code_and_reason() {
+        for step in [1, 2, 3, 5, 100] {
+            let (head, body) = parse_all(
+                b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nFile not found.",
+                step,
+            )
+            .unwrap();
+            assert_eq!(head.status, 404);
+            assert_eq!(head.reason, "Not Found");
+            assert_eq!(head.headers.get("content-type"), Some("text/html"));
+            assert!(!head.headers.contains("status"));
+            assert_eq!(body, b"File not found.");
+        }
+    }
+
+    #[test]
+    fn lf_only_head_is_accepted() {
+        let (head, body) = parse_all(b"X-A: 1\nX-B: 2\n\nrest\n", 1).unwrap();
+        assert_eq!(head.headers.len(), 2);
+        assert_eq!(body, b"rest\n");
+    }
+
+    #[test]
+    fn bare_location_means_302() {
+        let (head, _) = parse_all(b"Location: /elsewhere\r\n\r\n", 4).unwrap();
+        assert_eq!((head.status, head.reason.as_str()), (302, "Found"));
+    }
+
+    #[test]
+    fn no_status_means_200_ok() {
+        let (head, _) = parse_all(b"Content-Type: text/plain\r\n\r\n", 4).unwrap();
+        assert_eq!((head.status, head.reason.as_str()), (200, "OK"));
+    }
+
+    #[test]
+    fn status_without_reason_gets_the_standard_one() {
+        let (head, _) = parse_all(b"Status: 503\r\n\r\n", 4).unwrap();
+        assert_eq!(
+            (head.status, head.reason.as_str()),
+            (503, "Service Unavailable")
+        );
+    }
+
+    #[test]
+    fn repeated_headers_keep_order_case_and_count() {
+        let (head, _) =
+            parse_all(b"Set-Cookie: a=1\r\nX-Y: z\r\nset-cookie: b=2\r\n\r\n", 1).unwrap();
+        let all: Vec<_> = head.headers.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("Set-Cookie", &b"a=1"[..]),
+                ("X-Y", b"z"),
+                ("set-cookie", b"b=2")
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_head_is_allowed() {
+        let (head, body) = parse_all(b"\r\nbody", 1).unwrap();
+        assert!(head.headers.is_empty());
+        assert_eq!(body, b"body");
+    }
+
+    #[test]
+    fn endless_head_hits_the_limit_with_bounded_memory() {
+        let mut parser = HeadParser::new(1024);
+        let chunk = [b'a'; 100];
+        let mut result = Ok(None);
+        for _ in 0..100 {
+            result = parser.push(&chunk);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result.unwrap_err(), HeadError::TooLarge { limit: 1024 });
+        assert!(parser.buffered() <= 1024);
+    }
+
+    #[test]
+    fn head_ending_exactly_at_the_limit_is_accepted() {
+        let head = b"X: 1234\r\n\r\n";
+        let mut parser = HeadParser::new(head.len());
+        assert!(parser.push(head).unwrap().is_some());
+    }
+
+    #[test]
+    fn malformed_lines_and_statuses_are_errors() {
+        assert!(matches!(
+            parse_all(b"no colon here\r\n\r\n", 50),
+            Err(HeadError::BadLine { line: 1, .. })
+        ));
+        assert!(matches!(
+            parse_all(b"X: 1\r\n folded\r\n\r\n", 50),
+            Err(HeadError::BadLine { line: 2, .. })
+        ));
+        assert!(matches!(
+            parse_all(b"Status: abc\r\n\r\n", 50),
+            Err(HeadError::BadStatus(_))
+        ));
+        assert!(matches!(
+            parse_all(b"Status: 99 Low\r\n\r\n", 50),
+            Err(HeadError::BadStatus(_))
+        ));
+    }
+
+    #[test]
+    fn stdout_ending_inside_the_head_is_incomplete() {
+        assert_eq!(
+            parse_all(b"X: 1\r\n", 3).unwrap_err(),
+            HeadError::Incomplete { received: 6 }
+        );
+    }
+}
