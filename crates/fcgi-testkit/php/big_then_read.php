@@ -1,0 +1,32 @@
+<?php
+// Full-duplex test: FIRST writes ?out=N bytes of the test pattern (64 KiB per
+// echo, flushed), THEN reads all of php://input in chunks, then prints
+//   "\nINPUT len=LEN sha256=HEX"
+// So the body is: pattern(N) . "\nINPUT len=LEN sha256=HEX" (no final newline).
+// Content-Type: application/octet-stream.
+// Note: PHP reads a POST body itself before the script starts when the body is
+// no larger than post_max_size (8M by default) and CONTENT_TYPE is set; use
+// PUT, or a body above post_max_size, to make the script really write first.
+$n = isset($_GET['out']) ? max(0, (int) $_GET['out']) : 0;
+header('Content-Type: application/octet-stream');
+$cycle = '';
+for ($i = 0; $i < 251; $i++) {
+    $cycle .= chr(($i * 31 + 7) % 251);
+}
+$block = str_repeat($cycle, intdiv(65536, 251) + 2);
+$pos = 0;
+while ($pos < $n) {
+    $len = min(65536, $n - $pos);
+    echo substr($block, $pos % 251, $len);
+    $pos += $len;
+    flush();
+}
+$in = fopen('php://input', 'rb');
+$ctx = hash_init('sha256');
+$len = 0;
+while (($chunk = fread($in, 65536)) !== false && $chunk !== '') {
+    $len += strlen($chunk);
+    hash_update($ctx, $chunk);
+}
+fclose($in);
+echo "\nINPUT len=" . $len . ' sha256=' . hash_final($ctx);

@@ -1,0 +1,20 @@
+<?php
+// ?bytes=N writes N bytes of the test pattern, 64 KiB per echo, flushing each.
+// Pattern: byte i = (i * 31 + 7) % 251 (period 251), the same bytes as
+// fcgi_testkit::pattern(N). Headers: Content-Type: application/octet-stream,
+// X-Bytes: N.
+$n = isset($_GET['bytes']) ? max(0, (int) $_GET['bytes']) : 0;
+header('Content-Type: application/octet-stream');
+header('X-Bytes: ' . $n);
+$cycle = '';
+for ($i = 0; $i < 251; $i++) {
+    $cycle .= chr(($i * 31 + 7) % 251);
+}
+$block = str_repeat($cycle, intdiv(65536, 251) + 2);
+$pos = 0;
+while ($pos < $n) {
+    $len = min(65536, $n - $pos);
+    echo substr($block, $pos % 251, $len);
+    $pos += $len;
+    flush();
+}

@@ -1,0 +1,590 @@
+//! [`PhpFpm`]: a private php-fpm per test.
+//!
+//! Every fixture runs `php-fpm -F -R -O -y CONF -d output_buffering=0` in a
+//! fresh temporary directory with two pools:
+//!
+//! * `unix`: listens on `TMP/fpm.sock`,
+//! * `tcp`: listens on `127.0.0.1:PORT` (a free port found by binding port 0).
+//!
+//! Both pools use `pm = static`, `clear_env = no`, `catch_workers_output = yes`,
+//! the same `pm.max_children`, optional `pm.max_requests`, `pm.status_path`
+//! and `ping.path`, and no `error_log` of their own, so PHP messages travel on
+//! the FastCGI STDERR stream. Defaults set with `php_admin_value`:
+//! `display_errors=Off`, `log_errors=On`, `error_reporting=E_ALL`,
+//! `opcache.enable=0` (no stale scripts); [`PhpFpmBuilder::ini`] overrides them.
+//!
+//! The document root (`TMP/www`) holds every script of [`crate::scripts`] plus
+//! the ones added with [`PhpFpmBuilder::script`]. The master's log (its
+//! `error_log` is its own stderr) is captured, see [`PhpFpm::server_log`], and
+//! printed when a fixture is dropped during a panic.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+use crate::scripts;
+
+/// Environment variable naming the php-fpm binary to use.
+pub const ENV_PHP_FPM: &str = "FCGI_TEST_PHP_FPM";
+
+/// How long startup may take before the fixture panics.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The master's log line announcing that every worker is forked.
+const READY_LINE: &str = "ready to handle connections";
+
+/// How long [`PhpFpm::stop`] waits after SIGTERM before SIGKILL.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+const NOT_FOUND: &str = "php-fpm not found: install it with `apt-get install -y --no-install-recommends php8.2-fpm php8.2-cli` (or `php-fpm`), or set FCGI_TEST_PHP_FPM";
+
+/// Finds the php-fpm binary: `$FCGI_TEST_PHP_FPM`, then `php-fpm8.2` and
+/// `php-fpm` on `PATH` (and in `/usr/sbin`, `/usr/local/sbin`), then any
+/// `/usr/sbin/php-fpm*` (highest version first).
+///
+/// # Panics
+/// With installation instructions when none is found.
+pub fn find_php_fpm() -> PathBuf {
+    try_find_php_fpm().expect(NOT_FOUND)
+}
+
+/// Like [`find_php_fpm`] but `None` instead of a panic.
+pub fn try_find_php_fpm() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(ENV_PHP_FPM) {
+        if !p.is_empty() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.push("/usr/sbin".into());
+    dirs.push("/usr/local/sbin".into());
+    for name in ["php-fpm8.2", "php-fpm"] {
+        for dir in &dirs {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    let mut found: Vec<PathBuf> = fs::read_dir("/usr/sbin")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("php-fpm"))
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Builder for [`PhpFpm`]; see [`PhpFpm::builder`].
+#[derive(Debug, Clone)]
+pub struct PhpFpmBuilder {
+    max_children: usize,
+    max_requests: Option<u32>,
+    status_path: String,
+    ping_path: String,
+    ini: BTreeMap<String, String>,
+    pool_config: Vec<(String, String)>,
+    scripts: Vec<(String, Vec<u8>)>,
+    env: Vec<(String, String)>,
+}
+
+impl Default for PhpFpmBuilder {
+    fn default() -> Self {
+        let mut ini = BTreeMap::new();
+        for (k, v) in [
+            ("display_errors", "Off"),
+            ("log_errors", "On"),
+            ("error_reporting", "E_ALL"),
+            ("opcache.enable", "0"),
+        ] {
+            ini.insert(k.to_string(), v.to_string());
+        }
+        PhpFpmBuilder {
+            max_children: 4,
+            max_requests: None,
+            status_path: "/status".into(),
+            ping_path: "/ping".into(),
+            ini,
+            pool_config: Vec::new(),
+            scripts: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl PhpFpmBuilder {
+    /// `pm.max_children` of each pool (default 4).
+    pub fn max_children(mut self, n: usize) -> Self {
+        self.max_children = n;
+        self
+    }
+
+    /// `pm.max_requests` of each pool (default: unset, unlimited).
+    pub fn max_requests(mut self, n: u32) -> Self {
+        self.max_requests = Some(n);
+        self
+    }
+
+    /// `pm.status_path` (default `/status`).
+    pub fn status_path(mut self, path: &str) -> Self {
+        self.status_path = path.into();
+        self
+    }
+
+    /// `ping.path` (default `/ping`).
+    pub fn ping_path(mut self, path: &str) -> Self {
+        self.ping_path = path.into();
+        self
+    }
+
+    /// A `php_admin_value[name] = value` for both pools (overrides the defaults).
+    pub fn ini(mut self, name: &str, value: &str) -> Self {
+        self.ini.insert(name.into(), value.into());
+        self
+    }
+
+    /// Any other pool directive, written verbatim as `key = value` in both pools.
+    pub fn pool_config(mut self, key: &str, value: &str) -> Self {
+        self.pool_config.push((key.into(), value.into()));
+        self
+    }
+
+    /// An extra script `name` (may contain `/`) written into the document root
+    /// before start; it replaces an embedded script of the same name.
+    pub fn script(mut self, name: &str, content: impl AsRef<[u8]>) -> Self {
+        self.scripts.push((name.into(), content.as_ref().to_vec()));
+        self
+    }
+
+    /// An environment variable for php-fpm (workers see it: `clear_env = no`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Starts php-fpm and waits until both listeners accept and the master has
+    /// logged `ready to handle connections` (all workers forked).
+    ///
+    /// # Panics
+    /// If php-fpm is not installed, exits early or is not ready within
+    /// [`START_TIMEOUT`]; the message carries its log.
+    pub fn start(self) -> PhpFpm {
+        let binary = find_php_fpm();
+        let mut last_log = String::new();
+        // A free port can be taken by someone else between our probe and
+        // php-fpm's bind: retry with a new port in that case.
+        for _ in 0..5 {
+            match self.try_start(&binary) {
+                Ok(fpm) => return fpm,
+                Err(StartError::AddrInUse(log)) => last_log = log,
+                Err(StartError::Fatal(msg)) => panic!("{msg}"),
+            }
+        }
+        panic!("php-fpm could not bind a free port after 5 attempts; log:\n{last_log}");
+    }
+
+    fn config(&self, dir: &Path, port: u16, sock: &Path) -> String {
+        let mut c = String::new();
+        let _ = writeln!(c, "[global]");
+        let _ = writeln!(c, "pid = {}", dir.join("php-fpm.pid").display());
+        let _ = writeln!(c, "error_log = /proc/self/fd/2");
+        let _ = writeln!(c, "daemonize = no");
+        let _ = writeln!(c, "log_level = notice");
+        for (name, listen) in [
+            ("tcp", format!("127.0.0.1:{port}")),
+            ("unix", sock.display().to_string()),
+        ] {
+            let _ = writeln!(c, "\n[{name}]");
+            let _ = writeln!(c, "listen = {listen}");
+            if name == "unix" {
+                let _ = writeln!(c, "listen.mode = 0666");
+            }
+            let _ = writeln!(c, "pm = static");
+            let _ = writeln!(c, "pm.max_children = {}", self.max_children);
+            if let Some(n) = self.max_requests {
+                let _ = writeln!(c, "pm.max_requests = {n}");
+            }
+            let _ = writeln!(c, "pm.status_path = {}", self.status_path);
+            let _ = writeln!(c, "ping.path = {}", self.ping_path);
+            let _ = writeln!(c, "clear_env = no");
+            let _ = writeln!(c, "catch_workers_output = yes");
+            let _ = writeln!(c, "decorate_workers_output = no");
+            for (k, v) in &self.ini {
+                let _ = writeln!(c, "php_admin_value[{k}] = {v}");
+            }
+            for (k, v) in &self.pool_config {
+                let _ = writeln!(c, "{k} = {v}");
+            }
+        }
+        c
+    }
+
+    fn try_start(&self, binary: &Path) -> Result<PhpFpm, StartError> {
+        let dir = tempfile::Builder::new()
+            .prefix("fcgi-fpm-")
+            .tempdir()
+            .expect("create a temporary directory for php-fpm");
+        let root = dir.path().to_path_buf();
+        let doc_root = root.join("www");
+        fs::create_dir(&doc_root).expect("create the document root");
+        for (name, src) in scripts::ALL {
+            fs::write(doc_root.join(name), src).expect("write an embedded PHP script");
+        }
+        for (name, content) in &self.scripts {
+            write_file(&doc_root, name, content);
+        }
+        let sock = root.join("fpm.sock");
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+            l.local_addr()
+                .expect("local address of a bound listener")
+                .port()
+        };
+        let conf = root.join("php-fpm.conf");
+        fs::write(&conf, self.config(&root, port, &sock)).expect("write php-fpm.conf");
+
+        let mut cmd = Command::new(binary);
+        cmd.arg("-F")
+            .arg("-R")
+            .arg("-O")
+            .arg("-y")
+            .arg(&conf)
+            .arg("-d")
+            .arg("output_buffering=0")
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            StartError::Fatal(format!(
+                "{NOT_FOUND}\n(spawning {} failed: {e})",
+                binary.display()
+            ))
+        })?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            capture(out, Arc::clone(&log));
+        }
+        if let Some(err) = child.stderr.take() {
+            capture(err, Arc::clone(&log));
+        }
+        let tcp_addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let fpm = PhpFpm {
+            child: Mutex::new(Some(child)),
+            dir: Mutex::new(Some(dir)),
+            root,
+            doc_root,
+            sock,
+            tcp_addr,
+            log,
+            binary: binary.to_path_buf(),
+        };
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (mut tcp_ok, mut unix_ok) = (false, false);
+        loop {
+            tcp_ok = tcp_ok || TcpStream::connect(tcp_addr).is_ok();
+            unix_ok = unix_ok || UnixStream::connect(&fpm.sock).is_ok();
+            // The listeners accept as soon as they are bound; the workers are
+            // forked afterwards, and the master then logs this line.
+            if tcp_ok && unix_ok && fpm.server_log().contains(READY_LINE) {
+                return Ok(fpm);
+            }
+            let exited = fpm
+                .lock_child()
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                // Give the log readers a moment to drain the pipes.
+                thread::sleep(Duration::from_millis(50));
+                let log = fpm.server_log();
+                if log.contains("Address already in use") {
+                    return Err(StartError::AddrInUse(log));
+                }
+                return Err(StartError::Fatal(format!(
+                    "php-fpm ({}) exited during startup with {status}; log:\n{log}",
+                    binary.display()
+                )));
+            }
+            if Instant::now() >= deadline {
+                let log = fpm.server_log();
+                return Err(StartError::Fatal(format!(
+                    "php-fpm ({}) not ready within {:?} (tcp {tcp_ok}, unix {unix_ok}, waiting for {READY_LINE:?}); log:\n{log}",
+                    binary.display(),
+                    START_TIMEOUT
+                )));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+enum StartError {
+    AddrInUse(String),
+    Fatal(String),
+}
+
+fn write_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    let path = dir.join(name.trim_start_matches('/'));
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("create the script's directory");
+    }
+    fs::write(&path, content).expect("write a PHP script into the document root");
+    path
+}
+
+fn capture<R: Read + Send + 'static>(mut r: R, log: Arc<Mutex<Vec<u8>>>) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+}
+
+/// A running private php-fpm (see the [module docs](self)). Stopped on drop.
+#[derive(Debug)]
+pub struct PhpFpm {
+    child: Mutex<Option<Child>>,
+    dir: Mutex<Option<TempDir>>,
+    root: PathBuf,
+    doc_root: PathBuf,
+    sock: PathBuf,
+    tcp_addr: SocketAddr,
+    log: Arc<Mutex<Vec<u8>>>,
+    binary: PathBuf,
+}
+
+impl PhpFpm {
+    /// Starts a php-fpm with the default settings.
+    ///
+    /// # Panics
+    /// See [`PhpFpmBuilder::start`].
+    pub fn start() -> PhpFpm {
+        PhpFpmBuilder::default().start()
+    }
+
+    /// A builder to configure the fixture before starting it.
+    pub fn builder() -> PhpFpmBuilder {
+        PhpFpmBuilder::default()
+    }
+
+    fn lock_child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The TCP pool's address, `127.0.0.1:PORT`.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// The TCP pool's address as `"127.0.0.1:PORT"`.
+    pub fn tcp_address(&self) -> String {
+        self.tcp_addr.to_string()
+    }
+
+    /// The Unix pool's socket path.
+    pub fn unix_path(&self) -> &Path {
+        &self.sock
+    }
+
+    /// The Unix pool's address as `"unix:/path/to/fpm.sock"`.
+    pub fn unix_address(&self) -> String {
+        format!("unix:{}", self.sock.display())
+    }
+
+    /// Both addresses, `[tcp_address(), unix_address()]`.
+    pub fn addresses(&self) -> [String; 2] {
+        [self.tcp_address(), self.unix_address()]
+    }
+
+    /// The document root holding the scripts.
+    pub fn doc_root(&self) -> &Path {
+        &self.doc_root
+    }
+
+    /// The fixture's temporary directory (config, pid file, socket, doc root).
+    /// Handy for files that scripts write, such as `tick.php?file=`.
+    pub fn temp_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// Absolute path of script `name` in the document root (for `SCRIPT_FILENAME`).
+    pub fn script(&self, name: &str) -> PathBuf {
+        self.doc_root.join(name.trim_start_matches('/'))
+    }
+
+    /// Writes (or replaces) a script while the server runs; returns its path.
+    /// opcache is off by default, so the next request sees the new content.
+    pub fn write_script(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        write_file(&self.doc_root, name, content.as_ref())
+    }
+
+    /// [`raw::php_params`](crate::raw::php_params) for script `name` of this
+    /// fixture: the usual CGI params to run it.
+    pub fn params(
+        &self,
+        name: &str,
+        method: &str,
+        query: &str,
+        body_len: usize,
+    ) -> Vec<(String, String)> {
+        let path = self.script(name);
+        crate::raw::php_params(&path.to_string_lossy(), method, query, body_len)
+    }
+
+    /// The php-fpm binary used.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// Process id of the master (0 once stopped).
+    pub fn master_pid(&self) -> u32 {
+        self.lock_child().as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Process ids of the master's children (the workers of both pools),
+    /// read from `/proc/*/stat`, sorted.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        match self.master_pid() {
+            0 => Vec::new(),
+            pid => children_of(pid),
+        }
+    }
+
+    /// Whether the master is still running.
+    pub fn is_running(&self) -> bool {
+        self.lock_child()
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Everything php-fpm wrote to its log (stderr/stdout) so far.
+    pub fn server_log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// Waits until the log contains `needle`; `false` after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.server_log().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops php-fpm: SIGTERM, up to [`STOP_TIMEOUT`] to exit, then SIGKILL
+    /// (of the master and any leftover worker); removes the temporary
+    /// directory. Idempotent; also done on drop.
+    pub fn stop(&self) {
+        let child = self.lock_child().take();
+        if let Some(mut child) = child {
+            let pid = child.id();
+            let workers = children_of(pid);
+            if let Ok(raw) = i32::try_from(pid) {
+                let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+            }
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            let mut exited = false;
+            while Instant::now() < deadline {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    exited = true;
+                    break;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            if !exited {
+                let _ = child.kill();
+                let _ = child.wait();
+                for w in workers {
+                    if let Ok(raw) = i32::try_from(w) {
+                        let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+                    }
+                }
+            }
+        }
+        let dir = self.dir.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(dir);
+    }
+}
+
+impl Drop for PhpFpm {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "---- php-fpm log ({} / {}) ----\n{}---- end of php-fpm log ----",
+                self.tcp_address(),
+                self.unix_address(),
+                self.server_log()
+            );
+        }
+        self.stop();
+    }
+}
+
+/// Pids whose parent is `parent`, from `/proc/*/stat`, sorted.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = read_small(&entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may contain spaces and parens.
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let ppid = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    pids
+}
+
+fn read_small(path: &Path) -> io::Result<String> {
+    fs::read_to_string(path)
+}
