@@ -1,0 +1,879 @@
+//! The blocking client: one thread per request, no runtime.
+//!
+//! A request is written while its response is read: small requests go out in
+//! one write, larger bodies are written by a helper thread, so a script that
+//! prints megabytes before reading its input never deadlocks the client.
+
+mod conn;
+
+use std::convert::Infallible;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fcgi_proto::decode::{Decoder, Event};
+use fcgi_proto::encode::{encode_get_values, encode_stream, stream_record_header};
+use fcgi_proto::head::Headers;
+use fcgi_proto::record::{RecordType, Role, STREAM_CHUNK_LEN};
+
+use crate::address::Address;
+use crate::config::Config;
+use crate::error::{Error, TimeoutPhase};
+use crate::exchange::{encode_request_start, ResponseMachine, Step, SINGLE_REQUEST_ID};
+use crate::request::{Body, Request};
+use crate::response::Response;
+use conn::{connect, Stream, READ_BUFFER_LEN};
+
+impl From<Infallible> for Error {
+    fn from(never: Infallible) -> Error {
+        match never {}
+    }
+}
+
+/// A blocking FastCGI client for one server. Cheap to clone; clones share
+/// kept connections. `Send + Sync`.
+///
+/// ```no_run
+/// use fcgi::{Client, Request};
+/// let client = Client::new("127.0.0.1:9000")?;
+/// let response = client.execute(Request::get("/var/www/html/index.php"))?;
+/// println!("{} {}", response.status, response.body_text());
+/// # Ok::<(), fcgi::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    address: Address,
+    address_text: String,
+    config: Config,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// A connection and its read buffer, kept together between requests.
+#[derive(Debug)]
+struct Conn {
+    stream: Stream,
+    buf: Box<[u8]>,
+    armed_read_timeout: Option<Duration>,
+}
+
+impl Client {
+    /// A client for `address` with default settings. Connects lazily.
+    pub fn new<A>(address: A) -> Result<Client, Error>
+    where
+        A: TryInto<Address>,
+        Error: From<A::Error>,
+    {
+        Client::with_config(address, Config::default())
+    }
+
+    /// A client for `address` with the given settings.
+    pub fn with_config<A>(address: A, config: Config) -> Result<Client, Error>
+    where
+        A: TryInto<Address>,
+        Error: From<A::Error>,
+    {
+        let address = address.try_into()?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                address_text: address.to_string(),
+                address,
+                config,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &Address {
+        &self.inner.address
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Sends `request` and collects the whole response in memory (the body up
+    /// to [`crate::Limits::max_body_bytes`]).
+    pub fn execute(&self, request: Request) -> Result<Response, Error> {
+        let mut stream = self.stream(request)?;
+        let max = self.inner.config.limits.max_body_bytes;
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next_chunk()? {
+            if let Chunk::Body(bytes) = chunk {
+                if body.len() + bytes.len() > max {
+                    return Err(Error::LimitExceeded {
+                        limit: crate::error::Limit::BodyBytes,
+                        max,
+                    });
+                }
+                body.extend_from_slice(bytes);
+            }
+        }
+        let (status, reason, headers) =
+            (stream.status, stream.reason.clone(), stream.headers.clone());
+        let end = stream.finish()?;
+        Ok(Response {
+            status,
+            reason,
+            headers,
+            body,
+            stderr: end.stderr,
+            stderr_dropped: end.stderr_dropped,
+            app_status: end.app_status,
+        })
+    }
+
+    /// Sends `request` and returns once the response head has arrived; the
+    /// body is then read from the returned stream with constant memory.
+    pub fn stream(&self, mut request: Request) -> Result<ResponseStream, Error> {
+        request.settle_content_length()?;
+        let config = &self.inner.config;
+        let mut preamble = Vec::new();
+        let inline = encode_request_start(
+            SINGLE_REQUEST_ID,
+            &request,
+            config,
+            config.keep_alive,
+            &mut preamble,
+        )?;
+        let timer = Timer::new(config.timeouts.deadline, config.timeouts.idle);
+        let replayable = request.body.is_replayable() && request.data.is_replayable();
+        let mut bodies = Some((request.body, request.data, request.role));
+        loop {
+            let (conn, reused) = self.checkout(&timer, !replayable)?;
+            let (body, data, role) = match &bodies {
+                Some((Body::Bytes(b), d, role)) if replayable => {
+                    (Body::Bytes(b.clone()), clone_replayable(d), *role)
+                }
+                Some((Body::Empty, d, role)) if replayable => {
+                    (Body::Empty, clone_replayable(d), *role)
+                }
+                _ => bodies
+                    .take()
+                    .ok_or_else(|| Error::InvalidRequest("request body already consumed".into()))?,
+            };
+            let outcome = ResponseStream::open(
+                self.clone(),
+                conn,
+                timer.clone(),
+                &preamble,
+                inline,
+                body,
+                data,
+                role,
+            );
+            match outcome {
+                Ok(stream) => return Ok(stream),
+                Err(Failure { error, retryable }) => {
+                    if reused && retryable && replayable {
+                        // A kept connection the server had closed: one more
+                        // try on a fresh one (the checkout skips idle ones).
+                        self.discard_idle();
+                        continue;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Asks the server for management values (FCGI_GET_VALUES), e.g.
+    /// [`fcgi_proto::record::MPXS_CONNS`]. Returns the pairs it answered, in
+    /// its order; names it left out are simply absent.
+    pub fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
+        let config = &self.inner.config;
+        let timer = Timer::new(config.timeouts.deadline, config.timeouts.idle);
+        let address = &self.inner.address_text;
+        let mut conn = self.connect(&timer)?;
+        let mut out = Vec::new();
+        encode_get_values(names.iter().copied(), &mut out);
+        conn.stream
+            .write_all(&out)
+            .map_err(|e| self.io_error(e, &timer, 0))?;
+        let mut decoder = Decoder::multiplexed();
+        loop {
+            let n = conn.read(&timer, &self.inner.address_text)?;
+            if n == 0 {
+                return Err(Error::ConnectionClosed {
+                    address: address.clone(),
+                    received: decoder.position(),
+                });
+            }
+            let mut input = &conn.buf[..n];
+            while !input.is_empty() {
+                let (used, event) = decoder
+                    .decode(input)
+                    .map_err(|e| Error::from_decode(address, e))?;
+                input = &input[used..];
+                match event {
+                    Some(Event::Values(pairs)) => {
+                        return Ok(pairs
+                            .into_iter()
+                            .map(|(n, v)| {
+                                (
+                                    String::from_utf8_lossy(&n).into_owned(),
+                                    String::from_utf8_lossy(&v).into_owned(),
+                                )
+                            })
+                            .collect())
+                    }
+                    Some(Event::UnknownType(t)) => {
+                        return Err(Error::protocol(
+                            address,
+                            format!("server does not understand management record type {t}"),
+                        ))
+                    }
+                    Some(_) => {
+                        return Err(Error::protocol(
+                            address,
+                            "response record on a management request",
+                        ))
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    fn checkout(&self, timer: &Timer, check_stale: bool) -> Result<(Conn, bool), Error> {
+        if self.inner.config.keep_alive {
+            while let Some(conn) = self.lock_idle().pop() {
+                if check_stale && conn.stream.is_stale() {
+                    continue;
+                }
+                return Ok((conn, true));
+            }
+        }
+        Ok((self.connect(timer)?, false))
+    }
+
+    fn connect(&self, timer: &Timer) -> Result<Conn, Error> {
+        let timeouts = &self.inner.config.timeouts;
+        let limit = timeouts.connect.min(timer.remaining());
+        if limit.is_zero() {
+            return Err(timer.expired_error(&self.inner.address_text, TimeoutPhase::Deadline));
+        }
+        let stream = connect(&self.inner.address, limit, timeouts.idle)?;
+        Ok(Conn {
+            stream,
+            buf: vec![0; READ_BUFFER_LEN].into_boxed_slice(),
+            armed_read_timeout: None,
+        })
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        // A panic while holding the lock leaves only a list of sockets behind.
+        self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn discard_idle(&self) {
+        self.lock_idle().clear();
+    }
+
+    fn checkin(&self, conn: Conn) {
+        let mut idle = self.lock_idle();
+        if idle.len() < self.inner.config.max_idle_connections {
+            idle.push(conn);
+        }
+    }
+
+    fn io_error(&self, source: io::Error, timer: &Timer, received: u64) -> Error {
+        let address = self.inner.address_text.clone();
+        match source.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                timer.expired_error(&address, TimeoutPhase::Idle)
+            }
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => Error::ConnectionClosed { address, received },
+            _ => Error::Io { address, source },
+        }
+    }
+}
+
+fn clone_replayable(body: &Body) -> Body {
+    match body {
+        Body::Bytes(b) => Body::Bytes(b.clone()),
+        _ => Body::Empty,
+    }
+}
+
+/// Deadline and idle bookkeeping shared by the reading thread and the body
+/// writer: any byte moved in either direction resets the idle clock.
+#[derive(Debug, Clone)]
+struct Timer {
+    start: Instant,
+    deadline: Duration,
+    idle: Duration,
+    /// Microseconds since `start` of the last byte moved.
+    last_progress: Arc<AtomicU64>,
+}
+
+impl Timer {
+    fn new(deadline: Duration, idle: Duration) -> Timer {
+        Timer {
+            start: Instant::now(),
+            deadline,
+            idle,
+            last_progress: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.start.elapsed().as_micros() as u64;
+        self.last_progress.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_sub(self.start.elapsed())
+    }
+
+    fn idle_remaining(&self) -> Duration {
+        let last = Duration::from_micros(self.last_progress.load(Ordering::Relaxed));
+        (last + self.idle).saturating_sub(self.start.elapsed())
+    }
+
+    /// The time a blocking read may wait, or the limit that has passed.
+    fn wait_limit(&self) -> Result<Duration, TimeoutPhase> {
+        let deadline = self.remaining();
+        if deadline.is_zero() {
+            return Err(TimeoutPhase::Deadline);
+        }
+        let idle = self.idle_remaining();
+        if idle.is_zero() {
+            return Err(TimeoutPhase::Idle);
+        }
+        Ok(deadline.min(idle))
+    }
+
+    fn expired_error(&self, address: &str, phase: TimeoutPhase) -> Error {
+        Error::Timeout {
+            phase,
+            after: if phase == TimeoutPhase::Idle {
+                self.idle
+            } else {
+                self.deadline
+            },
+            address: address.to_string(),
+        }
+    }
+}
+
+impl Conn {
+    /// Reads into the buffer within the time limits; 0 means end of stream.
+    fn read(&mut self, timer: &Timer, address: &str) -> Result<usize, Error> {
+        loop {
+            let wait = timer
+                .wait_limit()
+                .map_err(|phase| timer.expired_error(address, phase))?;
+            // Re-arm only when the limit shrinks noticeably: a read that wakes
+            // early simply loops, one that would overrun cannot happen.
+            let rearm = match self.armed_read_timeout {
+                None => true,
+                Some(armed) => wait + Duration::from_millis(2) < armed,
+            };
+            if rearm {
+                let wait = wait.max(Duration::from_millis(1));
+                self.stream
+                    .set_read_timeout(Some(wait))
+                    .map_err(|source| Error::Io {
+                        address: address.to_string(),
+                        source,
+                    })?;
+                self.armed_read_timeout = Some(wait);
+            }
+            match self.stream.read(&mut self.buf) {
+                Ok(n) => {
+                    timer.touch();
+                    return Ok(n);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    // Loop: wait_limit tells whether a limit really passed
+                    // (the writer may have made progress meanwhile).
+                    if self
+                        .armed_read_timeout
+                        .is_some_and(|a| a < Duration::from_millis(1))
+                    {
+                        self.armed_read_timeout = None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    return Ok(0)
+                }
+                Err(source) => {
+                    return Err(Error::Io {
+                        address: address.to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Why opening an exchange failed, and whether a retry is safe.
+struct Failure {
+    error: Error,
+    /// Nothing of the response arrived and the connection looked closed.
+    retryable: bool,
+}
+
+/// One chunk of a streamed response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    /// Body bytes (STDOUT after the head).
+    Body(&'a [u8]),
+    /// STDERR bytes.
+    Stderr(&'a [u8]),
+}
+
+/// What remains known after a streamed response ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trailer {
+    /// STDERR up to the limit.
+    pub stderr: Vec<u8>,
+    /// STDERR bytes dropped over the limit.
+    pub stderr_dropped: u64,
+    /// END_REQUEST's application status.
+    pub app_status: u32,
+}
+
+/// Writes the request body (and DATA) on its own thread.
+struct BodyWriter {
+    handle: JoinHandle<Result<(), Error>>,
+}
+
+/// A response whose head has arrived; the body is read on demand, through
+/// [`Read`] or [`ResponseStream::next_chunk`]. Dropping it before the end
+/// closes the connection, which stops a php-fpm script at its next output.
+pub struct ResponseStream {
+    client: Client,
+    conn: Option<Conn>,
+    machine: ResponseMachine,
+    timer: Timer,
+    /// Decoded input at `pos..filled` of the connection buffer.
+    pos: usize,
+    filled: usize,
+    /// Body bytes in the buffer not yet handed out.
+    pending: std::ops::Range<usize>,
+    writer: Option<BodyWriter>,
+    status: u16,
+    reason: String,
+    headers: Headers,
+    app_status: Option<u32>,
+}
+
+impl std::fmt::Debug for ResponseStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseStream")
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of one decoding step of [`ResponseStream::advance`].
+enum Out {
+    Body(std::ops::Range<usize>),
+    Stderr(std::ops::Range<usize>),
+    End,
+}
+
+impl ResponseStream {
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        client: Client,
+        mut conn: Conn,
+        timer: Timer,
+        preamble: &[u8],
+        inline: bool,
+        body: Body,
+        data: Body,
+        role: Role,
+    ) -> Result<ResponseStream, Failure> {
+        let address = client.inner.address_text.clone();
+        let limits = client.inner.config.limits;
+        if let Err(e) = conn.stream.write_all(preamble) {
+            let retryable = matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::NotConnected
+            );
+            return Err(Failure {
+                error: client.io_error(e, &timer, 0),
+                retryable,
+            });
+        }
+        timer.touch();
+        let writer = if inline {
+            None
+        } else {
+            let stream = conn.stream.try_clone().map_err(|source| Failure {
+                error: Error::Io {
+                    address: address.clone(),
+                    source,
+                },
+                retryable: false,
+            })?;
+            let timer = timer.clone();
+            let uses_data = role == Role::Filter;
+            let handle = std::thread::Builder::new()
+                .name("fcgi-body-writer".into())
+                .spawn(move || write_body(stream, &timer, body, uses_data.then_some(data)))
+                .map_err(|source| Failure {
+                    error: Error::Io {
+                        address: address.clone(),
+                        source,
+                    },
+                    retryable: false,
+                })?;
+            Some(BodyWriter { handle })
+        };
+        let mut stream = ResponseStream {
+            machine: ResponseMachine::new(SINGLE_REQUEST_ID, limits, address),
+            client,
+            conn: Some(conn),
+            timer,
+            pos: 0,
+            filled: 0,
+            pending: 0..0,
+            writer,
+            status: 0,
+            reason: String::new(),
+            headers: Headers::new(),
+            app_status: None,
+        };
+        // Read until the head is complete; STDERR before it is kept.
+        loop {
+            match stream.advance() {
+                Ok(Out::Stderr(_)) => {}
+                Ok(Out::Body(range)) => {
+                    stream.pending = range;
+                    break;
+                }
+                Ok(Out::End) => break,
+                Err(error) => {
+                    let retryable = stream.machine.received() == 0
+                        && matches!(error, Error::ConnectionClosed { .. });
+                    let error = stream.abort(error);
+                    return Err(Failure { error, retryable });
+                }
+            }
+            if stream.status != 0 {
+                break;
+            }
+        }
+        Ok(stream)
+    }
+
+    /// HTTP status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Reason phrase.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// Response headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// STDERR received so far (up to the limit).
+    pub fn stderr(&self) -> &[u8] {
+        &self.machine.stderr
+    }
+
+    /// The next body or STDERR chunk as it arrives; `None` after END_REQUEST.
+    /// STDERR that arrived before the head is only in [`ResponseStream::stderr`].
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>, Error> {
+        if !self.pending.is_empty() {
+            let range = std::mem::replace(&mut self.pending, 0..0);
+            return Ok(Some(Chunk::Body(&self.buf()[range])));
+        }
+        match self.advance() {
+            Ok(Out::Body(range)) => Ok(Some(Chunk::Body(&self.buf()[range]))),
+            Ok(Out::Stderr(range)) => Ok(Some(Chunk::Stderr(&self.buf()[range]))),
+            Ok(Out::End) => Ok(None),
+            Err(e) => Err(self.abort(e)),
+        }
+    }
+
+    /// Reads the rest of the response (discarding body bytes) and returns
+    /// what END_REQUEST and STDERR said.
+    pub fn finish(mut self) -> Result<Trailer, Error> {
+        while self.next_chunk()?.is_some() {}
+        Ok(Trailer {
+            stderr: std::mem::take(&mut self.machine.stderr),
+            stderr_dropped: self.machine.stderr_dropped,
+            app_status: self.app_status.unwrap_or(0),
+        })
+    }
+
+    fn buf(&self) -> &[u8] {
+        match &self.conn {
+            Some(conn) => &conn.buf,
+            None => &[],
+        }
+    }
+
+    /// Decodes until body, STDERR or the end; reads from the socket as needed.
+    fn advance(&mut self) -> Result<Out, Error> {
+        loop {
+            if self.app_status.is_some() {
+                return Ok(Out::End);
+            }
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or_else(|| self.machine.closed_error())?;
+            if self.pos == self.filled {
+                let n = conn.read(&self.timer, &self.client.inner.address_text)?;
+                if n == 0 {
+                    return Err(self
+                        .writer_error()
+                        .unwrap_or_else(|| self.machine.closed_error()));
+                }
+                self.pos = 0;
+                self.filled = n;
+            }
+            let base = self.pos;
+            let (used, step) = self.machine.feed(&conn.buf[base..self.filled])?;
+            self.pos += used;
+            let shift = |r: std::ops::Range<usize>| base + r.start..base + r.end;
+            match step {
+                Step::Nothing => {}
+                Step::Head(range) => {
+                    if let Some(head) = self.machine.take_head() {
+                        self.status = head.status;
+                        self.reason = head.reason;
+                        self.headers = head.headers;
+                    }
+                    return Ok(Out::Body(shift(range)));
+                }
+                Step::Body(range) => return Ok(Out::Body(shift(range))),
+                Step::Stderr(range) => return Ok(Out::Stderr(shift(range))),
+                Step::End(end) => {
+                    self.app_status = Some(end.app_status);
+                    self.complete();
+                    return Ok(Out::End);
+                }
+            }
+        }
+    }
+
+    /// After END_REQUEST: keep the connection when it is clean, else close it.
+    fn complete(&mut self) {
+        let writer_done = match self.writer.take() {
+            None => true,
+            Some(w) if w.handle.is_finished() => matches!(w.handle.join(), Ok(Ok(()))),
+            Some(w) => {
+                // The server answered without reading all of the body.
+                if let Some(conn) = &self.conn {
+                    conn.stream.shutdown();
+                }
+                let _ = w.handle.join();
+                false
+            }
+        };
+        let clean = writer_done && self.pos == self.filled && self.client.inner.config.keep_alive;
+        if let Some(conn) = self.conn.take() {
+            if clean {
+                self.client.checkin(conn);
+            }
+        }
+    }
+
+    /// Stops the exchange after an error: closes the connection, waits for
+    /// the writer, and prefers the writer's error when it caused the failure.
+    fn abort(&mut self, error: Error) -> Error {
+        if let Some(conn) = self.conn.take() {
+            conn.stream.shutdown();
+        }
+        match self.writer_error() {
+            Some(writer_error @ Error::Body(_)) => writer_error,
+            Some(writer_error @ Error::InvalidRequest(_)) => writer_error,
+            _ => error,
+        }
+    }
+
+    fn writer_error(&mut self) -> Option<Error> {
+        let writer = self.writer.take()?;
+        if !writer.handle.is_finished() {
+            if let Some(conn) = &self.conn {
+                conn.stream.shutdown();
+            }
+        }
+        match writer.handle.join() {
+            Ok(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for ResponseStream {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.stream.shutdown();
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.handle.join();
+        }
+    }
+}
+
+impl Read for ResponseStream {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(out.len());
+                let start = self.pending.start;
+                out[..n].copy_from_slice(&self.buf()[start..start + n]);
+                self.pending.start += n;
+                return Ok(n);
+            }
+            match self.advance() {
+                Ok(Out::Body(range)) => self.pending = range,
+                Ok(Out::Stderr(_)) => {}
+                Ok(Out::End) => return Ok(0),
+                Err(e) => {
+                    let e = self.abort(e);
+                    return Err(io::Error::other(e));
+                }
+            }
+        }
+    }
+}
+
+/// Writes the body as STDIN records (and DATA for the Filter role), each
+/// terminated by its empty record. Runs on the writer thread.
+fn write_body(
+    mut stream: Stream,
+    timer: &Timer,
+    body: Body,
+    data: Option<Body>,
+) -> Result<(), Error> {
+    let result =
+        write_stream(&mut stream, timer, RecordType::Stdin, body).and_then(|()| match data {
+            Some(data) => write_stream(&mut stream, timer, RecordType::Data, data),
+            None => Ok(()),
+        });
+    if result.is_err() {
+        // Make the reading side fail fast instead of waiting for a body
+        // that will never come.
+        stream.shutdown();
+    }
+    result
+}
+
+fn write_stream(
+    stream: &mut Stream,
+    timer: &Timer,
+    record_type: RecordType,
+    body: Body,
+) -> Result<(), Error> {
+    let id = SINGLE_REQUEST_ID;
+    let io_err = |source: io::Error| Error::Io {
+        address: String::from("server"),
+        source,
+    };
+    match body {
+        Body::Empty => {}
+        Body::Bytes(bytes) => {
+            for chunk in bytes.chunks(STREAM_CHUNK_LEN) {
+                let header = stream_record_header(record_type, id, chunk.len());
+                write_all_vectored(stream, &header, chunk).map_err(io_err)?;
+                timer.touch();
+            }
+        }
+        Body::Reader { mut reader, len } => {
+            let header_len = fcgi_proto::record::HEADER_LEN;
+            let mut buf = vec![0u8; header_len + STREAM_CHUNK_LEN];
+            let mut sent: u64 = 0;
+            loop {
+                let want = match len {
+                    Some(len) => (len - sent).min(STREAM_CHUNK_LEN as u64) as usize,
+                    None => STREAM_CHUNK_LEN,
+                };
+                if want == 0 {
+                    break;
+                }
+                let n = match reader.read(&mut buf[header_len..header_len + want]) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::Body(e)),
+                };
+                if n == 0 {
+                    if let Some(len) = len {
+                        return Err(Error::InvalidRequest(format!(
+                            "request body ended after {sent} bytes but its length was given as {len}"
+                        )));
+                    }
+                    break;
+                }
+                buf[..header_len].copy_from_slice(&stream_record_header(record_type, id, n));
+                stream.write_all(&buf[..header_len + n]).map_err(io_err)?;
+                timer.touch();
+                sent += n as u64;
+            }
+        }
+    }
+    let mut end = Vec::with_capacity(8);
+    encode_stream(record_type, id, &[], true, &mut end);
+    stream.write_all(&end).map_err(io_err)?;
+    timer.touch();
+    Ok(())
+}
+
+fn write_all_vectored(stream: &mut Stream, header: &[u8], data: &[u8]) -> io::Result<()> {
+    let total = header.len() + data.len();
+    let mut written = 0;
+    while written < total {
+        let n = if written < header.len() {
+            stream.write_vectored(&[io::IoSlice::new(&header[written..]), io::IoSlice::new(data)])
+        } else {
+            stream.write(&data[written - header.len()..])
+        };
+        match n {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_is_send_sync_and_clone() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<super::Client>();
+    }
+}

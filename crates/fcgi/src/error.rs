@@ -1,0 +1,206 @@
+//! The one error type of the client, with variants a caller can act on.
+
+use std::io;
+use std::time::Duration;
+
+use fcgi_proto::decode::DecodeError;
+use fcgi_proto::encode::EncodeError;
+use fcgi_proto::head::HeadError;
+use fcgi_proto::record::ProtocolStatus;
+
+pub use crate::address::AddressError;
+
+/// Which time limit fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimeoutPhase {
+    /// Establishing the connection.
+    Connect,
+    /// No byte moved in either direction for the idle timeout.
+    Idle,
+    /// The overall deadline of the request passed.
+    Deadline,
+    /// Waiting for a free connection in a pool.
+    PoolWait,
+}
+
+impl std::fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeoutPhase::Connect => "connecting",
+            TimeoutPhase::Idle => "waiting for the server (idle timeout)",
+            TimeoutPhase::Deadline => "the request (overall deadline)",
+            TimeoutPhase::PoolWait => "waiting for a free pooled connection",
+        })
+    }
+}
+
+/// A limit that a request or response exceeded; each is a setting in
+/// [`crate::Limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// [`crate::Limits::max_head_bytes`]: the CGI response head.
+    HeadBytes,
+    /// [`crate::Limits::max_body_bytes`]: the response body kept in memory.
+    BodyBytes,
+    /// [`crate::Limits::max_params`]: name-value pairs in one request.
+    Params,
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::HeadBytes => "max_head_bytes (response head size)",
+            Limit::BodyBytes => {
+                "max_body_bytes (response body kept in memory; stream large responses instead)"
+            }
+            Limit::Params => "max_params (name-value pairs per request)",
+        })
+    }
+}
+
+/// Everything that can go wrong with a FastCGI request. Each message is one
+/// line that says what happened and what to check.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The address text could not be parsed.
+    #[error(transparent)]
+    InvalidAddress(#[from] AddressError),
+
+    /// The request cannot be sent as given (nothing was sent).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    /// The connection could not be established.
+    #[error("cannot connect to {address}: {source}{}", connect_hint(source))]
+    Connect {
+        /// The address tried.
+        address: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A time limit fired.
+    #[error("timed out {phase} after {:.3}s at {address}", after.as_secs_f64())]
+    Timeout {
+        /// Which limit.
+        phase: TimeoutPhase,
+        /// The limit's value.
+        after: Duration,
+        /// The server's address.
+        address: String,
+    },
+
+    /// The server closed the connection before END_REQUEST.
+    #[error("{address} closed the connection before the end of the response ({received} bytes of response received){}", if *received == 0 { "; is this a FastCGI server, and is its worker alive?" } else { "" })]
+    ConnectionClosed {
+        /// The server's address.
+        address: String,
+        /// Response bytes (records included) received before the close.
+        received: u64,
+    },
+
+    /// The server broke the FastCGI protocol.
+    #[error("protocol error from {address}: {detail}")]
+    Protocol {
+        /// The server's address.
+        address: String,
+        /// What arrived.
+        detail: String,
+    },
+
+    /// The server ended the request with a protocol status other than
+    /// FCGI_REQUEST_COMPLETE.
+    #[error("{address} rejected the request: {status}{}", rejection_hint(*status))]
+    Rejected {
+        /// The server's address.
+        address: String,
+        /// The status, with its raw value.
+        status: ProtocolStatus,
+    },
+
+    /// A configured limit was exceeded.
+    #[error("limit exceeded: {limit} is {max}")]
+    LimitExceeded {
+        /// Which limit.
+        limit: Limit,
+        /// Its value.
+        max: usize,
+    },
+
+    /// Reading the caller's request body failed.
+    #[error("reading the request body failed: {0}")]
+    Body(#[source] io::Error),
+
+    /// Another I/O error on the connection.
+    #[error("I/O error with {address}: {source}")]
+    Io {
+        /// The server's address.
+        address: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn connect_hint(err: &io::Error) -> &'static str {
+    match err.kind() {
+        io::ErrorKind::NotFound => " (no such socket: check the path and that php-fpm is running)",
+        io::ErrorKind::PermissionDenied => {
+            " (permission denied: check the socket's owner and mode, e.g. listen.owner/listen.mode)"
+        }
+        io::ErrorKind::ConnectionRefused => " (nothing listens there: is the server running?)",
+        _ => "",
+    }
+}
+
+fn rejection_hint(status: ProtocolStatus) -> &'static str {
+    match status {
+        ProtocolStatus::CantMpxConn => {
+            " (the server does not multiplex: one request per connection)"
+        }
+        ProtocolStatus::Overloaded => {
+            " (the server is out of resources: retry later or add workers)"
+        }
+        ProtocolStatus::UnknownRole => " (the server does not support this role)",
+        _ => "",
+    }
+}
+
+impl Error {
+    /// The time-limit phase, when this is a timeout.
+    pub fn timeout_phase(&self) -> Option<TimeoutPhase> {
+        match self {
+            Error::Timeout { phase, .. } => Some(*phase),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn protocol(address: &str, detail: impl ToString) -> Error {
+        Error::Protocol {
+            address: address.to_string(),
+            detail: detail.to_string(),
+        }
+    }
+
+    pub(crate) fn from_decode(address: &str, err: DecodeError) -> Error {
+        Error::protocol(address, err)
+    }
+
+    pub(crate) fn from_head(address: &str, err: HeadError, max_head: usize) -> Error {
+        match err {
+            HeadError::TooLarge { .. } => Error::LimitExceeded {
+                limit: Limit::HeadBytes,
+                max: max_head,
+            },
+            other => Error::protocol(address, other),
+        }
+    }
+}
+
+impl From<EncodeError> for Error {
+    fn from(err: EncodeError) -> Error {
+        Error::InvalidRequest(err.to_string())
+    }
+}

@@ -1,0 +1,190 @@
+//! The sans-IO half of one request/response exchange, shared by the blocking
+//! and async transports: encoding the request's first bytes, and turning
+//! decoder events into head, body and stderr with the limits applied.
+
+use std::ops::Range;
+
+use fcgi_proto::decode::{Decoder, EndRequest, Event};
+use fcgi_proto::encode::{encode_begin_request, encode_params, encode_stream, ParamsOptions};
+use fcgi_proto::head::{Head, HeadParser};
+use fcgi_proto::record::RecordType;
+
+use crate::config::{Config, Limits};
+use crate::error::{Error, Limit};
+use crate::request::{Body, Request};
+
+/// Requests whose encoded form is at most this many bytes, body included, go
+/// out in one write with no writer thread or task: a socket buffer holds them
+/// whole, so the write cannot wait on the server.
+pub(crate) const INLINE_REQUEST_MAX: usize = 64 * 1024;
+
+/// The request id used on connections that carry one request at a time.
+pub(crate) const SINGLE_REQUEST_ID: u16 = 1;
+
+/// Encodes BEGIN_REQUEST and PARAMS into `out`, and the whole body with its
+/// terminator when the body is in memory and the request stays within
+/// [`INLINE_REQUEST_MAX`]. Returns true when the body was included (nothing
+/// more to write) — the DATA stream too, when the role uses it.
+pub(crate) fn encode_request_start(
+    request_id: u16,
+    request: &Request,
+    config: &Config,
+    keep_conn: bool,
+    out: &mut Vec<u8>,
+) -> Result<bool, Error> {
+    if request.params.len() > config.limits.max_params {
+        return Err(Error::LimitExceeded {
+            limit: Limit::Params,
+            max: config.limits.max_params,
+        });
+    }
+    encode_begin_request(request_id, request.role, keep_conn, out);
+    let options = ParamsOptions {
+        split_oversized: config.split_oversized_params,
+        ..ParamsOptions::default()
+    };
+    encode_params(request_id, request.params.iter(), &options, out)?;
+    let uses_data = request.role == fcgi_proto::record::Role::Filter;
+    let body = in_memory(&request.body);
+    let data = if uses_data {
+        in_memory(&request.data)
+    } else {
+        Some(&[][..])
+    };
+    if let (Some(body), Some(data)) = (body, data) {
+        if out.len() + body.len() + data.len() <= INLINE_REQUEST_MAX {
+            encode_stream(RecordType::Stdin, request_id, body, true, out);
+            if uses_data {
+                encode_stream(RecordType::Data, request_id, data, true, out);
+            }
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The bytes of a body held in memory, or `None` for a reader.
+fn in_memory(body: &Body) -> Option<&[u8]> {
+    match body {
+        Body::Empty => Some(&[]),
+        Body::Bytes(b) => Some(b),
+        Body::Reader { .. } => None,
+    }
+}
+
+/// What one call to [`ResponseMachine::feed`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The input was used up without a visible result.
+    Nothing,
+    /// The head is complete ([`ResponseMachine::take_head`]); the range of the
+    /// input that follows it in the same record is body (maybe empty).
+    Head(Range<usize>),
+    /// Body bytes at this range of the input.
+    Body(Range<usize>),
+    /// STDERR bytes at this range of the input (already kept, up to the limit).
+    Stderr(Range<usize>),
+    /// END_REQUEST with FCGI_REQUEST_COMPLETE arrived.
+    End(EndRequest),
+}
+
+/// Response state of one exchange: decoder, head parser, kept STDERR.
+pub(crate) struct ResponseMachine {
+    decoder: Decoder,
+    head_parser: Option<HeadParser>,
+    head: Option<Head>,
+    limits: Limits,
+    pub(crate) stderr: Vec<u8>,
+    pub(crate) stderr_dropped: u64,
+    end: Option<EndRequest>,
+    address: String,
+}
+
+impl ResponseMachine {
+    pub(crate) fn new(request_id: u16, limits: Limits, address: String) -> ResponseMachine {
+        ResponseMachine {
+            decoder: Decoder::for_request(request_id),
+            head_parser: Some(HeadParser::new(limits.max_head_bytes)),
+            head: None,
+            limits,
+            stderr: Vec::new(),
+            stderr_dropped: 0,
+            end: None,
+            address,
+        }
+    }
+
+    /// Response bytes (records included) consumed so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.decoder.position()
+    }
+
+    /// The head, once, after [`Step::Head`].
+    pub(crate) fn take_head(&mut self) -> Option<Head> {
+        self.head.take()
+    }
+
+    /// The error for a connection that closed now.
+    pub(crate) fn closed_error(&self) -> Error {
+        Error::ConnectionClosed {
+            address: self.address.clone(),
+            received: self.received(),
+        }
+    }
+
+    /// Consumes input until something happens; returns bytes used and what.
+    pub(crate) fn feed(&mut self, input: &[u8]) -> Result<(usize, Step), Error> {
+        let (used, event) = self
+            .decoder
+            .decode(input)
+            .map_err(|e| Error::from_decode(&self.address, e))?;
+        // Stream content always ends exactly where the decoder stopped.
+        let range_of = |len: usize| used - len..used;
+        let step = match event {
+            None | Some(Event::Values(_)) | Some(Event::UnknownType(_)) => Step::Nothing,
+            Some(Event::Stderr(_, bytes)) => {
+                let room = self
+                    .limits
+                    .max_stderr_bytes
+                    .saturating_sub(self.stderr.len());
+                let keep = room.min(bytes.len());
+                self.stderr.extend_from_slice(&bytes[..keep]);
+                self.stderr_dropped += (bytes.len() - keep) as u64;
+                Step::Stderr(range_of(bytes.len()))
+            }
+            Some(Event::Stdout(_, bytes)) => match self.head_parser.as_mut() {
+                None => Step::Body(range_of(bytes.len())),
+                Some(parser) => match parser.push(bytes) {
+                    Ok(None) => Step::Nothing,
+                    Ok(Some((head, head_len))) => {
+                        self.head = Some(head);
+                        self.head_parser = None;
+                        let body = range_of(bytes.len());
+                        Step::Head(body.start + head_len..body.end)
+                    }
+                    Err(e) => {
+                        return Err(Error::from_head(
+                            &self.address,
+                            e,
+                            self.limits.max_head_bytes,
+                        ))
+                    }
+                },
+            },
+            Some(Event::End(_, end)) => {
+                if !end.protocol_status.is_complete() {
+                    return Err(Error::Rejected {
+                        address: self.address.clone(),
+                        status: end.protocol_status,
+                    });
+                }
+                if let Some(parser) = &self.head_parser {
+                    return Err(Error::protocol(&self.address, parser.finish()));
+                }
+                self.end = Some(end);
+                Step::End(end)
+            }
+        };
+        Ok((used, step))
+    }
+}

@@ -1,0 +1,386 @@
+//! What a caller sends: ordered parameters, a role, and a body.
+
+use std::fmt;
+use std::io::Read;
+
+use bytes::Bytes;
+pub use fcgi_proto::record::Role;
+
+/// Ordered FastCGI parameters (the CGI environment). Names are kept in
+/// insertion order; [`Params::set`] replaces an existing value in place.
+///
+/// ```
+/// use fcgi::Params;
+/// let mut params = Params::new();
+/// params.set("REQUEST_METHOD", "GET");
+/// params.set("QUERY_STRING", "");
+/// params.set("REQUEST_METHOD", "POST");
+/// params.remove("QUERY_STRING");
+/// assert_eq!(params.get("REQUEST_METHOD"), Some(&b"POST"[..]));
+/// assert_eq!(params.len(), 1);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Params {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Params {
+    /// No parameters.
+    pub fn new() -> Params {
+        Params::default()
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value of the same name
+    /// (names are case-sensitive, as in a CGI environment).
+    pub fn set(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> &mut Params {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        match self.pairs.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => *v = value.to_vec(),
+            None => self.pairs.push((name.to_vec(), value.to_vec())),
+        }
+        self
+    }
+
+    /// Sets `name` only when it is not set yet.
+    pub fn set_default(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> &mut Params {
+        if self.get(name.as_ref()).is_none() {
+            self.set(name, value);
+        }
+        self
+    }
+
+    /// Removes `name`; returns its value if it was set.
+    pub fn remove(&mut self, name: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+        let name = name.as_ref();
+        let at = self.pairs.iter().position(|(n, _)| n == name)?;
+        Some(self.pairs.remove(at).1)
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        let name = name.as_ref();
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// All pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.pairs.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// True when no pair is set.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.iter()
+                    .map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))),
+            )
+            .finish()
+    }
+}
+
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(N, V)> for Params {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Params {
+        let mut params = Params::new();
+        for (n, v) in iter {
+            params.set(n, v);
+        }
+        params
+    }
+}
+
+/// A request body: nothing, bytes in memory (which can be sent again when a
+/// stale kept connection forces a retry), or a reader streamed as it is read.
+#[derive(Default)]
+pub enum Body {
+    /// No body; the empty STDIN record is still sent.
+    #[default]
+    Empty,
+    /// Bytes in memory; replayable.
+    Bytes(Bytes),
+    /// A reader and, when known, its exact length (used for CONTENT_LENGTH).
+    Reader {
+        /// The source of the body.
+        reader: Box<dyn Read + Send>,
+        /// Its length in bytes, when known.
+        len: Option<u64>,
+    },
+}
+
+impl Body {
+    /// A body streamed from `reader`, `len` bytes long when known. Without a
+    /// length, no CONTENT_LENGTH can be derived and PHP will not see the body
+    /// unless the caller sets CONTENT_LENGTH itself.
+    pub fn from_reader(reader: impl Read + Send + 'static, len: Option<u64>) -> Body {
+        Body::Reader {
+            reader: Box::new(reader),
+            len,
+        }
+    }
+
+    /// The length, when known.
+    pub fn len(&self) -> Option<u64> {
+        match self {
+            Body::Empty => Some(0),
+            Body::Bytes(b) => Some(b.len() as u64),
+            Body::Reader { len, .. } => *len,
+        }
+    }
+
+    /// True for a body known to be empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+
+    /// True when the body can be sent again (it is in memory).
+    pub fn is_replayable(&self) -> bool {
+        !matches!(self, Body::Reader { .. })
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
+            Body::Reader { len, .. } => write!(f, "Body::Reader(len: {len:?})"),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Body {
+        Body::Bytes(Bytes::from(v))
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(v: Bytes) -> Body {
+        Body::Bytes(v)
+    }
+}
+
+impl From<String> for Body {
+    fn from(v: String) -> Body {
+        Body::Bytes(Bytes::from(v))
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(v: &'static str) -> Body {
+        Body::Bytes(Bytes::from_static(v.as_bytes()))
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(v: &'static [u8]) -> Body {
+        Body::Bytes(Bytes::from_static(v))
+    }
+}
+
+/// A FastCGI request: role, parameters and body.
+///
+/// ```
+/// use fcgi::Request;
+/// let request = Request::post("/srv/www/form.php", "application/x-www-form-urlencoded", "a=1&b=2")
+///     .param("HTTP_ACCEPT", "text/html");
+/// assert_eq!(request.params().get("REQUEST_METHOD"), Some(&b"POST"[..]));
+/// assert_eq!(request.params().get("CONTENT_TYPE"), Some(&b"application/x-www-form-urlencoded"[..]));
+/// ```
+#[derive(Debug, Default)]
+pub struct Request {
+    pub(crate) role: Role,
+    pub(crate) params: Params,
+    pub(crate) body: Body,
+    pub(crate) data: Body,
+}
+
+impl Request {
+    /// A Responder request with no parameters and no body.
+    pub fn new() -> Request {
+        Request::default()
+    }
+
+    /// A request for `script_filename` with the method and the parameters
+    /// every CGI script expects (REQUEST_METHOD, SCRIPT_FILENAME, SCRIPT_NAME,
+    /// REQUEST_URI, QUERY_STRING, SERVER_PROTOCOL, GATEWAY_INTERFACE).
+    /// A `?query` suffix becomes QUERY_STRING.
+    pub fn with_method(method: &str, script_filename: &str) -> Request {
+        let (path, query) = script_filename
+            .split_once('?')
+            .unwrap_or((script_filename, ""));
+        let uri = if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{query}")
+        };
+        Request::new()
+            .param("GATEWAY_INTERFACE", "CGI/1.1")
+            .param("SERVER_PROTOCOL", "HTTP/1.1")
+            .param("REQUEST_METHOD", method)
+            .param("SCRIPT_FILENAME", path)
+            .param("SCRIPT_NAME", path)
+            .param("REQUEST_URI", uri)
+            .param("DOCUMENT_URI", path)
+            .param("QUERY_STRING", query)
+    }
+
+    /// A GET request for `script_filename` (see [`Request::with_method`]).
+    pub fn get(script_filename: &str) -> Request {
+        Request::with_method("GET", script_filename)
+    }
+
+    /// A POST request for `script_filename` with a body and its content type.
+    pub fn post(script_filename: &str, content_type: &str, body: impl Into<Body>) -> Request {
+        Request::with_method("POST", script_filename)
+            .param("CONTENT_TYPE", content_type)
+            .body(body)
+    }
+
+    /// Sets a parameter (replacing one of the same name).
+    pub fn param(mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Request {
+        self.params.set(name, value);
+        self
+    }
+
+    /// Removes a parameter.
+    pub fn without_param(mut self, name: impl AsRef<[u8]>) -> Request {
+        self.params.remove(name);
+        self
+    }
+
+    /// Replaces all parameters.
+    pub fn params_from(mut self, params: Params) -> Request {
+        self.params = params;
+        self
+    }
+
+    /// Sets the body. CONTENT_LENGTH is derived from its length when known
+    /// and not set explicitly.
+    pub fn body(mut self, body: impl Into<Body>) -> Request {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets the role (Responder by default).
+    pub fn role(mut self, role: Role) -> Request {
+        self.role = role;
+        self
+    }
+
+    /// Sets the DATA stream (the file to filter, for the Filter role).
+    pub fn data(mut self, data: impl Into<Body>) -> Request {
+        self.data = data.into();
+        self
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The parameters, for changing them in place.
+    pub fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    /// The role.
+    pub fn get_role(&self) -> Role {
+        self.role
+    }
+
+    /// The body.
+    pub fn get_body(&self) -> &Body {
+        &self.body
+    }
+
+    /// Fills in CONTENT_LENGTH from the body and checks a given one against
+    /// it. Called by the clients before anything is sent.
+    pub(crate) fn settle_content_length(&mut self) -> Result<(), crate::Error> {
+        let known = self.body.len();
+        match (self.params.get("CONTENT_LENGTH"), known) {
+            (None, Some(0)) => {}
+            (None, Some(len)) => {
+                self.params.set("CONTENT_LENGTH", len.to_string());
+            }
+            (None, None) => {}
+            (Some(given), known) => {
+                let text = String::from_utf8_lossy(given);
+                let given: u64 = text.trim().parse().map_err(|_| {
+                    crate::Error::InvalidRequest(format!("CONTENT_LENGTH {text:?} is not a number"))
+                })?;
+                if let Some(len) = known {
+                    if given != len {
+                        return Err(crate::Error::InvalidRequest(format!(
+                            "CONTENT_LENGTH is {given} but the body is {len} bytes"
+                        )));
+                    }
+                } else if let Body::Reader { len, .. } = &mut self.body {
+                    *len = Some(given);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_derived_from_a_known_body() {
+        let mut r = Request::post("/x.php", "text/plain", "hello");
+        r.settle_content_length().unwrap();
+        assert_eq!(r.params().get("CONTENT_LENGTH"), Some(&b"5"[..]));
+    }
+
+    #[test]
+    fn empty_body_sets_no_content_length() {
+        let mut r = Request::get("/x.php");
+        r.settle_content_length().unwrap();
+        assert_eq!(r.params().get("CONTENT_LENGTH"), None);
+    }
+
+    #[test]
+    fn disagreeing_content_length_is_refused() {
+        let mut r = Request::post("/x.php", "text/plain", "hello").param("CONTENT_LENGTH", "4");
+        let err = r.settle_content_length().unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("CONTENT_LENGTH is 4 but the body is 5 bytes"));
+    }
+
+    #[test]
+    fn given_content_length_sizes_an_unknown_reader() {
+        let mut r = Request::get("/x.php")
+            .body(Body::from_reader(&b"abc"[..], None))
+            .param("CONTENT_LENGTH", "3");
+        r.settle_content_length().unwrap();
+        assert_eq!(r.get_body().len(), Some(3));
+    }
+
+    #[test]
+    fn query_suffix_becomes_query_string() {
+        let r = Request::get("/srv/a.php?x=1&y=2");
+        assert_eq!(r.params().get("SCRIPT_FILENAME"), Some(&b"/srv/a.php"[..]));
+        assert_eq!(r.params().get("QUERY_STRING"), Some(&b"x=1&y=2"[..]));
+        assert_eq!(
+            r.params().get("REQUEST_URI"),
+            Some(&b"/srv/a.php?x=1&y=2"[..])
+        );
+    }
+}
