@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use fcgi_proto::decode::{Decoder, Event};
 use fcgi_proto::encode::{encode_get_values, encode_stream, stream_record_header};
 use fcgi_proto::head::Headers;
@@ -867,7 +866,6 @@ fn write_all_vectored(stream: &mut Stream, header: &[u8], data: &[u8]) -> io::Re
     }
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {
