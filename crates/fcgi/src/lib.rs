@@ -39,3 +39,8 @@ pub use fcgi_proto::head::Headers;
 pub use fcgi_proto::record::{ProtocolStatus, Role};
 pub use request::{Body, Params, Request};
 pub use response::Response;
+
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme {}
