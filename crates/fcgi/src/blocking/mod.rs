@@ -9,8 +9,7 @@ mod conn;
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fcgi_proto::decode::{Decoder, Event};
@@ -457,9 +456,49 @@ pub struct Trailer {
     pub app_status: u32,
 }
 
-/// Writes the request body (and DATA) on its own thread.
+/// How long a failing exchange waits for the body writer to say why it
+/// stopped (its error, such as a failing body reader, explains the failure).
+const WRITER_REPORT_WAIT: Duration = Duration::from_millis(200);
+
+/// The request body (and DATA) being written on its own thread. The thread is
+/// never joined: it may be blocked reading the caller's body, so it is left
+/// to finish on its own once its socket is shut down.
 struct BodyWriter {
-    handle: JoinHandle<Result<(), Error>>,
+    done: mpsc::Receiver<Result<(), Error>>,
+}
+
+impl BodyWriter {
+    fn spawn(
+        stream: Stream,
+        timer: Timer,
+        body: Body,
+        data: Option<Body>,
+    ) -> io::Result<BodyWriter> {
+        let (report, done) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("fcgi-body-writer".into())
+            .spawn(move || {
+                // The receiver may be gone when the exchange ended first.
+                let _ = report.send(write_body(stream, &timer, body, data));
+            })?;
+        Ok(BodyWriter { done })
+    }
+
+    /// The writer's result if it has finished, without waiting.
+    fn finished(&self) -> Option<Result<(), Error>> {
+        match self.done.try_recv() {
+            Ok(result) => Some(result),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(Err(Error::InvalidRequest(
+                "the body writer stopped without a result".into(),
+            ))),
+        }
+    }
+
+    /// The writer's error, waiting at most `limit` for it to finish.
+    fn error_within(&self, limit: Duration) -> Option<Error> {
+        self.done.recv_timeout(limit).ok().and_then(Result::err)
+    }
 }
 
 /// A response whose head has arrived; the body is read on demand, through
@@ -536,19 +575,16 @@ impl ResponseStream {
                 },
                 retryable: false,
             })?;
-            let timer = timer.clone();
-            let uses_data = role == Role::Filter;
-            let handle = std::thread::Builder::new()
-                .name("fcgi-body-writer".into())
-                .spawn(move || write_body(stream, &timer, body, uses_data.then_some(data)))
-                .map_err(|source| Failure {
+            let data = (role == Role::Filter).then_some(data);
+            let writer =
+                BodyWriter::spawn(stream, timer.clone(), body, data).map_err(|source| Failure {
                     error: Error::Io {
                         address: address.clone(),
                         source,
                     },
                     retryable: false,
                 })?;
-            Some(BodyWriter { handle })
+            Some(writer)
         };
         let mut stream = ResponseStream {
             machine: ResponseMachine::new(SINGLE_REQUEST_ID, limits, address),
@@ -689,15 +725,17 @@ impl ResponseStream {
     fn complete(&mut self) {
         let writer_done = match self.writer.take() {
             None => true,
-            Some(w) if w.handle.is_finished() => matches!(w.handle.join(), Ok(Ok(()))),
-            Some(w) => {
-                // The server answered without reading all of the body.
-                if let Some(conn) = &self.conn {
-                    conn.stream.shutdown();
+            Some(writer) => match writer.finished() {
+                Some(result) => result.is_ok(),
+                None => {
+                    // The server answered without reading all of the body:
+                    // the connection cannot carry another request.
+                    if let Some(conn) = &self.conn {
+                        conn.stream.shutdown();
+                    }
+                    false
                 }
-                let _ = w.handle.join();
-                false
-            }
+            },
         };
         let clean = writer_done && self.pos == self.filled && self.client.inner.config.keep_alive;
         if let Some(conn) = self.conn.take() {
@@ -722,25 +760,18 @@ impl ResponseStream {
 
     fn writer_error(&mut self) -> Option<Error> {
         let writer = self.writer.take()?;
-        if !writer.handle.is_finished() {
-            if let Some(conn) = &self.conn {
-                conn.stream.shutdown();
-            }
+        if let Some(conn) = &self.conn {
+            conn.stream.shutdown();
         }
-        match writer.handle.join() {
-            Ok(Err(e)) => Some(e),
-            _ => None,
-        }
+        writer.error_within(WRITER_REPORT_WAIT)
     }
 }
 
 impl Drop for ResponseStream {
     fn drop(&mut self) {
+        // Closing the socket stops the script and unblocks the writer.
         if let Some(conn) = self.conn.take() {
             conn.stream.shutdown();
-        }
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.handle.join();
         }
     }
 }
