@@ -7,7 +7,7 @@ use std::ops::Range;
 use fcgi_proto::decode::{Decoder, EndRequest, Event};
 use fcgi_proto::encode::{encode_begin_request, encode_params, encode_stream, ParamsOptions};
 use fcgi_proto::head::{Head, HeadParser};
-use fcgi_proto::record::RecordType;
+use fcgi_proto::record::{type_name, Header, RecordType, HEADER_LEN};
 
 use crate::config::{Config, Limits};
 use crate::error::{Error, Limit};
@@ -17,6 +17,39 @@ use crate::request::{Body, Request};
 /// out in one write with no writer thread or task: a socket buffer holds them
 /// whole, so the write cannot wait on the server.
 pub(crate) const INLINE_REQUEST_MAX: usize = 64 * 1024;
+
+/// The `tracing` target of the record trace: one TRACE event per record
+/// encoded for sending and per event decoded from the server (record type,
+/// request id, content length). `fcgi -v` prints them.
+pub const RECORD_TRACE_TARGET: &str = "fcgi::record";
+
+/// Emits one [`RECORD_TRACE_TARGET`] event per whole record in `bytes`
+/// (encoded output about to be sent). Costs nothing when nobody listens.
+pub(crate) fn trace_sent_records(bytes: &[u8]) {
+    if !tracing::enabled!(target: RECORD_TRACE_TARGET, tracing::Level::TRACE) {
+        return;
+    }
+    let mut rest = bytes;
+    while let Some(head) = rest.get(..HEADER_LEN) {
+        let mut raw = [0u8; HEADER_LEN];
+        raw.copy_from_slice(head);
+        let header = Header::parse(&raw);
+        trace_record(
+            "send",
+            header.record_type,
+            header.request_id,
+            header.content_length.into(),
+        );
+        rest = rest.get(HEADER_LEN + header.body_len()..).unwrap_or(&[]);
+    }
+}
+
+/// One [`RECORD_TRACE_TARGET`] event: direction, record type, id, length.
+pub(crate) fn trace_record(direction: &str, record_type: u8, request_id: u16, len: usize) {
+    let name = type_name(record_type);
+    let name = name.strip_prefix("FCGI_").unwrap_or(&name);
+    tracing::trace!(target: RECORD_TRACE_TARGET, "{direction} {name} id={request_id} len={len}");
+}
 
 /// The request id used on connections that carry one request at a time.
 pub(crate) const SINGLE_REQUEST_ID: u16 = 1;
@@ -38,6 +71,7 @@ pub(crate) fn encode_request_start(
             max: config.limits.max_params,
         });
     }
+    let start = out.len();
     encode_begin_request(request_id, request.role, keep_conn, out);
     let options = ParamsOptions {
         split_oversized: config.split_oversized_params,
@@ -57,9 +91,11 @@ pub(crate) fn encode_request_start(
             if uses_data {
                 encode_stream(RecordType::Data, request_id, data, true, out);
             }
+            trace_sent_records(&out[start..]);
             return Ok(true);
         }
     }
+    trace_sent_records(&out[start..]);
     Ok(false)
 }
 
@@ -138,6 +174,9 @@ impl ResponseMachine {
             .decoder
             .decode(input)
             .map_err(|e| Error::from_decode(&self.address, e))?;
+        if let Some(event) = &event {
+            trace_event("recv", event);
+        }
         // Stream content always ends exactly where the decoder stopped.
         let range_of = |len: usize| used - len..used;
         let step = match event {
@@ -187,4 +226,26 @@ impl ResponseMachine {
         };
         Ok((used, step))
     }
+}
+
+/// One [`RECORD_TRACE_TARGET`] event for a decoded event.
+pub(crate) fn trace_event(direction: &str, event: &Event<'_>) {
+    if !tracing::enabled!(target: RECORD_TRACE_TARGET, tracing::Level::TRACE) {
+        return;
+    }
+    let (record_type, id, len) = match event {
+        Event::Stdout(id, bytes) => (RecordType::Stdout, *id, bytes.len()),
+        Event::Stderr(id, bytes) => (RecordType::Stderr, *id, bytes.len()),
+        Event::End(id, _) => (RecordType::EndRequest, *id, 8),
+        Event::Values(pairs) => {
+            tracing::trace!(
+                target: RECORD_TRACE_TARGET,
+                "{direction} GET_VALUES_RESULT id=0 pairs={}",
+                pairs.len()
+            );
+            return;
+        }
+        Event::UnknownType(_) => (RecordType::UnknownType, 0, 8),
+    };
+    trace_record(direction, record_type as u8, id, len);
 }

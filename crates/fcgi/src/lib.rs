@@ -34,6 +34,7 @@ pub use address::{Address, AddressError};
 pub use blocking::{Chunk, Client, ResponseStream, Trailer};
 pub use config::*;
 pub use error::{Error, Limit, TimeoutPhase};
+pub use exchange::RECORD_TRACE_TARGET;
 pub use fcgi_proto;
 pub use fcgi_proto::head::Headers;
 pub use fcgi_proto::record::{ProtocolStatus, Role};

@@ -20,7 +20,9 @@ use fcgi_proto::record::{RecordType, Role, STREAM_CHUNK_LEN};
 use crate::address::Address;
 use crate::config::Config;
 use crate::error::{Error, TimeoutPhase};
-use crate::exchange::{encode_request_start, ResponseMachine, Step, SINGLE_REQUEST_ID};
+use crate::exchange::{
+    encode_request_start, trace_event, trace_sent_records, ResponseMachine, Step, SINGLE_REQUEST_ID,
+};
 use crate::request::{Body, Request};
 use crate::response::Response;
 use conn::{connect, Stream, READ_BUFFER_LEN};
@@ -194,6 +196,7 @@ impl Client {
         let mut conn = self.connect(&timer)?;
         let mut out = Vec::new();
         encode_get_values(names.iter().copied(), &mut out);
+        trace_sent_records(&out);
         conn.stream
             .write_all(&out)
             .map_err(|e| self.io_error(e, &timer, 0))?;
@@ -211,6 +214,9 @@ impl Client {
                 let (used, event) = decoder
                     .decode(input)
                     .map_err(|e| Error::from_decode(address, e))?;
+                if let Some(event) = &event {
+                    trace_event("recv", event);
+                }
                 input = &input[used..];
                 match event {
                     Some(Event::Values(pairs)) => {
@@ -836,6 +842,7 @@ fn write_stream(
         Body::Bytes(bytes) => {
             for chunk in bytes.chunks(STREAM_CHUNK_LEN) {
                 let header = stream_record_header(record_type, id, chunk.len());
+                trace_sent_records(&header);
                 write_all_vectored(stream, &header, chunk).map_err(io_err)?;
                 timer.touch();
             }
@@ -866,6 +873,7 @@ fn write_stream(
                     break;
                 }
                 buf[..header_len].copy_from_slice(&stream_record_header(record_type, id, n));
+                trace_sent_records(&buf[..header_len]);
                 stream.write_all(&buf[..header_len + n]).map_err(io_err)?;
                 timer.touch();
                 sent += n as u64;
@@ -874,6 +882,7 @@ fn write_stream(
     }
     let mut end = Vec::with_capacity(8);
     encode_stream(record_type, id, &[], true, &mut end);
+    trace_sent_records(&end);
     stream.write_all(&end).map_err(io_err)?;
     timer.touch();
     Ok(())
