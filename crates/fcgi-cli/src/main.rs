@@ -1,1 +1,87 @@
-fn main() {}
+//! `fcgi`: curl for FastCGI.
+//!
+//! * `fcgi request [ADDR] SCRIPT[?QUERY]` sends a request with the CGI params
+//!   nginx would send, streams the body to standard output and the server's
+//!   stderr to standard error (or prints one JSON object with `--json`);
+//! * `fcgi ping` and `fcgi status` read php-fpm's ping and status pages;
+//! * `fcgi values` asks for the FastCGI management values.
+//!
+//! Exit codes are a contract (see [`failure`]); every error is one line on
+//! standard error starting with `fcgi: error: `.
+
+mod args;
+mod cgi;
+mod commands;
+mod failure;
+mod target;
+mod verbose;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+use failure::Failure;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
+    let verbose = match &cli.command {
+        Command::Request(a) => a.conn.verbose,
+        Command::Ping(a) => a.conn.verbose,
+        Command::Status(a) => a.conn.verbose,
+        Command::Values(a) => a.conn.verbose,
+    };
+    if verbose {
+        verbose::install_record_trace();
+    }
+    let result = match &cli.command {
+        Command::Request(a) => commands::request(a),
+        Command::Ping(a) => commands::ping(a),
+        Command::Status(a) => commands::status(a),
+        Command::Values(a) => commands::values(a),
+    };
+    match result {
+        Ok(()) => ExitCode::from(failure::OK),
+        Err(failure) => report(&failure),
+    }
+}
+
+fn report(failure: &Failure) -> ExitCode {
+    eprintln!("{failure}");
+    ExitCode::from(failure.code)
+}
+
+/// `--help` and `--version` print as clap does; a usage error becomes one
+/// `fcgi: error:` line and exit code 2.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
+            ExitCode::from(failure::OK)
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            report(&Failure::usage(
+                "a command is needed: request, ping, status or values (see `fcgi --help`)",
+            ))
+        }
+        _ => {
+            // clap's message without its usage block, on one line.
+            let text = err.to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            let message = lines.join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            report(&Failure::usage(format!(
+                "{message} (see `fcgi --help` or `fcgi COMMAND --help`)"
+            )))
+        }
+    }
+}

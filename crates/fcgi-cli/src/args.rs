@@ -1,0 +1,286 @@
+//! The command line: subcommands, options and their `--help` texts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const ADDRESS_HELP: &str = "\
+Addresses: host:port, [v6]:port, tcp://host:port, unix:/path, or a socket path.
+When ADDR is left out, the first socket whose name starts with `php` under
+/run/php/, then under /var/run/, is used, else 127.0.0.1:9000 (-v says which).";
+
+const EXIT_HELP: &str = "\
+Exit codes: 0 success, 1 unexpected answer (ping, status) or a local file error,
+2 usage error, 3 cannot connect, 4 timed out, 5 protocol error or connection
+closed early, 6 server rejected the request (CANT_MPX_CONN, OVERLOADED,
+UNKNOWN_ROLE), 7 a limit was exceeded, 22 --fail and status >= 400.";
+
+/// `fcgi`: curl for FastCGI.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fcgi",
+    version,
+    about = "curl for FastCGI: requests, php-fpm health checks and status, management values",
+    after_help = format!("{ADDRESS_HELP}\n\n{EXIT_HELP}\n\nExamples:\n  fcgi request /var/www/html/index.php\n  fcgi request 127.0.0.1:9000 /var/www/html/info.php?x=1 -i\n  fcgi ping unix:/run/php/php8.2-fpm.sock\n  fcgi status --full\n  fcgi values 127.0.0.1:9000"),
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send a request for a script and print the response.
+    Request(RequestArgs),
+    /// Check php-fpm's ping page (ping.path); exits 0 on the expected answer.
+    Ping(PingArgs),
+    /// Show php-fpm's pool status page (pm.status_path).
+    Status(StatusArgs),
+    /// Ask the server for FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS.
+    Values(ValuesArgs),
+}
+
+/// Options every subcommand has: time limits and verbosity.
+#[derive(Debug, Args, Clone)]
+pub struct ConnArgs {
+    /// Time limit for the whole request, in seconds (decimals allowed).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub timeout: Duration,
+    /// Time limit for connecting, in seconds (decimals allowed).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub connect_timeout: Duration,
+    /// Say which address is used, print the params sent, the response head,
+    /// and one line per FastCGI record, on standard error.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+const REQUEST_HELP: &str = "\
+ADDR or not: with two positional arguments the first is ADDR and the second
+SCRIPT; with one, it is SCRIPT and ADDR is discovered (a lone argument that
+can only be an address, such as 127.0.0.1:9000 or unix:/x.sock, is refused).
+
+SCRIPT is the script's path on the server (SCRIPT_FILENAME). With
+--document-root ROOT, SCRIPT may be a path under ROOT (/var/www/app/x.php) or
+a URI path (/app/x.php); SCRIPT_NAME is then the part below ROOT.
+
+Params sent, like nginx's fastcgi_params: QUERY_STRING, REQUEST_METHOD,
+CONTENT_TYPE and CONTENT_LENGTH (with a body), SCRIPT_FILENAME, SCRIPT_NAME,
+REQUEST_URI, DOCUMENT_URI, DOCUMENT_ROOT (ROOT, else /), SERVER_PROTOCOL,
+REQUEST_SCHEME, GATEWAY_INTERFACE, SERVER_SOFTWARE, REMOTE_ADDR, REMOTE_PORT,
+SERVER_ADDR, SERVER_PORT, SERVER_NAME, REDIRECT_STATUS, HTTP_HOST; then -H
+headers, then -p params, then --unset-param removals.
+
+Examples:
+  fcgi request /var/www/html/index.php
+  fcgi request 127.0.0.1:9000 /srv/app/public/index.php?page=2 -i
+  fcgi request unix:/run/php/php8.2-fpm.sock /srv/www/api.php --json-body '{\"a\":1}'
+  fcgi request /srv/www/form.php --form name=world --form lang=en
+  fcgi request /srv/www/upload.php -X PUT -d @big.iso -H 'Content-Type: application/octet-stream'
+  tar c dir | fcgi request /srv/www/upload.php -d @-
+  fcgi request --document-root /srv/www /index.php -H 'Host: example.com' -p HTTPS=on
+  fcgi request /srv/www/index.php --json | jq .status
+  fcgi request /srv/www/health.php --fail -s -o /dev/null";
+
+/// `fcgi request`.
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "fcgi request [OPTIONS] [ADDR] SCRIPT[?QUERY]",
+    after_help = format!("{REQUEST_HELP}\n\n{ADDRESS_HELP}\n\n{EXIT_HELP}")
+)]
+pub struct RequestArgs {
+    /// [ADDR] SCRIPT[?QUERY]: the server's address (optional) and the
+    /// script's path on the server, with an optional query string.
+    #[arg(value_name = "ARGS", required = true, num_args = 1..=2)]
+    pub positional: Vec<String>,
+
+    /// Request method (default GET, or POST when a body is given).
+    #[arg(short = 'X', long, value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// A request header 'Name: value' (repeatable): becomes HTTP_NAME;
+    /// Content-Type and Content-Length become CONTENT_TYPE and CONTENT_LENGTH.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// A raw param NAME=VALUE (repeatable), set after the derived ones and
+    /// the headers; `NAME=` sets an empty value.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+
+    /// Do not send param NAME (repeatable), even a derived one.
+    #[arg(long = "unset-param", value_name = "NAME")]
+    pub unset_params: Vec<String>,
+
+    /// The body: DATA as given, @FILE for a file, @- for standard input
+    /// (streamed; a pipe is spooled to a temporary file to learn its length).
+    /// Content type application/x-www-form-urlencoded unless -H sets one.
+    #[arg(short = 'd', long = "data", value_name = "DATA", group = "body")]
+    pub data: Option<String>,
+
+    /// A form field name=value (repeatable), url-encoded into an
+    /// application/x-www-form-urlencoded body.
+    #[arg(long = "form", value_name = "NAME=VALUE", group = "body")]
+    pub form: Vec<String>,
+
+    /// A JSON body (checked to be valid JSON), sent as application/json.
+    #[arg(long = "json-body", value_name = "JSON", group = "body")]
+    pub json_body: Option<String>,
+
+    /// The document root on the server: SCRIPT_NAME becomes the script's path
+    /// below it, DOCUMENT_ROOT is set to it.
+    #[arg(long = "document-root", value_name = "ROOT")]
+    pub document_root: Option<String>,
+
+    /// Print `STATUS REASON` and the response headers before the body.
+    #[arg(short = 'i', long)]
+    pub include: bool,
+
+    /// Write the body to FILE instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Do not print the server's FastCGI stderr.
+    #[arg(short = 's', long)]
+    pub silent: bool,
+
+    /// Print one JSON object instead: status, status_text, headers, body (or
+    /// body_base64), stderr (or stderr_base64), app_status, duration_ms.
+    #[arg(long, conflicts_with_all = ["include", "output"])]
+    pub json: bool,
+
+    /// Largest response head (status and headers) accepted, in bytes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_header_bytes: Option<u64>,
+
+    /// Exit with 22 (and print no body) when the status is 400 or more.
+    #[arg(long)]
+    pub fail: bool,
+
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// `fcgi ping`.
+#[derive(Debug, Args)]
+#[command(after_help = format!("Sends a GET for --path (SCRIPT_NAME; php-fpm's ping.path) and compares the
+answer with --expect (php-fpm's ping.response, `pong` by default). Fit for
+container health checks: exit 0 on the expected answer, else non-zero.
+
+Examples:
+  fcgi ping
+  fcgi ping 127.0.0.1:9000 --timeout 2
+  fcgi ping unix:/run/php/php8.2-fpm.sock --path /fpm-ping --expect ok
+  HEALTHCHECK CMD [\"fcgi\", \"ping\", \"127.0.0.1:9000\"]
+
+{ADDRESS_HELP}
+
+{EXIT_HELP}"))]
+pub struct PingArgs {
+    /// The server's address (discovered when left out).
+    #[arg(value_name = "ADDR")]
+    pub address: Option<String>,
+    /// The ping page (php-fpm's ping.path).
+    #[arg(long, default_value = "/ping", value_name = "PATH")]
+    pub path: String,
+    /// The expected answer (php-fpm's ping.response).
+    #[arg(long, default_value = "pong", value_name = "TEXT")]
+    pub expect: String,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// `fcgi status`.
+#[derive(Debug, Args)]
+#[command(after_help = format!("Asks --path (SCRIPT_NAME; php-fpm's pm.status_path) for `?json` (or
+`?json&full` with --full) and prints the pool's figures, one per line, and
+with --full a table of its processes.
+
+Examples:
+  fcgi status
+  fcgi status 127.0.0.1:9000 --full
+  fcgi status unix:/run/php/php8.2-fpm.sock --json | jq '.\"active processes\"'
+
+{ADDRESS_HELP}
+
+{EXIT_HELP}"))]
+pub struct StatusArgs {
+    /// The server's address (discovered when left out).
+    #[arg(value_name = "ADDR")]
+    pub address: Option<String>,
+    /// The status page (php-fpm's pm.status_path).
+    #[arg(long, default_value = "/status", value_name = "PATH")]
+    pub path: String,
+    /// Print php-fpm's JSON as it came.
+    #[arg(long)]
+    pub json: bool,
+    /// Include every process of the pool.
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// `fcgi values`.
+#[derive(Debug, Args)]
+#[command(after_help = format!("Sends FCGI_GET_VALUES for FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS
+and prints NAME=VALUE for each answered name, then the names left out.
+(php-fpm answers only FCGI_MPXS_CONNS=0.)
+
+Examples:
+  fcgi values
+  fcgi values 127.0.0.1:9000 --json
+
+{ADDRESS_HELP}
+
+{EXIT_HELP}"))]
+pub struct ValuesArgs {
+    /// The server's address (discovered when left out).
+    #[arg(value_name = "ADDR")]
+    pub address: Option<String>,
+    /// Print {"values": {NAME: VALUE, ...}, "missing": [NAME, ...]}.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// Largest accepted time limit: about 11.5 days, far below `Duration`'s range.
+const MAX_SECS: f64 = 1_000_000.0;
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= MAX_SECS) {
+        return Err(format!(
+            "{text:?}: give a number of seconds above 0 and at most {MAX_SECS}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_accept_decimals_and_refuse_nonsense() {
+        assert_eq!(parse_secs("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("NaN").is_err());
+        assert!(parse_secs("inf").is_err());
+        assert!(parse_secs("abc").is_err());
+    }
+}

@@ -1,0 +1,444 @@
+//! The four subcommands: `request`, `ping`, `status` and `values`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::time::Instant;
+
+use base64::Engine as _;
+use fcgi::{Chunk, Client, Config, Headers, Request};
+use serde_json::{json, Map, Value};
+
+use crate::args::{ConnArgs, PingArgs, RequestArgs, StatusArgs, ValuesArgs};
+use crate::cgi::build_request;
+use crate::failure::{Failure, HTTP_FAIL, OTHER};
+use crate::target::{resolve, split_positionals, Target};
+use crate::verbose;
+
+/// The names `fcgi values` asks for.
+pub const VALUE_NAMES: [&str; 3] = [
+    fcgi::fcgi_proto::record::MAX_CONNS,
+    fcgi::fcgi_proto::record::MAX_REQS,
+    fcgi::fcgi_proto::record::MPXS_CONNS,
+];
+
+/// The client for `target` with the time limits of `conn`.
+fn client(target: &Target, conn: &ConnArgs, max_head: Option<u64>) -> Result<Client, Failure> {
+    if conn.verbose {
+        verbose::info(&format!("address {} ({})", target.address, target.how));
+    }
+    let mut config = Config::default()
+        .connect_timeout(conn.connect_timeout)
+        .deadline(conn.timeout)
+        .idle_timeout(conn.timeout);
+    if let Some(max) = max_head {
+        config = config.max_head_bytes(usize::try_from(max).unwrap_or(usize::MAX));
+    }
+    Ok(Client::with_config(target.address.clone(), config)?)
+}
+
+fn print_params(request: &Request) {
+    for (name, value) in request.params().iter() {
+        verbose::line(&format!(
+            "> {}={}",
+            String::from_utf8_lossy(name),
+            String::from_utf8_lossy(value)
+        ));
+    }
+}
+
+fn print_head(status: u16, reason: &str, headers: &Headers) {
+    verbose::line(&format!("< {status} {reason}"));
+    for (name, value) in headers.iter() {
+        verbose::line(&format!("< {name}: {}", String::from_utf8_lossy(value)));
+    }
+}
+
+fn write_failure(what: &str) -> impl Fn(io::Error) -> Failure + '_ {
+    move |e| Failure::new(OTHER, format!("cannot write {what}: {e}"))
+}
+
+/// `fcgi request`.
+pub fn request(args: &RequestArgs) -> Result<(), Failure> {
+    let (address, script) = split_positionals(&args.positional)?;
+    let request = build_request(args, script)?;
+    let target = resolve(address)?;
+    let client = client(&target, &args.conn, args.max_header_bytes)?;
+    if args.conn.verbose {
+        print_params(&request);
+    }
+    if args.json {
+        return request_json(&client, request, args);
+    }
+    let mut stream = client.stream(request)?;
+    let (status, reason) = (stream.status(), stream.reason().to_string());
+    if args.conn.verbose {
+        print_head(status, &reason, stream.headers());
+    }
+    let failing = args.fail && status >= 400;
+    let mut stderr = ServerStderr::new(args.silent);
+    stderr.write(stream.stderr());
+    let what = match &args.output {
+        Some(path) => format!("the body to {}", path.display()),
+        None => "the body to standard output".to_string(),
+    };
+    let mut out: Box<dyn Write> = if failing {
+        Box::new(io::sink())
+    } else if let Some(path) = &args.output {
+        let file = File::create(path).map_err(|e| {
+            Failure::new(
+                OTHER,
+                format!("cannot create the output file {}: {e}", path.display()),
+            )
+        })?;
+        Box::new(BufWriter::new(file))
+    } else {
+        Box::new(io::stdout().lock())
+    };
+    if args.include {
+        let mut head = format!("{status} {reason}\n");
+        for (name, value) in stream.headers().iter() {
+            head.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value)));
+        }
+        head.push('\n');
+        out.write_all(head.as_bytes())
+            .map_err(write_failure(&what))?;
+    }
+    while let Some(chunk) = stream.next_chunk()? {
+        match chunk {
+            Chunk::Body(bytes) => out.write_all(bytes).map_err(write_failure(&what))?,
+            Chunk::Stderr(bytes) => stderr.write(bytes),
+        }
+    }
+    out.flush().map_err(write_failure(&what))?;
+    if failing {
+        return Err(fail_status(status, &reason));
+    }
+    Ok(())
+}
+
+/// The server's FastCGI stderr, passed to standard error as it arrives
+/// (unless silenced); a missing final line break is added at the end, so
+/// that what follows starts on a line of its own.
+struct ServerStderr {
+    silent: bool,
+    last: Option<u8>,
+}
+
+impl ServerStderr {
+    fn new(silent: bool) -> ServerStderr {
+        ServerStderr { silent, last: None }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if self.silent || bytes.is_empty() {
+            return;
+        }
+        // Nowhere left to report a failing standard error.
+        let _ = io::stderr().lock().write_all(bytes);
+        self.last = bytes.last().copied();
+    }
+}
+
+impl Drop for ServerStderr {
+    fn drop(&mut self) {
+        if self.last.is_some_and(|b| b != b'\n') {
+            let _ = io::stderr().lock().write_all(b"\n");
+        }
+    }
+}
+
+fn fail_status(status: u16, reason: &str) -> Failure {
+    Failure::new(
+        HTTP_FAIL,
+        format!("the server answered {status} {reason} (--fail: statuses of 400 and more fail)"),
+    )
+}
+
+/// A string field, or its base64 form under `NAME_base64` when not UTF-8.
+fn text_or_base64(object: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            object.insert(name.to_string(), Value::from(text));
+        }
+        Err(_) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+            object.insert(format!("{name}_base64"), Value::from(encoded));
+        }
+    }
+}
+
+fn request_json(client: &Client, request: Request, args: &RequestArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let response = client.execute(request)?;
+    let elapsed = started.elapsed();
+    if args.conn.verbose {
+        print_head(response.status, &response.reason, &response.headers);
+    }
+    let mut object = Map::new();
+    object.insert("status".into(), json!(response.status));
+    object.insert("status_text".into(), json!(response.reason));
+    let headers: Vec<Value> = response
+        .headers
+        .iter()
+        .map(|(name, value)| json!([name, String::from_utf8_lossy(value)]))
+        .collect();
+    object.insert("headers".into(), Value::Array(headers));
+    text_or_base64(&mut object, "body", &response.body);
+    text_or_base64(&mut object, "stderr", &response.stderr);
+    if response.stderr_dropped > 0 {
+        object.insert("stderr_dropped".into(), json!(response.stderr_dropped));
+    }
+    object.insert("app_status".into(), json!(response.app_status));
+    let ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    object.insert("duration_ms".into(), json!(ms));
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{}", Value::Object(object))
+        .and_then(|()| stdout.flush())
+        .map_err(write_failure("the JSON to standard output"))?;
+    if args.fail && response.status >= 400 {
+        return Err(fail_status(response.status, &response.reason));
+    }
+    Ok(())
+}
+
+/// A GET for a php-fpm page, matched on SCRIPT_NAME (SCRIPT_FILENAME must
+/// be present; it gets the same value).
+fn page_request(path: &str) -> Request {
+    Request::get(path)
+        .param("SERVER_SOFTWARE", crate::cgi::SERVER_SOFTWARE)
+        .param("REMOTE_ADDR", "127.0.0.1")
+        .param("SERVER_NAME", "localhost")
+}
+
+/// Text of a body for a message: trimmed, at most [`SNIPPET_LEN`] characters.
+const SNIPPET_LEN: usize = 80;
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let mut out: String = text.chars().take(SNIPPET_LEN).collect();
+    if text.chars().count() > SNIPPET_LEN {
+        out.push('…');
+    }
+    format!("{out:?}")
+}
+
+/// `fcgi ping`.
+pub fn ping(args: &PingArgs) -> Result<(), Failure> {
+    let target = resolve(args.address.as_deref())?;
+    let client = client(&target, &args.conn, None)?;
+    let request = page_request(&args.path);
+    if args.conn.verbose {
+        print_params(&request);
+    }
+    let started = Instant::now();
+    let response = client.execute(request)?;
+    let elapsed = started.elapsed();
+    if args.conn.verbose {
+        print_head(response.status, &response.reason, &response.headers);
+    }
+    let answer = String::from_utf8_lossy(&response.body);
+    if response.status == 200 && answer.trim() == args.expect {
+        println!(
+            "{} from {} in {:.1} ms",
+            answer.trim(),
+            target.address,
+            elapsed.as_secs_f64() * 1000.0
+        );
+        return Ok(());
+    }
+    Err(Failure::new(
+        OTHER,
+        format!(
+            "ping {} at {} answered {} {} {} instead of {:?}; check ping.path and ping.response in the pool configuration (and --path, --expect)",
+            args.path,
+            target.address,
+            response.status,
+            response.reason,
+            snippet(&response.body),
+            args.expect
+        ),
+    ))
+}
+
+/// `fcgi status`.
+pub fn status(args: &StatusArgs) -> Result<(), Failure> {
+    let target = resolve(args.address.as_deref())?;
+    let client = client(&target, &args.conn, None)?;
+    let query = if args.full { "json&full" } else { "json" };
+    let request = page_request(&format!("{}?{query}", args.path));
+    if args.conn.verbose {
+        print_params(&request);
+    }
+    let response = client.execute(request)?;
+    if args.conn.verbose {
+        print_head(response.status, &response.reason, &response.headers);
+    }
+    let not_status = |why: &str| {
+        Failure::new(
+            OTHER,
+            format!(
+                "status page {} at {} answered {} {} {}, {why}; check pm.status_path in the pool configuration (and --path)",
+                args.path,
+                target.address,
+                response.status,
+                response.reason,
+                snippet(&response.body)
+            ),
+        )
+    };
+    if response.status != 200 {
+        return Err(not_status("not 200"));
+    }
+    let value: Value = serde_json::from_slice(&response.body)
+        .map_err(|_| not_status("which is not php-fpm's JSON status"))?;
+    let Value::Object(figures) = value else {
+        return Err(not_status("which is not a JSON object"));
+    };
+    let mut stdout = io::stdout().lock();
+    let text = if args.json {
+        let mut body = response.body.clone();
+        if body.last() != Some(&b'\n') {
+            body.push(b'\n');
+        }
+        body
+    } else {
+        render_status(&figures).into_bytes()
+    };
+    stdout
+        .write_all(&text)
+        .and_then(|()| stdout.flush())
+        .map_err(write_failure("the status to standard output"))
+}
+
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// php-fpm's status figures as `name: value` lines, then (with `full`) a
+/// table of its processes.
+pub fn render_status(figures: &Map<String, Value>) -> String {
+    let width = figures
+        .keys()
+        .filter(|k| *k != "processes")
+        .map(|k| k.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (name, value) in figures {
+        if name == "processes" {
+            continue;
+        }
+        out.push_str(&format!(
+            "{:width$}  {}\n",
+            format!("{name}:"),
+            plain(value),
+            width = width + 1
+        ));
+    }
+    if let Some(Value::Array(processes)) = figures.get("processes") {
+        let columns = [
+            "pid",
+            "state",
+            "requests",
+            "request duration",
+            "request method",
+            "request uri",
+            "script",
+            "last request cpu",
+            "last request memory",
+        ];
+        let mut rows: Vec<Vec<String>> = vec![columns.iter().map(|c| c.to_string()).collect()];
+        for process in processes {
+            rows.push(
+                columns
+                    .iter()
+                    .map(|c| process.get(*c).map(plain).unwrap_or_default())
+                    .collect(),
+            );
+        }
+        let widths: Vec<usize> = (0..columns.len())
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        out.push_str(&format!("\nprocesses ({}):\n", processes.len()));
+        for row in rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:w$}"))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `fcgi values`.
+pub fn values(args: &ValuesArgs) -> Result<(), Failure> {
+    let target = resolve(args.address.as_deref())?;
+    let client = client(&target, &args.conn, None)?;
+    if args.conn.verbose {
+        verbose::info(&format!("FCGI_GET_VALUES {}", VALUE_NAMES.join(" ")));
+    }
+    let answered = client.get_values(&VALUE_NAMES)?;
+    let missing: Vec<&str> = VALUE_NAMES
+        .iter()
+        .copied()
+        .filter(|n| !answered.iter().any(|(a, _)| a == n))
+        .collect();
+    let text = if args.json {
+        let mut values = Map::new();
+        for (name, value) in &answered {
+            values.insert(name.clone(), Value::from(value.as_str()));
+        }
+        format!("{}\n", json!({ "values": values, "missing": missing }))
+    } else {
+        let mut text = String::new();
+        for (name, value) in &answered {
+            text.push_str(&format!("{name}={value}\n"));
+        }
+        if !missing.is_empty() {
+            text.push_str(&format!("not answered: {}\n", missing.join(", ")));
+        }
+        text
+    };
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(write_failure("the values to standard output"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_figures_are_aligned_lines() {
+        let figures: Value = serde_json::from_str(
+            r#"{"pool":"www","accepted conn":12,"processes":[{"pid":7,"state":"Idle","requests":3}]}"#,
+        )
+        .unwrap();
+        let text = render_status(figures.as_object().unwrap());
+        assert!(
+            text.starts_with("pool:           www\naccepted conn:  12\n"),
+            "{text}"
+        );
+        assert!(text.contains("processes (1):\npid  state"), "{text}");
+        assert!(text.contains("\n7    Idle   3"), "{text}");
+    }
+
+    #[test]
+    fn invalid_utf8_goes_to_base64() {
+        let mut object = Map::new();
+        text_or_base64(&mut object, "body", b"ok");
+        text_or_base64(&mut object, "stderr", &[0xff, 0xfe]);
+        assert_eq!(object["body"], "ok");
+        assert_eq!(object["stderr_base64"], "//4=");
+        assert!(!object.contains_key("stderr"));
+    }
+}
