@@ -129,6 +129,16 @@ pub enum Error {
         max: usize,
     },
 
+    /// A FastCGI application could not be started or stopped running
+    /// ([`crate::spawn`]).
+    #[error("application {command:?}: {detail}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// What went wrong.
+        detail: String,
+    },
+
     /// Reading the caller's request body failed.
     #[error("reading the request body failed: {0}")]
     Body(#[source] io::Error),

@@ -29,6 +29,8 @@ mod error;
 mod exchange;
 mod request;
 mod response;
+pub mod roles;
+pub mod spawn;
 
 pub use address::{Address, AddressError};
 pub use blocking::{Chunk, Client, ResponseStream, Trailer};
@@ -40,6 +42,7 @@ pub use fcgi_proto::head::Headers;
 pub use fcgi_proto::record::{ProtocolStatus, Role};
 pub use request::{Body, Params, Request};
 pub use response::Response;
+pub use roles::Authorization;
 
 /// The README's Rust examples, compiled as doctests.
 #[cfg(doctest)]

@@ -216,7 +216,8 @@ impl Request {
 
     /// A request for `script_filename` with the method and the parameters
     /// every CGI script expects (REQUEST_METHOD, SCRIPT_FILENAME, SCRIPT_NAME,
-    /// REQUEST_URI, QUERY_STRING, SERVER_PROTOCOL, GATEWAY_INTERFACE).
+    /// REQUEST_URI, DOCUMENT_URI, QUERY_STRING, SERVER_PROTOCOL,
+    /// GATEWAY_INTERFACE, and REDIRECT_STATUS, which `php-cgi` requires).
     /// A `?query` suffix becomes QUERY_STRING.
     pub fn with_method(method: &str, script_filename: &str) -> Request {
         let (path, query) = script_filename
@@ -236,6 +237,7 @@ impl Request {
             .param("REQUEST_URI", uri)
             .param("DOCUMENT_URI", path)
             .param("QUERY_STRING", query)
+            .param("REDIRECT_STATUS", "200")
     }
 
     /// A GET request for `script_filename` (see [`Request::with_method`]).
