@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the demo and the tests need when it is missing: php-fpm and
-# php-cli from the distribution's packages. Sourced by scripts/demo and
+# Installs what the demo and the tests need when it is missing: php-fpm,
+# php-cli and php-cgi from the distribution's packages. Sourced by scripts/demo and
 # scripts/test; safe to run again (does nothing when all is there).
 set -euo pipefail
 
@@ -14,16 +14,16 @@ as_root() {
 }
 
 ensure_php_fpm() {
-  if have_php_fpm && command -v php >/dev/null 2>&1; then
+  if have_php_fpm && command -v php >/dev/null 2>&1 && command -v php-cgi >/dev/null 2>&1; then
     return 0
   fi
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "php-fpm is missing and this is not a Debian/Ubuntu system: install php-fpm and php-cli with your package manager" >&2
     exit 1
   fi
-  echo "Installing php-fpm and php-cli (Debian/Ubuntu packages)..." >&2
+  echo "Installing php-fpm, php-cli and php-cgi (Debian/Ubuntu packages)..." >&2
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends php-fpm php-cli >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends php-fpm php-cli php-cgi >/dev/null
   have_php_fpm || { echo "php-fpm still not found after installing it" >&2; exit 1; }
 }
 
