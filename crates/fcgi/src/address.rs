@@ -68,11 +68,19 @@ impl FromStr for Address {
             Some(rest) => (rest.trim_end_matches('/'), true),
             None => (text, false),
         };
+        // Checked before the bare-path rule: "http://host:1" contains '/'
+        // but is a mistaken URL, not a socket path.
+        let has_scheme = text.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        });
+        if has_scheme {
+            return Err(fail("unknown scheme; use tcp://host:port or unix:/path"));
+        }
         if !explicit_tcp && text.contains('/') {
             return Ok(Address::Unix(PathBuf::from(text)));
-        }
-        if text.contains("://") {
-            return Err(fail("unknown scheme; use tcp://host:port or unix:/path"));
         }
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
             let (host, after) = rest

@@ -149,7 +149,7 @@ impl Client {
         let replayable = request.body.is_replayable() && request.data.is_replayable();
         let mut bodies = Some((request.body, request.data, request.role));
         loop {
-            let (conn, reused) = self.checkout(&timer, !replayable)?;
+            let (conn, reused) = self.checkout(&timer)?;
             let (body, data, role) = match &bodies {
                 Some((Body::Bytes(b), d, role)) if replayable => {
                     (Body::Bytes(b.clone()), clone_replayable(d), *role)
@@ -248,10 +248,14 @@ impl Client {
         }
     }
 
-    fn checkout(&self, timer: &Timer, check_stale: bool) -> Result<(Conn, bool), Error> {
+    /// An idle kept connection, or a new one. Idle connections that the
+    /// server closed, or that hold bytes nobody asked for (a stray record
+    /// after END_REQUEST), are dropped: the next response must not start
+    /// with them, and a request that cannot be replayed must not be lost.
+    fn checkout(&self, timer: &Timer) -> Result<(Conn, bool), Error> {
         if self.inner.config.keep_alive {
             while let Some(conn) = self.lock_idle().pop() {
-                if check_stale && conn.stream.is_stale() {
+                if conn.stream.is_stale() {
                     continue;
                 }
                 return Ok((conn, true));
@@ -695,9 +699,12 @@ impl ResponseStream {
             if self.pos == self.filled {
                 let n = conn.read(&self.timer, &self.client.inner.address_text)?;
                 if n == 0 {
-                    return Err(self
-                        .writer_error()
-                        .unwrap_or_else(|| self.machine.closed_error()));
+                    // The writer's own I/O error (a broken pipe) is only a
+                    // symptom of the close; its body errors are the cause.
+                    return Err(match self.writer_error() {
+                        Some(cause @ (Error::Body(_) | Error::InvalidRequest(_))) => cause,
+                        _ => self.machine.closed_error(),
+                    });
                 }
                 self.pos = 0;
                 self.filled = n;
