@@ -62,15 +62,12 @@ impl Stream {
 
     /// True when the peer has closed or sent unexpected bytes: a kept
     /// connection in that state must not carry another request.
+    /// One non-blocking peek (a single system call): only "would block"
+    /// means the connection is idle and clean.
     pub(crate) fn is_stale(&self) -> bool {
-        let sock = self.sock();
-        if sock.set_nonblocking(true).is_err() {
-            return true;
-        }
         let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-        let stale =
-            !matches!(sock.peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        stale || sock.set_nonblocking(false).is_err()
+        let flags = nix::libc::MSG_PEEK | nix::libc::MSG_DONTWAIT;
+        !matches!(self.sock().recv_with_flags(&mut probe, flags), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 }
 
