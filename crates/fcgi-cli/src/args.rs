@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 const ADDRESS_HELP: &str = "\
 Addresses: host:port, [v6]:port, tcp://host:port, unix:/path, or a socket path.
 When ADDR is left out, the first socket whose name starts with `php` under
-/run/php/, then under /var/run/, is used, else 127.0.0.1:9000 (-v says which).";
+/run/php/, then under /var/run/, is used, else 127.0.0.1:9000 (-v says which;
+FCGI_DISCOVERY_DIRS, a :-separated list, replaces the two directories).";
 
 const EXIT_HELP: &str = "\
 Exit codes: 0 success, 1 unexpected answer (ping, status) or a local file error,

@@ -258,3 +258,12 @@ fn request_sends_the_derived_params_and_body_to_the_wire() {
     assert!(text.contains("CONTENT_LENGTH=3\n"));
     assert!(text.ends_with("stdin=xyz"), "{text}");
 }
+
+#[test]
+fn a_param_too_large_for_one_record_is_refused_before_connecting() {
+    let server = FakeServer::tcp(respond_raw(b"Status: 200 OK\r\n\r\nok".to_vec()));
+    let big = format!("P_BIG={}", "x".repeat(70_000));
+    let line = fcgi(&["request", &server.address(), SCRIPT, "-p", &big]).expect_code(2);
+    assert!(line.contains("P_BIG"), "{line}");
+    assert_eq!(server.connections(), 0);
+}

@@ -741,3 +741,22 @@ fn discovery_finds_a_php_socket_and_says_so() {
         fcgi_with(&[sub], Stdio::null(), None, &env).expect_code(0);
     }
 }
+
+#[test]
+fn a_large_param_reaches_the_script_whole() {
+    let fpm = PhpFpm::start();
+    let value = "x".repeat(60_000);
+    let run = fcgi(&[
+        "request",
+        &fpm.unix_address(),
+        &script(&fpm, "params.php"),
+        "-p",
+        &format!("P_BIG={value}"),
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.json()["P_BIG"][0], 60_000);
+    assert_eq!(
+        run.json()["P_BIG"][1],
+        Value::from(sha256_hex(value.as_bytes()))
+    );
+}
