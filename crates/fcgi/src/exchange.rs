@@ -104,7 +104,7 @@ fn in_memory(body: &Body) -> Option<&[u8]> {
     match body {
         Body::Empty => Some(&[]),
         Body::Bytes(b) => Some(b),
-        Body::Reader { .. } => None,
+        Body::Reader { .. } | Body::Async(_) => None,
     }
 }
 
@@ -177,11 +177,33 @@ impl ResponseMachine {
         if let Some(event) = &event {
             trace_event("recv", event);
         }
-        // Stream content always ends exactly where the decoder stopped.
-        let range_of = |len: usize| used - len..used;
+        let Some(event) = event else {
+            return Ok((used, Step::Nothing));
+        };
+        // Stream content always ends exactly where the decoder stopped, so
+        // ranges within the event's content shift by `used - len`.
+        let shift = match &event {
+            Event::Stdout(_, bytes) | Event::Stderr(_, bytes) => used - bytes.len(),
+            _ => 0,
+        };
+        let moved = |r: Range<usize>| r.start + shift..r.end + shift;
+        let step = match self.on_event(event)? {
+            Step::Head(r) => Step::Head(moved(r)),
+            Step::Body(r) => Step::Body(moved(r)),
+            Step::Stderr(r) => Step::Stderr(moved(r)),
+            other => other,
+        };
+        Ok((used, step))
+    }
+
+    /// Handles one event already decoded elsewhere (the async client decodes
+    /// a whole multiplexed connection and routes events by request id).
+    /// Ranges in the returned step index the event's own content bytes.
+    pub(crate) fn on_event(&mut self, event: Event<'_>) -> Result<Step, Error> {
+        let range_of = |len: usize| 0..len;
         let step = match event {
-            None | Some(Event::Values(_)) | Some(Event::UnknownType(_)) => Step::Nothing,
-            Some(Event::Stderr(_, bytes)) => {
+            Event::Values(_) | Event::UnknownType(_) => Step::Nothing,
+            Event::Stderr(_, bytes) => {
                 let room = self
                     .limits
                     .max_stderr_bytes
@@ -191,7 +213,7 @@ impl ResponseMachine {
                 self.stderr_dropped += (bytes.len() - keep) as u64;
                 Step::Stderr(range_of(bytes.len()))
             }
-            Some(Event::Stdout(_, bytes)) => match self.head_parser.as_mut() {
+            Event::Stdout(_, bytes) => match self.head_parser.as_mut() {
                 None => Step::Body(range_of(bytes.len())),
                 Some(parser) => match parser.push(bytes) {
                     Ok(None) => Step::Nothing,
@@ -210,7 +232,7 @@ impl ResponseMachine {
                     }
                 },
             },
-            Some(Event::End(_, end)) => {
+            Event::End(_, end) => {
                 if !end.protocol_status.is_complete() {
                     return Err(Error::Rejected {
                         address: self.address.clone(),
@@ -224,7 +246,7 @@ impl ResponseMachine {
                 Step::End(end)
             }
         };
-        Ok((used, step))
+        Ok(step)
     }
 }
 

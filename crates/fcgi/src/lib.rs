@@ -27,6 +27,8 @@ pub mod blocking;
 mod config;
 mod error;
 mod exchange;
+#[cfg(feature = "tokio")]
+pub mod nonblocking;
 mod request;
 mod response;
 pub mod roles;
@@ -40,7 +42,9 @@ pub use exchange::RECORD_TRACE_TARGET;
 pub use fcgi_proto;
 pub use fcgi_proto::head::Headers;
 pub use fcgi_proto::record::{ProtocolStatus, Role};
-pub use request::{Body, Params, Request};
+#[cfg(feature = "tokio")]
+pub use nonblocking::Client as AsyncClient;
+pub use request::{AsyncBody, Body, Params, Request};
 pub use response::Response;
 pub use roles::Authorization;
 

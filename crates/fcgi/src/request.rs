@@ -103,7 +103,8 @@ impl<N: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(N, V)> for Params {
 }
 
 /// A request body: nothing, bytes in memory (which can be sent again when a
-/// stale kept connection forces a retry), or a reader streamed as it is read.
+/// stale kept connection forces a retry), a reader streamed as it is read, or
+/// (for the async client only) an async source, see [`AsyncBody`].
 #[derive(Default)]
 pub enum Body {
     /// No body; the empty STDIN record is still sent.
@@ -118,6 +119,45 @@ pub enum Body {
         /// Its length in bytes, when known.
         len: Option<u64>,
     },
+    /// An async source (an `AsyncRead` or a `Stream` of `Bytes`), made with
+    /// `Body::from_async_read` or `Body::from_stream` (feature `tokio`).
+    /// Only the async client ([`crate::nonblocking`]) can send it; the
+    /// blocking client refuses it before sending anything.
+    Async(AsyncBody),
+}
+
+/// An async request body source: not replayable, read once as it is sent.
+/// Built by `Body::from_async_read` / `Body::from_stream` (feature `tokio`).
+pub struct AsyncBody {
+    pub(crate) source: AsyncSource,
+    pub(crate) len: Option<u64>,
+}
+
+/// Where an [`AsyncBody`] comes from. Without the `tokio` feature it has no
+/// variant, so an `AsyncBody` cannot exist.
+pub(crate) enum AsyncSource {
+    #[cfg(feature = "tokio")]
+    Read(std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>),
+    #[cfg(feature = "tokio")]
+    Stream(std::pin::Pin<Box<dyn futures_core::Stream<Item = std::io::Result<Bytes>> + Send>>),
+}
+
+impl AsyncBody {
+    /// Its length in bytes, when known.
+    pub fn len(&self) -> Option<u64> {
+        self.len
+    }
+
+    /// True when the body is known to be empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == Some(0)
+    }
+}
+
+impl fmt::Debug for AsyncBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AsyncBody(len: {:?})", self.len)
+    }
 }
 
 impl Body {
@@ -131,12 +171,47 @@ impl Body {
         }
     }
 
+    /// A body read from an async reader, `len` bytes long when known (see
+    /// [`Body::from_reader`] about the length). Only the async client can
+    /// send it. Not replayable.
+    ///
+    /// ```
+    /// let body = fcgi::Body::from_async_read(&b"a=1"[..], Some(3));
+    /// assert_eq!(body.len(), Some(3));
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn from_async_read(
+        reader: impl tokio::io::AsyncRead + Send + 'static,
+        len: Option<u64>,
+    ) -> Body {
+        Body::Async(AsyncBody {
+            source: AsyncSource::Read(Box::pin(reader)),
+            len,
+        })
+    }
+
+    /// A body from a stream of byte chunks, `len` bytes long when known.
+    /// Empty chunks are skipped; an `Err` item fails the request with
+    /// [`crate::Error::Body`]. Only the async client can send it. Not
+    /// replayable.
+    #[cfg(feature = "tokio")]
+    pub fn from_stream<S>(stream: S, len: Option<u64>) -> Body
+    where
+        S: futures_core::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        Body::Async(AsyncBody {
+            source: AsyncSource::Stream(Box::pin(stream)),
+            len,
+        })
+    }
+
     /// The length, when known.
     pub fn len(&self) -> Option<u64> {
         match self {
             Body::Empty => Some(0),
             Body::Bytes(b) => Some(b.len() as u64),
             Body::Reader { len, .. } => *len,
+            Body::Async(body) => body.len,
         }
     }
 
@@ -147,7 +222,7 @@ impl Body {
 
     /// True when the body can be sent again (it is in memory).
     pub fn is_replayable(&self) -> bool {
-        !matches!(self, Body::Reader { .. })
+        !matches!(self, Body::Reader { .. } | Body::Async(_))
     }
 }
 
@@ -157,6 +232,7 @@ impl fmt::Debug for Body {
             Body::Empty => f.write_str("Body::Empty"),
             Body::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
             Body::Reader { len, .. } => write!(f, "Body::Reader(len: {len:?})"),
+            Body::Async(body) => write!(f, "Body::Async(len: {:?})", body.len),
         }
     }
 }
@@ -332,6 +408,8 @@ impl Request {
                     }
                 } else if let Body::Reader { len, .. } = &mut self.body {
                     *len = Some(given);
+                } else if let Body::Async(body) = &mut self.body {
+                    body.len = Some(given);
                 }
             }
         }

@@ -135,6 +135,11 @@ impl Client {
     /// Sends `request` and returns once the response head has arrived; the
     /// body is then read from the returned stream with constant memory.
     pub fn stream(&self, mut request: Request) -> Result<ResponseStream, Error> {
+        if matches!(request.body, Body::Async(_)) || matches!(request.data, Body::Async(_)) {
+            return Err(Error::InvalidRequest(
+                "an async body (Body::from_async_read / Body::from_stream) needs the async client, fcgi::nonblocking".into(),
+            ));
+        }
         request.settle_content_length()?;
         let config = &self.inner.config;
         let mut preamble = Vec::new();
@@ -846,6 +851,12 @@ fn write_stream(
     };
     match body {
         Body::Empty => {}
+        // Refused by `Client::stream` before anything is sent.
+        Body::Async(_) => {
+            return Err(Error::InvalidRequest(
+                "an async body needs the async client".into(),
+            ))
+        }
         Body::Bytes(bytes) => {
             for chunk in bytes.chunks(STREAM_CHUNK_LEN) {
                 let header = stream_record_header(record_type, id, chunk.len());

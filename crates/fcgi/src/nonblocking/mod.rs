@@ -1,0 +1,696 @@
+//! The async client (feature `tokio`, on by default): [`Client`], also
+//! re-exported as [`crate::AsyncClient`].
+//!
+//! It sends the same [`Request`]s and returns the same [`Response`]s and
+//! [`Error`]s as the blocking client, over tokio, with:
+//!
+//! - **a pool per upstream**: at most [`Builder::max_connections`]
+//!   connections (default [`DEFAULT_MAX_CONNECTIONS`]), reused with
+//!   FCGI_KEEP_CONN, closed after [`Builder::pool_idle_timeout`] without a
+//!   request. With php-fpm each kept connection pins a worker, so keep
+//!   `max_connections` at or below the pool's `pm.max_children` (minus what
+//!   other clients need). Callers that find every connection busy wait in
+//!   FIFO order for at most [`Builder::pool_wait_timeout`], then get
+//!   [`Error::Timeout`] with [`TimeoutPhase::PoolWait`];
+//! - **stale connection retry**: a request that fails on a reused connection
+//!   before any byte of its response arrived is sent once more on a fresh
+//!   connection, when its body is replayable (in memory);
+//! - **multiplexing**: each upstream is asked once (FCGI_GET_VALUES) whether
+//!   it multiplexes; if it answers FCGI_MPXS_CONNS=1, many requests share a
+//!   connection with distinct request ids (at most
+//!   [`Builder::max_requests_per_connection`], lowered to FCGI_MAX_REQS when
+//!   the server gives it). php-fpm answers 0: one request per connection at
+//!   a time. [`Builder::multiplexing`] overrides the discovery;
+//! - **full duplex**: the body is written while the response is read;
+//! - **streaming with backpressure**: [`ResponseStream`] buffers a few
+//!   chunks at most, so a slow reader slows the server down;
+//! - **cancellation**: dropping a request future or a [`ResponseStream`]
+//!   cancels the request: its connection is closed (php-fpm ignores
+//!   FCGI_ABORT_REQUEST, a closed connection stops the script at its next
+//!   output); on a multiplexed connection FCGI_ABORT_REQUEST is sent and the
+//!   request's records are discarded;
+//! - **time limits** as the blocking client ([`crate::Timeouts`]: connect,
+//!   idle, overall deadline), per request with [`Client::execute_with`];
+//! - **several upstreams**: requests go to the upstream with the fewest
+//!   outstanding requests; one whose connects fail
+//!   [`Builder::mark_down_after`] times in a row is skipped for
+//!   [`Builder::probe_interval`], then one request probes it; a request whose
+//!   connect fails (it never reached a server) fails over to another upstream;
+//! - **tracing**: a `fcgi_request` span per request (upstream, request id,
+//!   connection) with DEBUG events for the head, the end (status, bytes,
+//!   duration) and failures; nothing is printed unless a subscriber is set.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), fcgi::Error> {
+//! use fcgi::nonblocking::{Client, Chunk};
+//! use fcgi::Request;
+//!
+//! let client = Client::builder()
+//!     .upstream("127.0.0.1:9000")
+//!     .upstream("unix:/run/php/php8.2-fpm.sock")
+//!     .max_connections(4)
+//!     .build()?;
+//! let response = client.execute(Request::get("/var/www/html/index.php")).await?;
+//! println!("{} {}", response.status, response.body_text());
+//!
+//! // A large response, read as it arrives.
+//! let mut stream = client.stream(Request::get("/var/www/html/export.php")).await?;
+//! while let Some(chunk) = stream.next_chunk().await? {
+//!     if let Chunk::Body(bytes) = chunk {
+//!         // write `bytes` somewhere
+//! #       let _ = bytes;
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! A multiplexed connection has no per-request flow control: a response that
+//! is not being read stalls the other requests on its connection (each
+//! eventually hits its idle timeout). Read multiplexed responses concurrently.
+
+mod body;
+mod conn;
+mod pool;
+mod response;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::address::Address;
+use crate::config::{Config, Timeouts};
+use crate::error::{Error, TimeoutPhase};
+use crate::exchange::{encode_request_start, ResponseMachine, SINGLE_REQUEST_ID};
+use crate::request::{Body, Request};
+use crate::response::Response;
+use conn::{Failure, RequestShared, Start, FRAME_CHANNEL_CAPACITY};
+use pool::{Availability, Lease, Upstream};
+use response::{Outstanding, Parts};
+
+pub use crate::blocking::Trailer;
+pub use response::{Chunk, ResponseStream};
+
+/// Default connections per upstream: 4. Keep it at or below php-fpm's
+/// `pm.max_children`: an idle kept connection pins a worker.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
+/// Default longest wait for a free pooled connection: 10 seconds.
+pub const DEFAULT_POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time an unused pooled connection stays open: 10 seconds.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap of concurrent requests on one multiplexed connection: 64.
+pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 64;
+/// Default number of consecutive connect failures that mark an upstream down: 2.
+pub const DEFAULT_MARK_DOWN_AFTER: u32 = 2;
+/// Default time a down upstream is skipped before it is probed again: 2 seconds.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Whether requests share connections (FastCGI multiplexing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Multiplexing {
+    /// Ask each upstream once with FCGI_GET_VALUES (FCGI_MPXS_CONNS).
+    #[default]
+    Auto,
+    /// One request per connection at a time; nothing is asked.
+    Disabled,
+    /// Many requests per connection; nothing is asked.
+    Enabled,
+}
+
+/// Settings of an async client: the shared [`Config`] and the pool's own.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) config: Config,
+    pub(crate) max_connections: usize,
+    pub(crate) pool_wait_timeout: Duration,
+    pub(crate) pool_idle_timeout: Duration,
+    pub(crate) multiplexing: Multiplexing,
+    pub(crate) max_requests_per_connection: usize,
+    pub(crate) keep_alive: bool,
+    pub(crate) mark_down_after: u32,
+    pub(crate) probe_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            config: Config::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            pool_wait_timeout: DEFAULT_POOL_WAIT_TIMEOUT,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            multiplexing: Multiplexing::Auto,
+            max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+            keep_alive: true,
+            mark_down_after: DEFAULT_MARK_DOWN_AFTER,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+        }
+    }
+}
+
+/// The time limits of one request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timer {
+    start: Instant,
+    pub(crate) timeouts: Timeouts,
+}
+
+impl Timer {
+    pub(crate) fn new(timeouts: Timeouts) -> Timer {
+        Timer {
+            start: Instant::now(),
+            timeouts,
+        }
+    }
+
+    pub(crate) fn deadline_at(&self) -> Instant {
+        self.start + self.timeouts.deadline
+    }
+
+    pub(crate) fn remaining(&self) -> Duration {
+        self.deadline_at().saturating_duration_since(Instant::now())
+    }
+
+    pub(crate) fn expired(&self, address: &str, phase: TimeoutPhase) -> Error {
+        Error::Timeout {
+            phase,
+            after: match phase {
+                TimeoutPhase::Idle => self.timeouts.idle,
+                TimeoutPhase::Connect => self.timeouts.connect,
+                _ => self.timeouts.deadline,
+            },
+            address: address.to_string(),
+        }
+    }
+}
+
+/// Builds a [`Client`]: upstreams, [`Config`] and pool settings.
+///
+/// ```
+/// use std::time::Duration;
+/// use fcgi::nonblocking::{Client, Multiplexing};
+/// let client = Client::builder()
+///     .upstream("127.0.0.1:9000")
+///     .upstream("127.0.0.1:9001")
+///     .config(fcgi::Config::default().idle_timeout(Duration::from_secs(5)))
+///     .max_connections(8)
+///     .pool_wait_timeout(Duration::from_secs(2))
+///     .multiplexing(Multiplexing::Disabled)
+///     .build()
+///     .unwrap();
+/// assert_eq!(client.upstreams().len(), 2);
+/// ```
+#[derive(Debug, Default)]
+pub struct Builder {
+    addresses: Vec<Address>,
+    error: Option<Error>,
+    settings: Settings,
+}
+
+impl Builder {
+    /// Adds an upstream server (see [`Address`] for the forms accepted). An
+    /// invalid address is reported by [`Builder::build`].
+    pub fn upstream<A>(mut self, address: A) -> Builder
+    where
+        A: TryInto<Address>,
+        Error: From<A::Error>,
+    {
+        match address.try_into() {
+            Ok(address) => self.addresses.push(address),
+            Err(e) => {
+                self.error.get_or_insert(Error::from(e));
+            }
+        }
+        self
+    }
+
+    /// Adds several upstreams.
+    pub fn upstreams<I, A>(mut self, addresses: I) -> Builder
+    where
+        I: IntoIterator<Item = A>,
+        A: TryInto<Address>,
+        Error: From<A::Error>,
+    {
+        for address in addresses {
+            self = self.upstream(address);
+        }
+        self
+    }
+
+    /// Time limits, size limits and parameter encoding (shared with the
+    /// blocking client; its `keep_alive` and `max_idle_connections` are not
+    /// used here: see [`Builder::keep_alive`] and [`Builder::max_connections`]).
+    pub fn config(mut self, config: Config) -> Builder {
+        self.settings.config = config;
+        self
+    }
+
+    /// Connections per upstream, at least 1 (default
+    /// [`DEFAULT_MAX_CONNECTIONS`]). With php-fpm keep this at or below the
+    /// pool's `pm.max_children`: each kept connection pins a worker.
+    pub fn max_connections(mut self, max: usize) -> Builder {
+        self.settings.max_connections = max.max(1);
+        self
+    }
+
+    /// Longest wait for a free connection (default
+    /// [`DEFAULT_POOL_WAIT_TIMEOUT`]); then [`TimeoutPhase::PoolWait`].
+    pub fn pool_wait_timeout(mut self, timeout: Duration) -> Builder {
+        self.settings.pool_wait_timeout = timeout;
+        self
+    }
+
+    /// How long an unused pooled connection stays open (default
+    /// [`DEFAULT_POOL_IDLE_TIMEOUT`]).
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Builder {
+        self.settings.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// Whether to multiplex; [`Multiplexing::Auto`] (the default) asks each
+    /// upstream once.
+    pub fn multiplexing(mut self, multiplexing: Multiplexing) -> Builder {
+        self.settings.multiplexing = multiplexing;
+        self
+    }
+
+    /// Concurrent requests on one multiplexed connection, at least 1 (default
+    /// [`DEFAULT_MAX_REQUESTS_PER_CONNECTION`]; a server's FCGI_MAX_REQS
+    /// lowers it).
+    pub fn max_requests_per_connection(mut self, max: usize) -> Builder {
+        self.settings.max_requests_per_connection = max.max(1);
+        self
+    }
+
+    /// Reuse connections (FCGI_KEEP_CONN; default on). Off: one connection
+    /// per request, closed by the server after it.
+    pub fn keep_alive(mut self, on: bool) -> Builder {
+        self.settings.keep_alive = on;
+        self
+    }
+
+    /// Consecutive connect failures that mark an upstream down, at least 1
+    /// (default [`DEFAULT_MARK_DOWN_AFTER`]).
+    pub fn mark_down_after(mut self, failures: u32) -> Builder {
+        self.settings.mark_down_after = failures.max(1);
+        self
+    }
+
+    /// How long a down upstream is skipped before one request probes it
+    /// (default [`DEFAULT_PROBE_INTERVAL`]).
+    pub fn probe_interval(mut self, interval: Duration) -> Builder {
+        self.settings.probe_interval = interval;
+        self
+    }
+
+    /// The client; fails on an invalid address or when none was given.
+    pub fn build(self) -> Result<Client, Error> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.addresses.is_empty() {
+            return Err(Error::InvalidRequest(
+                "an async client needs at least one upstream address".into(),
+            ));
+        }
+        let settings = Arc::new(self.settings);
+        let upstreams = self
+            .addresses
+            .into_iter()
+            .map(|a| Arc::new(Upstream::new(a, Arc::clone(&settings))))
+            .collect();
+        Ok(Client {
+            inner: Arc::new(Inner {
+                upstreams,
+                settings,
+                rotation: AtomicUsize::new(0),
+            }),
+        })
+    }
+}
+
+/// An async FastCGI client for one or more upstream servers, with a
+/// connection pool per upstream (see the [module docs](self)). Cheap to
+/// clone (clones share the pools); `Send + Sync`. Needs a tokio runtime.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), fcgi::Error> {
+/// use fcgi::{AsyncClient, Request};
+/// let client = AsyncClient::new("127.0.0.1:9000")?;
+/// let response = client
+///     .execute(Request::post("/srv/www/form.php", "application/x-www-form-urlencoded", "a=1"))
+///     .await?;
+/// assert_eq!(response.status, 200);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    upstreams: Vec<Arc<Upstream>>,
+    settings: Arc<Settings>,
+    rotation: AtomicUsize,
+}
+
+/// Tells one request's messages from the next user of its request id.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+impl Client {
+    /// A client for one upstream with default settings. Connects lazily.
+    pub fn new<A>(address: A) -> Result<Client, Error>
+    where
+        A: TryInto<Address>,
+        Error: From<A::Error>,
+    {
+        Client::builder().upstream(address).build()
+    }
+
+    /// A client for one upstream with the given [`Config`].
+    pub fn with_config<A>(address: A, config: Config) -> Result<Client, Error>
+    where
+        A: TryInto<Address>,
+        Error: From<A::Error>,
+    {
+        Client::builder().upstream(address).config(config).build()
+    }
+
+    /// A builder, for several upstreams and pool settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The upstream addresses, in the order given.
+    pub fn upstreams(&self) -> Vec<Address> {
+        self.inner
+            .upstreams
+            .iter()
+            .map(|u| u.address.clone())
+            .collect()
+    }
+
+    /// The shared settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.settings.config
+    }
+
+    /// Whether the upstream at `index` multiplexes, once its pool exists
+    /// (after its first request); `None` before.
+    pub fn is_multiplexed(&self, index: usize) -> Option<bool> {
+        self.inner.upstreams.get(index)?.multiplexed()
+    }
+
+    /// Sends `request` and collects the whole response in memory (the body up
+    /// to [`crate::Limits::max_body_bytes`]).
+    pub async fn execute(&self, request: Request) -> Result<Response, Error> {
+        self.execute_with(request, self.inner.settings.config.timeouts)
+            .await
+    }
+
+    /// [`Client::execute`] with time limits for this request only.
+    pub async fn execute_with(
+        &self,
+        request: Request,
+        timeouts: Timeouts,
+    ) -> Result<Response, Error> {
+        let stream = self.stream_with(request, timeouts).await?;
+        stream
+            .into_response(self.inner.settings.config.limits.max_body_bytes)
+            .await
+    }
+
+    /// Sends `request` and returns once the response head has arrived; read
+    /// the body from the returned [`ResponseStream`].
+    pub async fn stream(&self, request: Request) -> Result<ResponseStream, Error> {
+        self.stream_with(request, self.inner.settings.config.timeouts)
+            .await
+    }
+
+    /// [`Client::stream`] with time limits for this request only.
+    pub async fn stream_with(
+        &self,
+        mut request: Request,
+        timeouts: Timeouts,
+    ) -> Result<ResponseStream, Error> {
+        request.settle_content_length()?;
+        let settings = &self.inner.settings;
+        // Refuse a request that cannot be encoded before connecting anywhere.
+        encode_request_start(
+            SINGLE_REQUEST_ID,
+            &request,
+            &settings.config,
+            settings.keep_alive,
+            &mut Vec::new(),
+        )?;
+        let timer = Timer::new(timeouts);
+        let mut tried = Vec::new();
+        loop {
+            let Some(index) = self.choose(&tried) else {
+                return Err(Error::InvalidRequest("no upstream left to try".into()));
+            };
+            let upstream = &self.inner.upstreams[index];
+            match self.attempt(upstream, &mut request, &timer).await {
+                Ok(stream) => return Ok(stream),
+                Err(error) => {
+                    let never_reached = matches!(
+                        error,
+                        Error::Connect { .. }
+                            | Error::Timeout {
+                                phase: TimeoutPhase::Connect,
+                                ..
+                            }
+                    );
+                    tried.push(index);
+                    if never_reached
+                        && tried.len() < self.inner.upstreams.len()
+                        && !timer.remaining().is_zero()
+                    {
+                        tracing::debug!(upstream = %upstream.address_text, %error, "failing over to another upstream");
+                        continue;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Asks the first upstream for management values (FCGI_GET_VALUES) over
+    /// a connection of its own; returns the pairs it answered.
+    pub async fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
+        let timer = Timer::new(self.inner.settings.config.timeouts);
+        match self.inner.upstreams.first() {
+            Some(upstream) => upstream.get_values(&timer, names).await,
+            None => Err(Error::InvalidRequest("no upstream".into())),
+        }
+    }
+
+    /// The upstream for the next request: fewest outstanding requests among
+    /// those up (ties go round), else one due for a probe, else the one
+    /// down for the shortest time.
+    fn choose(&self, tried: &[usize]) -> Option<usize> {
+        let upstreams = &self.inner.upstreams;
+        let n = upstreams.len();
+        let offset = self.inner.rotation.fetch_add(1, Ordering::Relaxed);
+        let order = (0..n)
+            .map(|i| (i + offset) % n)
+            .filter(|i| !tried.contains(i));
+        let mut best: Option<(usize, usize)> = None;
+        let mut probe = None;
+        let mut soonest: Option<(usize, Instant)> = None;
+        for i in order {
+            match upstreams[i].availability() {
+                Availability::Up => {
+                    let load = upstreams[i].outstanding.load(Ordering::Relaxed);
+                    if best.map_or(true, |(_, b)| load < b) {
+                        best = Some((i, load));
+                    }
+                }
+                Availability::ProbeDue => {
+                    if probe.is_none() {
+                        probe = Some(i);
+                    }
+                }
+                Availability::Down(until) => {
+                    if soonest.map_or(true, |(_, s)| until < s) {
+                        soonest = Some((i, until));
+                    }
+                }
+            }
+        }
+        if let Some(i) = probe {
+            if upstreams[i].claim_probe() {
+                return Some(i);
+            }
+        }
+        best.map(|(i, _)| i).or(probe).or(soonest.map(|(i, _)| i))
+    }
+
+    /// One upstream: acquire a connection, send, wait for the head; once
+    /// more on a fresh connection when a reused one turned out stale.
+    async fn attempt(
+        &self,
+        upstream: &Arc<Upstream>,
+        request: &mut Request,
+        timer: &Timer,
+    ) -> Result<ResponseStream, Error> {
+        let replayable = request.body.is_replayable() && request.data.is_replayable();
+        let mut outstanding = Some(Outstanding::new(upstream));
+        let mut fresh = false;
+        loop {
+            let lease = upstream.acquire(timer, fresh).await?;
+            match self
+                .open(upstream, lease, request, timer, &mut outstanding)
+                .await
+            {
+                Ok(stream) => return Ok(stream),
+                Err((failure, reused)) => {
+                    if failure.retryable && replayable && reused && !fresh {
+                        tracing::debug!(upstream = %upstream.address_text, error = %failure.error, "stale pooled connection; retrying on a fresh one");
+                        fresh = true;
+                        continue;
+                    }
+                    return Err(failure.error);
+                }
+            }
+        }
+    }
+
+    /// Starts the request on its leased connection and waits for the head.
+    async fn open(
+        &self,
+        upstream: &Arc<Upstream>,
+        mut lease: Lease,
+        request: &mut Request,
+        timer: &Timer,
+        outstanding: &mut Option<Outstanding>,
+    ) -> Result<ResponseStream, (Failure, bool)> {
+        let settings = &self.inner.settings;
+        let reused = lease.reused;
+        let fail = |error| {
+            (
+                Failure {
+                    error,
+                    retryable: false,
+                },
+                reused,
+            )
+        };
+        let keep_conn = settings.keep_alive || lease.multiplexed();
+        let mut preamble = Vec::new();
+        let complete = encode_request_start(
+            lease.id,
+            request,
+            &settings.config,
+            keep_conn,
+            &mut preamble,
+        )
+        .map_err(fail)?;
+        let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(RequestShared::new());
+        let (frames, rx) = mpsc::channel(FRAME_CHANNEL_CAPACITY);
+        let span = tracing::debug_span!(
+            "fcgi_request",
+            upstream = %upstream.address_text,
+            request_id = lease.id,
+            conn = lease.conn.serial,
+        );
+        let started = lease.conn.start(Start {
+            id: lease.id,
+            generation,
+            preamble: Bytes::from(preamble),
+            complete,
+            frames,
+            shared: Arc::clone(&shared),
+        });
+        if !started {
+            return Err((
+                Failure {
+                    error: Error::ConnectionClosed {
+                        address: upstream.address_text.clone(),
+                        received: 0,
+                    },
+                    retryable: true,
+                },
+                reused,
+            ));
+        }
+        lease.mark_started();
+        span.in_scope(|| tracing::debug!(reused, "request sent"));
+        let writer = if complete {
+            None
+        } else {
+            let body = take_body(&mut request.body);
+            let data = (request.role == crate::Role::Filter).then(|| take_body(&mut request.data));
+            Some(tokio::spawn(body::write_body(
+                Arc::clone(&lease.conn),
+                lease.id,
+                generation,
+                body,
+                data,
+                Arc::clone(&shared),
+            )))
+        };
+        let mut stream = ResponseStream::new(Parts {
+            id: lease.id,
+            generation,
+            rx,
+            machine: ResponseMachine::new(
+                lease.id,
+                settings.config.limits,
+                upstream.address_text.clone(),
+            ),
+            shared,
+            timer: *timer,
+            lease,
+            writer,
+            outstanding: None,
+            address: upstream.address_text.clone(),
+            span,
+        });
+        match std::future::poll_fn(|cx| stream.poll_head(cx)).await {
+            Ok(()) => {
+                stream.set_outstanding(outstanding.take());
+                Ok(stream)
+            }
+            Err(failure) => Err((failure, stream.reused())),
+        }
+    }
+}
+
+/// The body for one attempt: a copy when it is in memory (so a retry can
+/// send it again), else the body itself.
+fn take_body(body: &mut Body) -> Body {
+    match body {
+        Body::Empty => Body::Empty,
+        Body::Bytes(bytes) => Body::Bytes(bytes.clone()),
+        other => std::mem::take(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_is_send_sync_and_clone() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<super::Client>();
+    }
+
+    #[test]
+    fn response_stream_is_send() {
+        fn check<T: Send + Unpin>() {}
+        check::<super::ResponseStream>();
+    }
+
+    #[test]
+    fn an_invalid_upstream_is_reported_by_build() {
+        let err = super::Client::builder()
+            .upstream("no-port")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("missing :port"), "{err}");
+        assert!(super::Client::builder().build().is_err());
+    }
+}

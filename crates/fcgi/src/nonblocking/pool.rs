@@ -1,0 +1,587 @@
+//! Upstreams and their connection pools: multiplexing discovery, bounded
+//! connections, fair waiting, request id allocation, health.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use fcgi_proto::decode::{Decoder, Event};
+use fcgi_proto::encode::encode_get_values;
+use fcgi_proto::record::{MAX_CONNS, MAX_REQS, MPXS_CONNS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use super::conn::{self, ConnHandle, DriverSettings};
+use super::{Multiplexing, Settings, Timer};
+use crate::address::Address;
+use crate::error::{Error, TimeoutPhase};
+use crate::exchange::SINGLE_REQUEST_ID;
+
+/// How long the FCGI_GET_VALUES question may take before the upstream is
+/// taken not to multiplex.
+pub(crate) const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data stays consistent across a panic (plain counters).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether an upstream may be chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Availability {
+    Up,
+    /// Marked down, and the time to try it again has come.
+    ProbeDue,
+    /// Marked down until this instant.
+    Down(Instant),
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    failures: u32,
+    down_until: Option<Instant>,
+    probing: bool,
+}
+
+/// One FastCGI server of a client.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) address: Address,
+    pub(crate) address_text: String,
+    settings: Arc<Settings>,
+    pool: tokio::sync::OnceCell<Arc<Pool>>,
+    /// Requests chosen for this upstream and not finished.
+    pub(crate) outstanding: AtomicUsize,
+    health: Mutex<Health>,
+}
+
+impl Upstream {
+    pub(crate) fn new(address: Address, settings: Arc<Settings>) -> Upstream {
+        Upstream {
+            address_text: address.to_string(),
+            address,
+            settings,
+            pool: tokio::sync::OnceCell::new(),
+            outstanding: AtomicUsize::new(0),
+            health: Mutex::new(Health::default()),
+        }
+    }
+
+    pub(crate) fn availability(&self) -> Availability {
+        let health = lock(&self.health);
+        match health.down_until {
+            None => Availability::Up,
+            Some(until) if Instant::now() >= until && !health.probing => Availability::ProbeDue,
+            Some(until) => Availability::Down(until.max(Instant::now())),
+        }
+    }
+
+    /// Claims the right to probe a down upstream; one request at a time.
+    pub(crate) fn claim_probe(&self) -> bool {
+        let mut health = lock(&self.health);
+        match health.down_until {
+            Some(until) if Instant::now() >= until && !health.probing => {
+                health.probing = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn connect_failed(&self, error: &Error) {
+        let mut health = lock(&self.health);
+        health.failures += 1;
+        health.probing = false;
+        if health.failures >= self.settings.mark_down_after {
+            health.down_until = Some(Instant::now() + self.settings.probe_interval);
+            tracing::debug!(upstream = %self.address_text, failures = health.failures, %error, "upstream marked down");
+        }
+    }
+
+    fn connect_succeeded(&self) {
+        let mut health = lock(&self.health);
+        if health.down_until.is_some() {
+            tracing::debug!(upstream = %self.address_text, "upstream is back up");
+        }
+        *health = Health::default();
+    }
+
+    /// Whether the upstream multiplexes, once known.
+    pub(crate) fn multiplexed(&self) -> Option<bool> {
+        self.pool.get().map(|p| p.multiplexed)
+    }
+
+    async fn connect(&self, timer: &Timer) -> Result<conn::Socket, Error> {
+        let limit = self.settings.config.timeouts.connect.min(timer.remaining());
+        if limit.is_zero() {
+            return Err(timer.expired(&self.address_text, TimeoutPhase::Deadline));
+        }
+        match conn::connect(&self.address, limit).await {
+            Ok(socket) => {
+                self.connect_succeeded();
+                Ok(socket)
+            }
+            Err(error) => {
+                self.connect_failed(&error);
+                Err(error)
+            }
+        }
+    }
+
+    async fn pool(self: &Arc<Self>, timer: &Timer) -> Result<Arc<Pool>, Error> {
+        self.pool
+            .get_or_try_init(|| self.discover(timer))
+            .await
+            .cloned()
+    }
+
+    /// Builds the pool, asking the server about multiplexing first unless
+    /// the settings say.
+    async fn discover(self: &Arc<Self>, timer: &Timer) -> Result<Arc<Pool>, Error> {
+        let settings = &self.settings;
+        let (multiplexed, max_reqs, max_conns) = match settings.multiplexing {
+            Multiplexing::Disabled => (false, None, None),
+            Multiplexing::Enabled => (true, None, None),
+            Multiplexing::Auto => {
+                let values = self
+                    .get_values(timer, &[MPXS_CONNS, MAX_REQS, MAX_CONNS])
+                    .await;
+                let values = match values {
+                    Ok(values) => values,
+                    Err(e @ (Error::Connect { .. } | Error::InvalidAddress(_))) => return Err(e),
+                    Err(
+                        e @ Error::Timeout {
+                            phase: TimeoutPhase::Connect | TimeoutPhase::Deadline,
+                            ..
+                        },
+                    ) => return Err(e),
+                    Err(error) => {
+                        tracing::debug!(upstream = %self.address_text, %error, "FCGI_GET_VALUES unanswered; not multiplexing");
+                        Vec::new()
+                    }
+                };
+                let get = |name: &str| {
+                    values
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                };
+                (get(MPXS_CONNS) == Some(1), get(MAX_REQS), get(MAX_CONNS))
+            }
+        };
+        let cap = if multiplexed {
+            let cap = settings.max_requests_per_connection;
+            max_reqs
+                .map_or(cap, |m| cap.min(m))
+                .clamp(1, u16::MAX as usize - 1)
+        } else {
+            1
+        };
+        let max_connections = max_conns
+            .map_or(settings.max_connections, |m| {
+                settings.max_connections.min(m)
+            })
+            .max(1);
+        tracing::debug!(
+            upstream = %self.address_text,
+            multiplexed,
+            requests_per_connection = cap,
+            max_connections,
+            "pool ready"
+        );
+        Ok(Arc::new_cyclic(|me| Pool {
+            me: me.clone(),
+            semaphore: Arc::new(Semaphore::new(max_connections * cap)),
+            cap,
+            max_connections,
+            multiplexed,
+            state: Mutex::new(PoolState::default()),
+            changed: Notify::new(),
+            next_serial: AtomicU64::new(1),
+            driver: DriverSettings {
+                address: self.address_text.clone(),
+                multiplexed,
+                keep_alive: settings.keep_alive || multiplexed,
+                pool_idle_timeout: settings.pool_idle_timeout,
+            },
+        }))
+    }
+
+    /// FCGI_GET_VALUES over a connection of its own, closed afterwards.
+    pub(crate) async fn get_values(
+        &self,
+        timer: &Timer,
+        names: &[&str],
+    ) -> Result<Vec<(String, String)>, Error> {
+        let mut socket = self.connect(timer).await?;
+        let address = &self.address_text;
+        let limit = DISCOVERY_TIMEOUT
+            .min(self.settings.config.timeouts.idle)
+            .min(timer.remaining());
+        let exchange = async {
+            let mut out = Vec::new();
+            encode_get_values(names.iter().copied(), &mut out);
+            socket.write_all(&out).await.map_err(|source| Error::Io {
+                address: address.clone(),
+                source,
+            })?;
+            let mut decoder = Decoder::multiplexed();
+            let mut buf = BytesMut::with_capacity(4096);
+            loop {
+                buf.clear();
+                let n = socket
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|source| Error::Io {
+                        address: address.clone(),
+                        source,
+                    })?;
+                if n == 0 {
+                    return Err(Error::ConnectionClosed {
+                        address: address.clone(),
+                        received: decoder.position(),
+                    });
+                }
+                let mut input = &buf[..];
+                while !input.is_empty() {
+                    let (used, event) = decoder
+                        .decode(input)
+                        .map_err(|e| Error::from_decode(address, e))?;
+                    input = &input[used..];
+                    match event {
+                        Some(Event::Values(pairs)) => {
+                            return Ok(pairs
+                                .into_iter()
+                                .map(|(n, v)| {
+                                    (
+                                        String::from_utf8_lossy(&n).into_owned(),
+                                        String::from_utf8_lossy(&v).into_owned(),
+                                    )
+                                })
+                                .collect())
+                        }
+                        Some(Event::UnknownType(t)) => {
+                            return Err(Error::protocol(
+                                address,
+                                format!("server does not understand management record type {t}"),
+                            ))
+                        }
+                        Some(_) => {
+                            return Err(Error::protocol(
+                                address,
+                                "response record on a management request",
+                            ))
+                        }
+                        None => {}
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(limit, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                phase: TimeoutPhase::Idle,
+                after: limit,
+                address: address.clone(),
+            }),
+        }
+    }
+
+    /// A connection and request id for one request: waits (FIFO, bounded)
+    /// for a free slot, reuses a pooled connection or opens one. `fresh`
+    /// asks for a new connection (the retry after a stale one).
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        timer: &Timer,
+        fresh: bool,
+    ) -> Result<Lease, Error> {
+        let pool = self.pool(timer).await?;
+        let pool_wait = self.settings.pool_wait_timeout;
+        let wait_error = |timer: &Timer| {
+            if pool_wait <= timer.remaining() {
+                Error::Timeout {
+                    phase: TimeoutPhase::PoolWait,
+                    after: pool_wait,
+                    address: self.address_text.clone(),
+                }
+            } else {
+                timer.expired(&self.address_text, TimeoutPhase::Deadline)
+            }
+        };
+        let wait_until = tokio::time::Instant::now() + pool_wait.min(timer.remaining());
+        let permit =
+            match tokio::time::timeout_at(wait_until, Arc::clone(&pool.semaphore).acquire_owned())
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => {
+                    return Err(Error::protocol(&self.address_text, "internal: pool closed"))
+                }
+                Err(_) => return Err(wait_error(timer)),
+            };
+        loop {
+            let notified = pool.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match pool.assign(fresh) {
+                Assign::Ready { conn, id, reused } => {
+                    return Ok(Lease {
+                        pool: Arc::clone(&pool),
+                        conn,
+                        id,
+                        reused,
+                        started: false,
+                        permit: Some(permit),
+                    })
+                }
+                Assign::Connect(slot) => {
+                    let socket = self.connect(timer).await?;
+                    let (conn, id) = pool.add(slot, socket);
+                    return Ok(Lease {
+                        pool: Arc::clone(&pool),
+                        conn,
+                        id,
+                        reused: false,
+                        started: false,
+                        permit: Some(permit),
+                    });
+                }
+                Assign::Wait => {
+                    if tokio::time::timeout_at(wait_until, notified).await.is_err() {
+                        return Err(wait_error(timer));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    conn: Arc<ConnHandle>,
+    /// Request ids in flight (aborted ones too, until their END_REQUEST).
+    ids: Vec<u16>,
+    next_id: u16,
+    served: u64,
+}
+
+impl Entry {
+    fn allocate(&mut self, multiplexed: bool) -> u16 {
+        let id = if multiplexed {
+            // Ids go round, so a late record of an old request never meets
+            // a new request with the same id.
+            let mut id = self.next_id.max(1);
+            while self.ids.contains(&id) {
+                id = if id == u16::MAX { 1 } else { id + 1 };
+            }
+            self.next_id = if id == u16::MAX { 1 } else { id + 1 };
+            id
+        } else {
+            SINGLE_REQUEST_ID
+        };
+        self.ids.push(id);
+        id
+    }
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    entries: Vec<Entry>,
+    connecting: usize,
+}
+
+enum Assign {
+    Ready {
+        conn: Arc<ConnHandle>,
+        id: u16,
+        reused: bool,
+    },
+    Connect(ConnectSlot),
+    Wait,
+}
+
+/// A connection being opened; counted against the limit until added.
+struct ConnectSlot {
+    pool: Arc<Pool>,
+    armed: bool,
+}
+
+impl Drop for ConnectSlot {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(&self.pool.state).connecting -= 1;
+            self.pool.changed.notify_waiters();
+        }
+    }
+}
+
+/// The connections of one upstream.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    me: Weak<Pool>,
+    /// One permit per request slot (connections x requests per connection);
+    /// tokio's semaphore is fair, so waiters are served first come, first served.
+    semaphore: Arc<Semaphore>,
+    cap: usize,
+    max_connections: usize,
+    pub(crate) multiplexed: bool,
+    state: Mutex<PoolState>,
+    changed: Notify,
+    next_serial: AtomicU64,
+    driver: DriverSettings,
+}
+
+impl Pool {
+    fn assign(&self, fresh: bool) -> Assign {
+        let mut state = lock(&self.state);
+        let ready = |state: &mut PoolState| {
+            let entry = state
+                .entries
+                .iter_mut()
+                .filter(|e| e.ids.len() < self.cap)
+                .min_by_key(|e| e.ids.len())?;
+            let reused = entry.served > 0 || !entry.ids.is_empty();
+            let id = entry.allocate(self.multiplexed);
+            Some(Assign::Ready {
+                conn: Arc::clone(&entry.conn),
+                id,
+                reused,
+            })
+        };
+        if !fresh || self.multiplexed {
+            if let Some(ready) = ready(&mut state) {
+                return ready;
+            }
+        }
+        if state.entries.len() + state.connecting < self.max_connections {
+            return self.connect_slot(&mut state);
+        }
+        if fresh {
+            if let Some(at) = state.entries.iter().position(|e| e.ids.is_empty()) {
+                let evicted = state.entries.remove(at);
+                evicted.conn.close();
+                return self.connect_slot(&mut state);
+            }
+            if let Some(ready) = ready(&mut state) {
+                return ready;
+            }
+        }
+        Assign::Wait
+    }
+
+    fn connect_slot(&self, state: &mut PoolState) -> Assign {
+        match self.me.upgrade() {
+            Some(pool) => {
+                state.connecting += 1;
+                Assign::Connect(ConnectSlot { pool, armed: true })
+            }
+            None => Assign::Wait,
+        }
+    }
+
+    fn add(&self, mut slot: ConnectSlot, socket: conn::Socket) -> (Arc<ConnHandle>, u16) {
+        slot.armed = false;
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        let conn = conn::spawn(socket, serial, self.me.clone(), self.driver.clone());
+        let mut entry = Entry {
+            conn: Arc::clone(&conn),
+            ids: Vec::new(),
+            next_id: 1,
+            served: 0,
+        };
+        let id = entry.allocate(self.multiplexed);
+        let mut state = lock(&self.state);
+        state.connecting -= 1;
+        state.entries.push(entry);
+        drop(state);
+        tracing::debug!(upstream = %self.driver.address, conn = serial, "connected");
+        (conn, id)
+    }
+
+    /// Request `id` on connection `serial` is over (or never started).
+    pub(crate) fn release(&self, serial: u64, id: u16, served: bool) {
+        let mut state = lock(&self.state);
+        if let Some(entry) = state.entries.iter_mut().find(|e| e.conn.serial == serial) {
+            if let Some(at) = entry.ids.iter().position(|&i| i == id) {
+                entry.ids.swap_remove(at);
+            }
+            if served {
+                entry.served += 1;
+            }
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// Connection `serial` is gone.
+    pub(crate) fn remove(&self, serial: u64) {
+        lock(&self.state)
+            .entries
+            .retain(|e| e.conn.serial != serial);
+        self.changed.notify_waiters();
+    }
+
+    /// Removes connection `serial` when it carries no request; true when it
+    /// was removed (or is not in the pool any more).
+    pub(crate) fn retire_if_idle(&self, serial: u64) -> bool {
+        let mut state = lock(&self.state);
+        match state.entries.iter().position(|e| e.conn.serial == serial) {
+            Some(at) if state.entries[at].ids.is_empty() => {
+                state.entries.remove(at);
+                tracing::debug!(upstream = %self.driver.address, conn = serial, "idle connection closed");
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
+    /// Open connections (for tests and diagnostics).
+    pub(crate) fn connections(&self) -> usize {
+        lock(&self.state).entries.len()
+    }
+}
+
+/// A request slot on a connection, held from assignment to the response's end.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pool: Arc<Pool>,
+    pub(crate) conn: Arc<ConnHandle>,
+    pub(crate) id: u16,
+    /// The connection carried requests before: a failure may mean it was stale.
+    pub(crate) reused: bool,
+    started: bool,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Lease {
+    /// The driver owns the id from now on.
+    pub(crate) fn mark_started(&mut self) {
+        self.started = true;
+    }
+
+    /// Frees the pool slot for the next waiter (the response is over).
+    pub(crate) fn release_permit(&mut self) {
+        self.permit = None;
+    }
+
+    pub(crate) fn multiplexed(&self) -> bool {
+        self.pool.multiplexed
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.started {
+            self.pool.release(self.conn.serial, self.id, false);
+        }
+    }
+}
+
+impl Pool {
+    #[allow(dead_code)]
+    pub(crate) fn stats(&self) -> (usize, usize) {
+        (self.connections(), self.semaphore.available_permits())
+    }
+}

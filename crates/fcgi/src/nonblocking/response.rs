@@ -1,0 +1,446 @@
+//! The async response: head first, then body and STDERR chunks as they
+//! arrive, with the request's time limits applied while waiting.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use fcgi_proto::decode::Event;
+use fcgi_proto::head::Headers;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::conn::{Failure, Frame, RequestShared};
+use super::pool::{Lease, Upstream};
+use super::Timer;
+use crate::blocking::Trailer;
+use crate::error::{Error, Limit, TimeoutPhase};
+use crate::exchange::{ResponseMachine, Step};
+use crate::response::Response;
+
+/// One chunk of a streamed async response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    /// Body bytes (STDOUT after the head).
+    Body(Bytes),
+    /// STDERR bytes (also kept, up to the limit, in [`ResponseStream::stderr`]).
+    Stderr(Bytes),
+}
+
+/// Counts a request against its upstream's outstanding requests (used to
+/// balance) until dropped.
+#[derive(Debug)]
+pub(crate) struct Outstanding(Arc<Upstream>);
+
+impl Outstanding {
+    pub(crate) fn new(upstream: &Arc<Upstream>) -> Outstanding {
+        upstream.outstanding.fetch_add(1, Ordering::Relaxed);
+        Outstanding(Arc::clone(upstream))
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    Ended,
+    Failed,
+}
+
+/// What one step of decoding produced.
+enum Out {
+    Head(Bytes),
+    Body(Bytes),
+    Stderr(Bytes),
+    End,
+}
+
+/// Everything a live exchange needs, handed over by the client.
+pub(crate) struct Parts {
+    pub(crate) id: u16,
+    pub(crate) generation: u64,
+    pub(crate) rx: mpsc::Receiver<Frame>,
+    pub(crate) machine: ResponseMachine,
+    pub(crate) shared: Arc<RequestShared>,
+    pub(crate) timer: Timer,
+    pub(crate) lease: Lease,
+    pub(crate) writer: Option<JoinHandle<()>>,
+    pub(crate) outstanding: Option<Outstanding>,
+    pub(crate) address: String,
+    pub(crate) span: tracing::Span,
+}
+
+/// A response whose head has arrived. Read the body with
+/// [`ResponseStream::next_chunk`] or as a [`futures_core::Stream`] of
+/// [`Chunk`]s; at most a few chunks are buffered, so a slow reader slows the
+/// server down and memory stays flat.
+///
+/// Dropping it before the end cancels the request: the connection is closed
+/// (which stops a php-fpm script at its next output), or on a multiplexed
+/// connection FCGI_ABORT_REQUEST is sent and the request's records are
+/// discarded.
+pub struct ResponseStream {
+    status: u16,
+    reason: String,
+    headers: Headers,
+    parts: Parts,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    pending: Option<Bytes>,
+    state: State,
+    app_status: u32,
+    received: u64,
+    body_bytes: u64,
+    started: Instant,
+}
+
+impl std::fmt::Debug for ResponseStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseStream")
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseStream {
+    pub(crate) fn new(parts: Parts) -> ResponseStream {
+        let due = parts.timer.deadline_at();
+        ResponseStream {
+            status: 0,
+            reason: String::new(),
+            headers: Headers::new(),
+            parts,
+            sleep: Box::pin(tokio::time::sleep_until(due.into())),
+            pending: None,
+            state: State::Open,
+            app_status: 0,
+            received: 0,
+            body_bytes: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts the request against its upstream until it ends.
+    pub(crate) fn set_outstanding(&mut self, outstanding: Option<Outstanding>) {
+        if self.state == State::Open {
+            self.parts.outstanding = outstanding;
+        }
+    }
+
+    /// The connection had carried requests before this one.
+    pub(crate) fn reused(&self) -> bool {
+        self.parts.lease.reused
+    }
+
+    /// HTTP status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Reason phrase.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// Response headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// STDERR received so far (up to [`crate::Limits::max_stderr_bytes`]).
+    pub fn stderr(&self) -> &[u8] {
+        &self.parts.machine.stderr
+    }
+
+    /// Polls for the next body or STDERR chunk; `None` after END_REQUEST.
+    /// STDERR that arrived before the head is only in
+    /// [`ResponseStream::stderr`].
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Chunk>, Error>> {
+        if let Some(bytes) = self.pending.take() {
+            return Poll::Ready(Ok(Some(Chunk::Body(bytes))));
+        }
+        loop {
+            match self.state {
+                State::Ended => return Poll::Ready(Ok(None)),
+                State::Failed => {
+                    return Poll::Ready(Err(Error::ConnectionClosed {
+                        address: self.parts.address.clone(),
+                        received: self.received,
+                    }))
+                }
+                State::Open => {}
+            }
+            match ready!(self.poll_out(cx)) {
+                Ok(Out::Head(bytes) | Out::Body(bytes)) if bytes.is_empty() => {}
+                Ok(Out::Head(bytes) | Out::Body(bytes)) => {
+                    return Poll::Ready(Ok(Some(Chunk::Body(bytes))))
+                }
+                Ok(Out::Stderr(bytes)) => return Poll::Ready(Ok(Some(Chunk::Stderr(bytes)))),
+                Ok(Out::End) => return Poll::Ready(Ok(None)),
+                Err(failure) => return Poll::Ready(Err(failure.error)),
+            }
+        }
+    }
+
+    /// The next body or STDERR chunk as it arrives; `None` after END_REQUEST.
+    pub async fn next_chunk(&mut self) -> Result<Option<Chunk>, Error> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// Reads the rest of the response (discarding body bytes) and returns
+    /// what END_REQUEST and STDERR said.
+    pub async fn finish(mut self) -> Result<Trailer, Error> {
+        while self.next_chunk().await?.is_some() {}
+        Ok(Trailer {
+            stderr: std::mem::take(&mut self.parts.machine.stderr),
+            stderr_dropped: self.parts.machine.stderr_dropped,
+            app_status: self.app_status,
+        })
+    }
+
+    /// Collects the rest into a [`Response`], the body up to
+    /// [`crate::Limits::max_body_bytes`].
+    pub async fn into_response(mut self, max_body_bytes: usize) -> Result<Response, Error> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.next_chunk().await? {
+            if let Chunk::Body(bytes) = chunk {
+                if body.len() + bytes.len() > max_body_bytes {
+                    return Err(Error::LimitExceeded {
+                        limit: Limit::BodyBytes,
+                        max: max_body_bytes,
+                    });
+                }
+                body.extend_from_slice(&bytes);
+            }
+        }
+        Ok(Response {
+            status: self.status,
+            reason: std::mem::take(&mut self.reason),
+            headers: std::mem::take(&mut self.headers),
+            body,
+            stderr: std::mem::take(&mut self.parts.machine.stderr),
+            stderr_dropped: self.parts.machine.stderr_dropped,
+            app_status: self.app_status,
+        })
+    }
+
+    /// Waits for the head (STDERR before it is kept). Used by the client
+    /// before handing the stream out.
+    pub(crate) fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Failure>> {
+        loop {
+            match ready!(self.poll_out(cx)) {
+                Ok(Out::Head(bytes)) => {
+                    if !bytes.is_empty() {
+                        self.pending = Some(bytes);
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Out::Stderr(_)) => {}
+                Ok(Out::Body(bytes)) => {
+                    self.pending = Some(bytes);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Out::End) => return Poll::Ready(Ok(())),
+                Err(failure) => return Poll::Ready(Err(failure)),
+            }
+        }
+    }
+
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<Out, Failure>> {
+        let result = ready!(self.poll_out_inner(cx));
+        match &result {
+            Ok(Out::End) => self.complete(),
+            Ok(_) => {}
+            Err(failure) => {
+                self.parts.span.in_scope(|| {
+                    tracing::debug!(error = %failure.error, received = self.received, "request failed")
+                });
+                self.abort();
+            }
+        }
+        Poll::Ready(result)
+    }
+
+    fn poll_out_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<Out, Failure>> {
+        let id = self.parts.id;
+        loop {
+            let frame = ready!(self.poll_frame(cx))?;
+            let failed = |error| Failure {
+                error,
+                retryable: false,
+            };
+            match frame {
+                Frame::Stdout(bytes) => {
+                    self.received += bytes.len() as u64;
+                    match self.parts.machine.on_event(Event::Stdout(id, &bytes)) {
+                        Ok(Step::Head(range)) => {
+                            if let Some(head) = self.parts.machine.take_head() {
+                                self.status = head.status;
+                                self.reason = head.reason;
+                                self.headers = head.headers;
+                            }
+                            self.parts.span.in_scope(|| {
+                                tracing::debug!(status = self.status, "response head")
+                            });
+                            self.body_bytes += range.len() as u64;
+                            return Poll::Ready(Ok(Out::Head(bytes.slice(range))));
+                        }
+                        Ok(Step::Body(range)) => {
+                            self.body_bytes += range.len() as u64;
+                            return Poll::Ready(Ok(Out::Body(bytes.slice(range))));
+                        }
+                        Ok(_) => {}
+                        Err(error) => return Poll::Ready(Err(failed(error))),
+                    }
+                }
+                Frame::Stderr(bytes) => {
+                    self.received += bytes.len() as u64;
+                    if let Err(error) = self.parts.machine.on_event(Event::Stderr(id, &bytes)) {
+                        return Poll::Ready(Err(failed(error)));
+                    }
+                    return Poll::Ready(Ok(Out::Stderr(bytes)));
+                }
+                Frame::End(end) => {
+                    // The driver has finished the request either way.
+                    self.state = State::Ended;
+                    return match self.parts.machine.on_event(Event::End(id, end)) {
+                        Ok(_) => {
+                            self.app_status = end.app_status;
+                            Poll::Ready(Ok(Out::End))
+                        }
+                        Err(error) => {
+                            self.release();
+                            Poll::Ready(Err(failed(error)))
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// The next frame, or why there is none, within the time limits.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, Failure>> {
+        loop {
+            match self.parts.rx.poll_recv(cx) {
+                Poll::Ready(Some(frame)) => {
+                    self.parts.shared.touch();
+                    return Poll::Ready(Ok(frame));
+                }
+                Poll::Ready(None) => {
+                    let failure = self.parts.shared.take_failure().unwrap_or_else(|| Failure {
+                        error: Error::ConnectionClosed {
+                            address: self.parts.address.clone(),
+                            received: self.received,
+                        },
+                        retryable: false,
+                    });
+                    return Poll::Ready(Err(failure));
+                }
+                Poll::Pending => {}
+            }
+            // A body error ends the request even while the server is silent.
+            if self.parts.writer.as_ref().is_some_and(|w| w.is_finished()) {
+                if let Some(failure) = self.parts.shared.take_failure() {
+                    return Poll::Ready(Err(failure));
+                }
+            }
+            let timer = &self.parts.timer;
+            let now = Instant::now();
+            let deadline_at = timer.deadline_at();
+            let idle_at = self.parts.shared.last_activity() + timer.timeouts.idle;
+            let phase = if now >= deadline_at {
+                Some(TimeoutPhase::Deadline)
+            } else if now >= idle_at {
+                Some(TimeoutPhase::Idle)
+            } else {
+                None
+            };
+            if let Some(phase) = phase {
+                return Poll::Ready(Err(Failure {
+                    error: timer.expired(&self.parts.address, phase),
+                    retryable: false,
+                }));
+            }
+            self.sleep.as_mut().reset(deadline_at.min(idle_at).into());
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// END_REQUEST arrived: the connection is back in the pool already.
+    fn complete(&mut self) {
+        self.state = State::Ended;
+        self.release();
+        let elapsed = self.started.elapsed();
+        self.parts.span.in_scope(|| {
+            tracing::debug!(
+                status = self.status,
+                body_bytes = self.body_bytes,
+                stderr_bytes = self.parts.machine.stderr.len(),
+                received = self.received,
+                duration_ms = elapsed.as_secs_f64() * 1e3,
+                "response complete"
+            )
+        });
+    }
+
+    /// Gives the pool slot back after the request ended normally.
+    fn release(&mut self) {
+        if let Some(writer) = self.parts.writer.take() {
+            // The server has answered; the rest of the body is not needed.
+            writer.abort();
+        }
+        self.parts.lease.release_permit();
+        self.parts.outstanding = None;
+    }
+
+    /// Stops the request early: cancel on its connection, stop the writer.
+    fn abort(&mut self) {
+        if self.state == State::Open {
+            self.parts
+                .lease
+                .conn
+                .cancel(self.parts.id, self.parts.generation);
+        }
+        self.state = State::Failed;
+        self.release();
+    }
+}
+
+impl Drop for ResponseStream {
+    fn drop(&mut self) {
+        if self.state == State::Open {
+            self.parts
+                .span
+                .in_scope(|| tracing::debug!("request cancelled"));
+            self.abort();
+        }
+    }
+}
+
+impl futures_core::Stream for ResponseStream {
+    type Item = Result<Chunk, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.state == State::Failed && this.pending.is_none() {
+            return Poll::Ready(None);
+        }
+        match ready!(this.poll_chunk(cx)) {
+            Ok(Some(chunk)) => Poll::Ready(Some(Ok(chunk))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+}
