@@ -259,34 +259,8 @@ impl PhpFpmBuilder {
         let conf = root.join("php-fpm.conf");
         fs::write(&conf, self.config(&root, port, &sock)).expect("write php-fpm.conf");
 
-        let mut cmd = Command::new(binary);
-        cmd.arg("-F")
-            .arg("-R")
-            .arg("-O")
-            .arg("-y")
-            .arg(&conf)
-            .arg("-d")
-            .arg("output_buffering=0")
-            .current_dir(&root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().map_err(|e| {
-            StartError::Fatal(format!(
-                "{NOT_FOUND}\n(spawning {} failed: {e})",
-                binary.display()
-            ))
-        })?;
         let log = Arc::new(Mutex::new(Vec::new()));
-        if let Some(out) = child.stdout.take() {
-            capture(out, Arc::clone(&log));
-        }
-        if let Some(err) = child.stderr.take() {
-            capture(err, Arc::clone(&log));
-        }
+        let child = spawn_master(binary, &conf, &root, &self.env, &log)?;
         let tcp_addr = SocketAddr::from(([127, 0, 0, 1], port));
         let fpm = PhpFpm {
             child: Mutex::new(Some(child)),
@@ -297,8 +271,65 @@ impl PhpFpmBuilder {
             tcp_addr,
             log,
             binary: binary.to_path_buf(),
+            conf,
+            env: self.env.clone(),
         };
+        fpm.wait_ready(0)?;
+        Ok(fpm)
+    }
+}
 
+/// Starts a php-fpm master in the foreground for `conf`, its output captured
+/// into `log`.
+fn spawn_master(
+    binary: &Path,
+    conf: &Path,
+    root: &Path,
+    env: &[(String, String)],
+    log: &Arc<Mutex<Vec<u8>>>,
+) -> Result<Child, StartError> {
+    let mut cmd = Command::new(binary);
+    cmd.arg("-F")
+        .arg("-R")
+        .arg("-O")
+        .arg("-y")
+        .arg(conf)
+        .arg("-d")
+        .arg("output_buffering=0")
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        StartError::Fatal(format!(
+            "{NOT_FOUND}\n(spawning {} failed: {e})",
+            binary.display()
+        ))
+    })?;
+    if let Some(out) = child.stdout.take() {
+        capture(out, Arc::clone(log));
+    }
+    if let Some(err) = child.stderr.take() {
+        capture(err, Arc::clone(log));
+    }
+    Ok(child)
+}
+
+impl PhpFpm {
+    /// How many times the master has logged that it is ready.
+    fn ready_count(&self) -> usize {
+        self.server_log().matches(READY_LINE).count()
+    }
+
+    /// Waits until both listeners accept and the master has logged its
+    /// readiness more than `ready_before` times.
+    fn wait_ready(&self, ready_before: usize) -> Result<(), StartError> {
+        let fpm = self;
+        let binary = &self.binary;
+        let tcp_addr = self.tcp_addr;
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut tcp_ok, mut unix_ok) = (false, false);
         loop {
@@ -306,8 +337,8 @@ impl PhpFpmBuilder {
             unix_ok = unix_ok || UnixStream::connect(&fpm.sock).is_ok();
             // The listeners accept as soon as they are bound; the workers are
             // forked afterwards, and the master then logs this line.
-            if tcp_ok && unix_ok && fpm.server_log().contains(READY_LINE) {
-                return Ok(fpm);
+            if tcp_ok && unix_ok && fpm.ready_count() > ready_before {
+                return Ok(());
             }
             let exited = fpm
                 .lock_child()
@@ -341,6 +372,15 @@ impl PhpFpmBuilder {
 enum StartError {
     AddrInUse(String),
     Fatal(String),
+}
+
+impl StartError {
+    fn message(self) -> String {
+        match self {
+            StartError::AddrInUse(log) => format!("address already in use; log:\n{log}"),
+            StartError::Fatal(msg) => msg,
+        }
+    }
 }
 
 fn write_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
@@ -378,6 +418,8 @@ pub struct PhpFpm {
     tcp_addr: SocketAddr,
     log: Arc<Mutex<Vec<u8>>>,
     binary: PathBuf,
+    conf: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl PhpFpm {
@@ -503,35 +545,60 @@ impl PhpFpm {
         }
     }
 
+    /// Graceful reload (SIGUSR2 to the master, as `systemctl reload` does);
+    /// returns once the reloaded master is ready again.
+    ///
+    /// # Panics
+    /// If php-fpm is not running or not ready again within [`START_TIMEOUT`].
+    pub fn reload(&self) {
+        let before = self.ready_count();
+        self.signal_master(Signal::SIGUSR2);
+        if let Err(e) = self.wait_ready(before) {
+            panic!("php-fpm reload: {}", e.message());
+        }
+    }
+
+    /// Kills one worker with SIGKILL (the master forks a replacement).
+    /// Returns its pid, or `None` when there was no worker.
+    pub fn kill_worker(&self) -> Option<u32> {
+        let pid = *self.worker_pids().first()?;
+        let _ = kill(Pid::from_raw(i32::try_from(pid).ok()?), Signal::SIGKILL);
+        Some(pid)
+    }
+
+    /// Stops the master (SIGTERM, as [`PhpFpm::stop`]) and starts a new one
+    /// on the same socket and port, with the same scripts; returns once it is
+    /// ready.
+    ///
+    /// # Panics
+    /// If the new master does not start.
+    pub fn restart(&self) {
+        let before = self.ready_count();
+        if let Some(child) = self.lock_child().take() {
+            terminate(child);
+        }
+        let child = spawn_master(&self.binary, &self.conf, &self.root, &self.env, &self.log)
+            .unwrap_or_else(|e| panic!("php-fpm restart: {}", e.message()));
+        *self.lock_child() = Some(child);
+        if let Err(e) = self.wait_ready(before) {
+            panic!("php-fpm restart: {}", e.message());
+        }
+    }
+
+    fn signal_master(&self, signal: Signal) {
+        let pid = self.master_pid();
+        assert!(pid != 0, "php-fpm is not running");
+        let raw = i32::try_from(pid).expect("pid fits in i32");
+        kill(Pid::from_raw(raw), signal).expect("signal the php-fpm master");
+    }
+
     /// Stops php-fpm: SIGTERM, up to [`STOP_TIMEOUT`] to exit, then SIGKILL
     /// (of the master and any leftover worker); removes the temporary
     /// directory. Idempotent; also done on drop.
     pub fn stop(&self) {
         let child = self.lock_child().take();
-        if let Some(mut child) = child {
-            let pid = child.id();
-            let workers = children_of(pid);
-            if let Ok(raw) = i32::try_from(pid) {
-                let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
-            }
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            let mut exited = false;
-            while Instant::now() < deadline {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    exited = true;
-                    break;
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-            if !exited {
-                let _ = child.kill();
-                let _ = child.wait();
-                for w in workers {
-                    if let Ok(raw) = i32::try_from(w) {
-                        let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
-                    }
-                }
-            }
+        if let Some(child) = child {
+            terminate(child);
         }
         let dir = self.dir.lock().unwrap_or_else(|e| e.into_inner()).take();
         drop(dir);
@@ -549,6 +616,30 @@ impl Drop for PhpFpm {
             );
         }
         self.stop();
+    }
+}
+
+/// SIGTERM to a master, up to [`STOP_TIMEOUT`] to exit, then SIGKILL of it
+/// and of any leftover worker.
+fn terminate(mut child: Child) {
+    let pid = child.id();
+    let workers = children_of(pid);
+    if let Ok(raw) = i32::try_from(pid) {
+        let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    for w in workers {
+        if let Ok(raw) = i32::try_from(w) {
+            let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+        }
     }
 }
 
