@@ -42,6 +42,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Ask the server for FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS.
     Values(ValuesArgs),
+    /// Load-test a script: the request of `fcgi request`, repeated over kept
+    /// connections; prints requests/s, latency percentiles, statuses, errors.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Options every subcommand has: time limits and verbosity.
@@ -252,7 +255,7 @@ pub struct ValuesArgs {
 /// Largest accepted time limit: about 11.5 days, far below `Duration`'s range.
 const MAX_SECS: f64 = 1_000_000.0;
 
-fn parse_secs(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .trim()
         .parse()

@@ -235,14 +235,29 @@ fn body_from_file(mut file: File, what: &str) -> Result<(u64, Body), Failure> {
 /// The complete request for SCRIPT[?QUERY] with every option applied, and
 /// the params in the order they are sent.
 pub fn build_request(args: &RequestArgs, script: &str) -> Result<Request, Failure> {
+    if script.split('?').next().is_some_and(str::is_empty) {
+        return Err(empty_script());
+    }
+    let body = prepare_body(args)?;
+    build_request_with(args, script, body)
+}
+
+fn empty_script() -> Failure {
+    Failure::usage("SCRIPT is empty; give the script's path on the server")
+}
+
+/// [`build_request`] with the body already prepared (`fcgi bench` reads it
+/// into memory once and sends it with every request).
+pub fn build_request_with(
+    args: &RequestArgs,
+    script: &str,
+    body: Option<PreparedBody>,
+) -> Result<Request, Failure> {
     let (path, query) = script.split_once('?').unwrap_or((script, ""));
     if path.is_empty() {
-        return Err(Failure::usage(
-            "SCRIPT is empty; give the script's path on the server",
-        ));
+        return Err(empty_script());
     }
     let paths = script_paths(path, args.document_root.as_deref());
-    let body = prepare_body(args)?;
     let method = match &args.method {
         Some(m) if m.is_empty() => return Err(Failure::usage("-X needs a method name")),
         Some(m) => m.clone(),

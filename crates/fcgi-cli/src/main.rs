@@ -4,12 +4,14 @@
 //!   nginx would send, streams the body to standard output and the server's
 //!   stderr to standard error (or prints one JSON object with `--json`);
 //! * `fcgi ping` and `fcgi status` read php-fpm's ping and status pages;
-//! * `fcgi values` asks for the FastCGI management values.
+//! * `fcgi values` asks for the FastCGI management values;
+//! * `fcgi bench` load-tests a script ([`bench`]).
 //!
 //! Exit codes are a contract (see [`failure`]); every error is one line on
 //! standard error starting with `fcgi: error: `.
 
 mod args;
+mod bench;
 mod cgi;
 mod commands;
 mod failure;
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         Command::Ping(a) => a.conn.verbose,
         Command::Status(a) => a.conn.verbose,
         Command::Values(a) => a.conn.verbose,
+        Command::Bench(a) => a.conn.verbose,
     };
     if verbose {
         verbose::install_record_trace();
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Ping(a) => commands::ping(a),
         Command::Status(a) => commands::status(a),
         Command::Values(a) => commands::values(a),
+        Command::Bench(a) => bench::bench(a),
     };
     match result {
         Ok(()) => ExitCode::from(failure::OK),

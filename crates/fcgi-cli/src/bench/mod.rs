@@ -1,0 +1,238 @@
+//! `fcgi bench`: a FastCGI load generator. Builds the request exactly as
+//! `fcgi request` does ([`crate::cgi::build_request`]), sends it again and
+//! again over kept connections (one thread and one blocking client per
+//! connection), and reports throughput, latency percentiles from an HDR
+//! histogram, status codes and errors by kind.
+
+mod engine;
+mod report;
+
+use std::io::{self, IsTerminal, Read};
+use std::time::Duration;
+
+use clap::Args;
+use fcgi::{Body, Config, Params};
+
+use crate::args::{ConnArgs, RequestArgs};
+use crate::cgi::{build_request_with, prepare_body, PreparedBody};
+use crate::failure::{Failure, OTHER};
+use crate::target::{resolve, split_positionals};
+use crate::verbose;
+
+pub use engine::Plan;
+
+/// Most connections `-c` accepts (one thread each).
+pub const MAX_CONNECTIONS: u64 = 4096;
+
+/// Largest request body a benchmark holds in memory and sends each time.
+pub const MAX_BENCH_BODY: u64 = 256 * 1024 * 1024;
+
+const BENCH_HELP: &str = "\
+Sends the request that `fcgi request` would send for the same options, again
+and again, over -c kept connections (FCGI_KEEP_CONN; one thread each), for -n
+requests in all or for -d seconds, then prints requests/s, transfer rate,
+latency percentiles, status codes and errors by kind. Requests that fail are
+counted by kind, never hidden; the exit code is 0 even then, unless
+--fail-on-error. Every request is bounded by --timeout.
+
+With php-fpm, an idle kept connection pins a worker: use at most
+pm.max_children connections.
+
+The body is given with --data (not -d, which is the duration here).
+
+Examples:
+  fcgi bench /var/www/html/index.php -c 4 -d 10
+  fcgi bench 127.0.0.1:9000 /srv/app/index.php?page=2 -c 8 -n 100000 --json
+  fcgi bench unix:/run/php/php8.2-fpm.sock /srv/www/api.php --json-body '{\"a\":1}' -c 2 -n 1000";
+
+/// `fcgi bench`.
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "fcgi bench [OPTIONS] [ADDR] SCRIPT[?QUERY] -c CONNS (-n REQUESTS | -d SECS)",
+    after_help = BENCH_HELP
+)]
+#[command(group(clap::ArgGroup::new("bound").required(true).args(["requests", "duration"])))]
+pub struct BenchArgs {
+    /// [ADDR] SCRIPT[?QUERY], as for `fcgi request`.
+    #[arg(value_name = "ARGS", required = true, num_args = 1..=2)]
+    pub positional: Vec<String>,
+
+    /// Connections (and threads) sending requests at the same time.
+    #[arg(short = 'c', long = "connections", value_name = "CONNS", default_value = "1",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS))]
+    pub connections: u64,
+
+    /// Number of requests to send in all.
+    #[arg(short = 'n', long = "requests", value_name = "REQUESTS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+
+    /// How long to send requests, in seconds (decimals allowed).
+    #[arg(short = 'd', long = "duration", value_name = "SECS", value_parser = crate::args::parse_secs)]
+    pub duration: Option<Duration>,
+
+    /// Print one JSON object with the figures instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit non-zero (with the exit code of the most frequent error) when
+    /// any request failed.
+    #[arg(long)]
+    pub fail_on_error: bool,
+
+    /// Request method (default GET, or POST when a body is given).
+    #[arg(short = 'X', long, value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// A request header 'Name: value' (repeatable), as for `fcgi request`.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// A raw param NAME=VALUE (repeatable), as for `fcgi request`.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+
+    /// Do not send param NAME (repeatable).
+    #[arg(long = "unset-param", value_name = "NAME")]
+    pub unset_params: Vec<String>,
+
+    /// The body: DATA as given, @FILE or @- (read once into memory, at most
+    /// 256 MiB, and sent with every request).
+    #[arg(long = "data", value_name = "DATA", group = "body")]
+    pub data: Option<String>,
+
+    /// A form field name=value (repeatable), url-encoded into the body.
+    #[arg(long = "form", value_name = "NAME=VALUE", group = "body")]
+    pub form: Vec<String>,
+
+    /// A JSON body, sent as application/json.
+    #[arg(long = "json-body", value_name = "JSON", group = "body")]
+    pub json_body: Option<String>,
+
+    /// The document root on the server, as for `fcgi request`.
+    #[arg(long = "document-root", value_name = "ROOT")]
+    pub document_root: Option<String>,
+
+    /// Largest response head accepted, in bytes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_header_bytes: Option<u64>,
+
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+impl BenchArgs {
+    /// The same options as `fcgi request` takes them, for the one request
+    /// builder.
+    fn request_args(&self) -> RequestArgs {
+        RequestArgs {
+            positional: self.positional.clone(),
+            method: self.method.clone(),
+            headers: self.headers.clone(),
+            params: self.params.clone(),
+            unset_params: self.unset_params.clone(),
+            data: self.data.clone(),
+            form: self.form.clone(),
+            json_body: self.json_body.clone(),
+            document_root: self.document_root.clone(),
+            include: false,
+            output: None,
+            silent: true,
+            json: false,
+            max_header_bytes: self.max_header_bytes,
+            fail: false,
+            conn: self.conn.clone(),
+        }
+    }
+}
+
+/// The request every benchmark request repeats: its params and its body.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// The params, in the order they are sent.
+    pub params: Params,
+    /// The body, in memory and shared by every request (none: no body).
+    pub body: Option<bytes::Bytes>,
+}
+
+/// Reads a body given as a file or standard input into memory (once).
+fn body_in_memory(prepared: PreparedBody) -> Result<PreparedBody, Failure> {
+    let PreparedBody {
+        body,
+        len,
+        content_type,
+    } = prepared;
+    let body = match body {
+        Body::Reader { reader, .. } => {
+            if len > MAX_BENCH_BODY {
+                return Err(Failure::usage(format!(
+                    "the body is {len} bytes; fcgi bench sends at most {MAX_BENCH_BODY} bytes (use fcgi request for larger bodies)"
+                )));
+            }
+            let mut bytes = Vec::with_capacity(len as usize);
+            reader
+                .take(len)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Failure::new(OTHER, format!("cannot read the body: {e}")))?;
+            Body::from(bytes)
+        }
+        other => other,
+    };
+    Ok(PreparedBody {
+        body,
+        len,
+        content_type,
+    })
+}
+
+/// `fcgi bench`.
+pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
+    let request_args = args.request_args();
+    let (address, script) = split_positionals(&args.positional)?;
+    let body = prepare_body(&request_args)?
+        .map(body_in_memory)
+        .transpose()?;
+    let request = build_request_with(&request_args, script, body)?;
+    let target = resolve(address)?;
+    if args.conn.verbose {
+        verbose::info(&format!("address {} ({})", target.address, target.how));
+    }
+    let mut config = Config::default()
+        .keep_alive(true)
+        .connect_timeout(args.conn.connect_timeout)
+        .deadline(args.conn.timeout)
+        .idle_timeout(args.conn.timeout);
+    config.max_idle_connections = 1;
+    if let Some(max) = args.max_header_bytes {
+        config = config.max_head_bytes(usize::try_from(max).unwrap_or(usize::MAX));
+    }
+    let body = match request.get_body() {
+        Body::Bytes(bytes) => Some(bytes.clone()),
+        _ => None,
+    };
+    let template = Template {
+        params: request.params().clone(),
+        body,
+    };
+    let plan = Plan {
+        connections: args.connections,
+        requests: args.requests,
+        duration: args.duration,
+        progress: !args.json && io::stderr().is_terminal(),
+    };
+    let outcome = engine::run(&target.address, config, &template, &plan)?;
+    let address = target.address.to_string();
+    let summary = report::Summary::new(&outcome, &address, &plan);
+    let text = if args.json {
+        format!("{}\n", summary.json())
+    } else {
+        summary.text()
+    };
+    report::print(&text)?;
+    if args.fail_on_error {
+        if let Some(failure) = summary.failure() {
+            return Err(failure);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! End-to-end: `fcgi bench` against a private php-fpm and against a fake
+//! server that fails some requests on purpose. Counts only, never timings.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::fcgi;
+use fcgi_testkit::fake::{echo_stdin, serve};
+use fcgi_testkit::{FakeServer, PhpFpm};
+use serde_json::Value;
+
+const SCRIPT: &str = "/srv/www/index.php";
+/// php-fpm's and the fake server's protocol status OVERLOADED.
+const OVERLOADED: u8 = 2;
+
+fn n(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("{value} is not a count"))
+}
+
+/// Checks that the JSON report adds up: requests == successes + errors,
+/// successes == sum of status counts, errors == sum of error kinds.
+fn check_totals(report: &Value) {
+    let requests = n(&report["requests"]);
+    let successes = n(&report["successes"]);
+    let errors = n(&report["errors"]);
+    assert_eq!(requests, successes + errors, "{report}");
+    let statuses: u64 = report["status_counts"]
+        .as_object()
+        .expect("status_counts")
+        .values()
+        .map(n)
+        .sum();
+    assert_eq!(statuses, successes, "{report}");
+    let kinds: u64 = report["error_kinds"]
+        .as_object()
+        .expect("error_kinds")
+        .values()
+        .map(n)
+        .sum();
+    assert_eq!(kinds, errors, "{report}");
+    for key in ["p50", "p90", "p99", "p999", "max", "min"] {
+        assert!(report["latency_ms"][key].is_number(), "{key}: {report}");
+    }
+    assert!(report["rps"].is_number(), "{report}");
+}
+
+#[test]
+fn bench_against_php_fpm_counts_every_request() {
+    let fpm = PhpFpm::start();
+    let script = fpm.script("hello.php").display().to_string();
+    let run = fcgi(&[
+        "bench",
+        &fpm.unix_address(),
+        &script,
+        "-c",
+        "2",
+        "-n",
+        "50",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let report = run.json();
+    check_totals(&report);
+    assert_eq!(n(&report["requests"]), 50);
+    assert_eq!(n(&report["errors"]), 0);
+    assert_eq!(n(&report["status_counts"]["200"]), 50);
+    assert_eq!(n(&report["body_bytes"]), 50 * "Hello, World!".len() as u64);
+}
+
+#[test]
+fn bench_counts_statuses_other_than_200_as_answered() {
+    let fpm = PhpFpm::start();
+    let missing = fpm.script("hello.php").with_file_name("missing.php");
+    let run = fcgi(&[
+        "bench",
+        &fpm.tcp_address(),
+        &missing.display().to_string(),
+        "-c",
+        "1",
+        "-n",
+        "5",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let report = run.json();
+    check_totals(&report);
+    assert_eq!(n(&report["status_counts"]["404"]), 5);
+}
+
+#[test]
+fn bench_text_report_names_the_figures() {
+    let fpm = PhpFpm::start();
+    let script = fpm.script("hello.php").display().to_string();
+    let run = fcgi(&["bench", &fpm.unix_address(), &script, "-n", "10"]);
+    run.expect_code(0);
+    let text = run.stdout_text();
+    for needle in [
+        "10 requests in",
+        "Requests/sec:",
+        "Transfer/sec:",
+        "p50",
+        "p99.9",
+        "Status codes: 200: 10",
+        "Errors: 0",
+    ] {
+        assert!(text.contains(needle), "{needle:?} in {text}");
+    }
+    // Not a terminal: no progress line on standard error.
+    assert_eq!(run.stderr, "");
+}
+
+/// A keep-alive server whose answer depends on the request's number across
+/// all connections: 0 mod 4 answers 200, 1 and 2 mod 4 end with OVERLOADED,
+/// 3 mod 4 sends a record with a wrong protocol version.
+fn flaky_server() -> FakeServer {
+    let count = Arc::new(AtomicUsize::new(0));
+    FakeServer::tcp(serve(move |conn, req| {
+        match count.fetch_add(1, Ordering::SeqCst) % 4 {
+            0 => conn.respond(req.id, b"Status: 200 OK\r\n\r\nok"),
+            1 | 2 => conn.write_end(req.id, 0, OVERLOADED),
+            _ => {
+                conn.write_record(2, 6, req.id, b"Status: 200 OK\r\n\r\nhi", 0);
+                conn.close();
+            }
+        }
+    }))
+}
+
+#[test]
+fn failed_requests_are_counted_by_kind() {
+    let server = flaky_server();
+    let run = fcgi(&[
+        "bench",
+        &server.address(),
+        SCRIPT,
+        "-c",
+        "2",
+        "-n",
+        "16",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let report = run.json();
+    check_totals(&report);
+    assert_eq!(n(&report["requests"]), 16, "{report}");
+    assert_eq!(n(&report["successes"]), 4, "{report}");
+    assert_eq!(n(&report["status_counts"]["200"]), 4, "{report}");
+    assert_eq!(n(&report["errors"]), 12, "{report}");
+    assert_eq!(n(&report["error_kinds"]["rejected"]), 8, "{report}");
+    assert_eq!(n(&report["error_kinds"]["protocol"]), 4, "{report}");
+    let example = report["error_examples"]["rejected"].as_str().unwrap();
+    assert!(example.contains("OVERLOADED"), "{example}");
+}
+
+#[test]
+fn failures_show_in_the_text_report() {
+    let server = flaky_server();
+    let run = fcgi(&["bench", &server.address(), SCRIPT, "-n", "8"]);
+    run.expect_code(0);
+    let text = run.stdout_text();
+    assert!(text.contains("Errors: 6"), "{text}");
+    assert!(text.contains("rejected: 4 (first: "), "{text}");
+    assert!(text.contains("protocol: 2 (first: "), "{text}");
+}
+
+#[test]
+fn fail_on_error_exits_with_the_code_of_the_most_frequent_error() {
+    let server = flaky_server();
+    let run = fcgi(&[
+        "bench",
+        &server.address(),
+        SCRIPT,
+        "-n",
+        "8",
+        "--json",
+        "--fail-on-error",
+    ]);
+    let line = run.expect_code(6);
+    assert!(line.contains("6 of 8 requests failed"), "{line}");
+    check_totals(&run.json());
+}
+
+#[test]
+fn nothing_listening_is_counted_as_connect_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("unix:{}", dir.path().join("none.sock").display());
+    let run = fcgi(&["bench", &address, SCRIPT, "-c", "2", "-n", "6", "--json"]);
+    run.expect_code(0);
+    let report = run.json();
+    check_totals(&report);
+    assert_eq!(n(&report["error_kinds"]["connect"]), 6, "{report}");
+}
+
+#[test]
+fn a_duration_bounds_the_run() {
+    let server = FakeServer::unix(echo_stdin());
+    let run = fcgi(&[
+        "bench",
+        &server.address(),
+        SCRIPT,
+        "-c",
+        "2",
+        "-d",
+        "0.3",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let report = run.json();
+    check_totals(&report);
+    assert!(n(&report["requests"]) > 0, "{report}");
+}
+
+#[test]
+fn the_body_options_of_request_are_sent_with_every_request() {
+    let server = FakeServer::unix(echo_stdin());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body.bin");
+    std::fs::write(&file, vec![7u8; 100_000]).unwrap();
+    let data = format!("@{}", file.display());
+    let run = fcgi(&[
+        "bench",
+        &server.address(),
+        SCRIPT,
+        "--data",
+        &data,
+        "-c",
+        "2",
+        "-n",
+        "6",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let report = run.json();
+    check_totals(&report);
+    assert_eq!(n(&report["body_bytes"]), 6 * 100_000, "{report}");
+}
+
+#[test]
+fn a_count_or_a_duration_is_required() {
+    let run = fcgi(&["bench", "127.0.0.1:9", SCRIPT]);
+    let line = run.expect_code(2);
+    assert!(
+        line.contains("--requests") || line.contains("--duration"),
+        "{line}"
+    );
+}
