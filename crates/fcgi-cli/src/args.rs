@@ -15,7 +15,9 @@ const EXIT_HELP: &str = "\
 Exit codes: 0 success, 1 unexpected answer (ping, status) or a local file error,
 2 usage error, 3 cannot connect, 4 timed out, 5 protocol error or connection
 closed early, 6 server rejected the request (CANT_MPX_CONN, OVERLOADED,
-UNKNOWN_ROLE), 7 a limit was exceeded, 22 --fail and status >= 400.";
+UNKNOWN_ROLE), 7 a limit was exceeded, 8 the authorizer denied the request
+(--role authorizer), 9 PHP fatal error (eval), 22 --fail and status >= 400.
+--spawn: an application that cannot start (or exits right away) is 3.";
 
 /// `fcgi`: curl for FastCGI.
 #[derive(Debug, Parser)]
@@ -35,13 +37,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Send a request for a script and print the response.
-    Request(RequestArgs),
+    Request(RequestCmd),
     /// Check php-fpm's ping page (ping.path); exits 0 on the expected answer.
     Ping(PingArgs),
     /// Show php-fpm's pool status page (pm.status_path).
     Status(StatusArgs),
     /// Ask the server for FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS.
     Values(ValuesArgs),
+    /// Run PHP code inside the php-fpm pool (where opcache and APCu live).
+    Eval(crate::eval::EvalArgs),
     /// Load-test a script: the request of `fcgi request`, repeated over kept
     /// connections; prints requests/s, latency percentiles, statuses, errors.
     Bench(crate::bench::BenchArgs),
@@ -87,14 +91,64 @@ Examples:
   tar c dir | fcgi request /srv/www/upload.php -d @-
   fcgi request --document-root /srv/www /index.php -H 'Host: example.com' -p HTTPS=on
   fcgi request /srv/www/index.php --json | jq .status
-  fcgi request /srv/www/health.php --fail -s -o /dev/null";
+  fcgi request /srv/www/health.php --fail -s -o /dev/null
+  fcgi request --spawn php-cgi hello.php
+  fcgi request --role authorizer /srv/auth.php -H 'Authorization: Bearer x'
+  fcgi request --role filter --filter-data page.html /srv/filter.php
 
-/// `fcgi request`.
+Roles: --role authorizer sends no body; granted (status 200) prints the
+Variable-NAME headers as NAME=value lines (--json: a `variables` array) and
+exits 0; denied prints the response as a responder's would and exits 8.
+--role filter sends --filter-data FILE on the DATA stream, with
+FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD taken from the file.
+
+--spawn 'CMD ARGS' starts the FastCGI application itself (its listening
+socket as file descriptor 0, as web servers did for php-cgi), sends the
+request to it and stops it; no ADDR then. A relative SCRIPT is made absolute.";
+
+/// `fcgi request`: the options of [`RequestArgs`] (shared with `fcgi
+/// bench`), the role and `--spawn`.
 #[derive(Debug, Args)]
 #[command(
     override_usage = "fcgi request [OPTIONS] [ADDR] SCRIPT[?QUERY]",
     after_help = format!("{REQUEST_HELP}\n\n{ADDRESS_HELP}\n\n{EXIT_HELP}")
 )]
+pub struct RequestCmd {
+    #[command(flatten)]
+    pub request: RequestArgs,
+    #[command(flatten)]
+    pub roles: RoleArgs,
+    #[command(flatten)]
+    pub spawn: crate::spawn::SpawnArgs,
+}
+
+/// The FastCGI role of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RoleName {
+    /// An ordinary request: the application answers it.
+    #[default]
+    Responder,
+    /// The application decides whether the request may proceed.
+    Authorizer,
+    /// The application filters the file given with --filter-data.
+    Filter,
+}
+
+/// `--role` and `--filter-data`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RoleArgs {
+    /// The FastCGI role: responder, authorizer (no body; exit 8 when denied)
+    /// or filter (needs --filter-data).
+    #[arg(long, value_enum, value_name = "ROLE", default_value_t = RoleName::Responder)]
+    pub role: RoleName,
+    /// With --role filter: the file sent on the DATA stream (streamed from
+    /// disk), with FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD from the file.
+    #[arg(long, value_name = "FILE")]
+    pub filter_data: Option<PathBuf>,
+}
+
+/// The options `fcgi request` shares with `fcgi bench`.
+#[derive(Debug, Args)]
 pub struct RequestArgs {
     /// [ADDR] SCRIPT[?QUERY]: the server's address (optional) and the
     /// script's path on the server, with an optional query string.

@@ -1,16 +1,19 @@
-//! The four subcommands: `request`, `ping`, `status` and `values`.
+//! The subcommands `request` (in the three roles), `ping`, `status` and
+//! `values`.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use fcgi::{Chunk, Client, Config, Headers, Request};
+use fcgi::{Authorization, Chunk, Client, Config, Headers, Request, Response};
 use serde_json::{json, Map, Value};
 
-use crate::args::{ConnArgs, PingArgs, RequestArgs, StatusArgs, ValuesArgs};
+use crate::args::{ConnArgs, PingArgs, RequestArgs, RequestCmd, RoleName, StatusArgs, ValuesArgs};
 use crate::cgi::build_request;
-use crate::failure::{Failure, HTTP_FAIL, OTHER};
+use crate::failure::{Failure, DENIED, HTTP_FAIL, OTHER};
+use crate::spawn::Server;
 use crate::target::{resolve, split_positionals, Target};
 use crate::verbose;
 
@@ -22,7 +25,7 @@ pub const VALUE_NAMES: [&str; 3] = [
 ];
 
 /// The client for `target` with the time limits of `conn`.
-fn client(target: &Target, conn: &ConnArgs, max_head: Option<u64>) -> Result<Client, Failure> {
+pub fn client(target: &Target, conn: &ConnArgs, max_head: Option<u64>) -> Result<Client, Failure> {
     if conn.verbose {
         verbose::info(&format!("address {} ({})", target.address, target.how));
     }
@@ -36,7 +39,7 @@ fn client(target: &Target, conn: &ConnArgs, max_head: Option<u64>) -> Result<Cli
     Ok(Client::with_config(target.address.clone(), config)?)
 }
 
-fn print_params(request: &Request) {
+pub fn print_params(request: &Request) {
     for (name, value) in request.params().iter() {
         verbose::line(&format!(
             "> {}={}",
@@ -46,42 +49,115 @@ fn print_params(request: &Request) {
     }
 }
 
-fn print_head(status: u16, reason: &str, headers: &Headers) {
+pub fn print_head(status: u16, reason: &str, headers: &Headers) {
     verbose::line(&format!("< {status} {reason}"));
     for (name, value) in headers.iter() {
         verbose::line(&format!("< {name}: {}", String::from_utf8_lossy(value)));
     }
 }
 
-fn write_failure(what: &str) -> impl Fn(io::Error) -> Failure + '_ {
+pub fn write_failure(what: &str) -> impl Fn(io::Error) -> Failure + '_ {
     move |e| Failure::new(OTHER, format!("cannot write {what}: {e}"))
 }
 
 /// `fcgi request`.
-pub fn request(args: &RequestArgs) -> Result<(), Failure> {
+pub fn request(cmd: &RequestCmd) -> Result<(), Failure> {
+    let args = &cmd.request;
+    let role = check_role_options(cmd)?;
     let (address, script) = split_positionals(&args.positional)?;
-    let request = build_request(args, script)?;
-    let target = resolve(address)?;
-    let client = client(&target, &args.conn, args.max_header_bytes)?;
+    if let (Some(_), Some(address)) = (&cmd.spawn.spawn, address) {
+        // Checked before anything is read or started.
+        return Err(Failure::usage(format!(
+            "ADDR {address:?} cannot be given with --spawn (the spawned application listens on a socket of its own)"
+        )));
+    }
+    let script = if cmd.spawn.spawn.is_some() && args.document_root.is_none() {
+        absolute_script(script)?
+    } else {
+        script.to_string()
+    };
+    let mut request = build_request(args, &script)?;
+    match role {
+        RoleName::Responder => {}
+        RoleName::Authorizer => request = request.into_authorizer(),
+        RoleName::Filter => {
+            let path = cmd.roles.filter_data.as_deref().unwrap_or(Path::new(""));
+            request = request.into_filter_file(path).map_err(|e| {
+                Failure::usage(format!(
+                    "cannot open the file {} given with --filter-data: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+    }
+    let mut server = Server::open(&cmd.spawn, address)?;
+    let client = client(&server.target, &args.conn, args.max_header_bytes)?;
     if args.conn.verbose {
         print_params(&request);
     }
-    if args.json {
-        return request_json(&client, request, args);
+    let result = if role == RoleName::Authorizer {
+        authorize(&client, request, args)
+    } else if args.json {
+        request_json(&client, request, args)
+    } else {
+        request_streamed(&client, request, args)
+    };
+    server.stop();
+    result
+}
+
+/// The role, after checking that the options fit it.
+fn check_role_options(cmd: &RequestCmd) -> Result<RoleName, Failure> {
+    let args = &cmd.request;
+    let role = cmd.roles.role;
+    match role {
+        RoleName::Filter if cmd.roles.filter_data.is_none() => Err(Failure::usage(
+            "--role filter needs --filter-data FILE (the file to filter)",
+        )),
+        RoleName::Responder | RoleName::Authorizer if cmd.roles.filter_data.is_some() => Err(
+            Failure::usage("--filter-data is sent only in the filter role: add --role filter"),
+        ),
+        RoleName::Authorizer
+            if args.data.is_some() || !args.form.is_empty() || args.json_body.is_some() =>
+        {
+            Err(Failure::usage(
+                "--role authorizer sends no body: drop -d, --form and --json-body",
+            ))
+        }
+        _ => Ok(role),
     }
-    let mut stream = client.stream(request)?;
-    let (status, reason) = (stream.status(), stream.reason().to_string());
-    if args.conn.verbose {
-        print_head(status, &reason, stream.headers());
+}
+
+/// SCRIPT (with its query) made absolute against the current directory: a
+/// spawned application runs here, and php-cgi wants a full path.
+fn absolute_script(script: &str) -> Result<String, Failure> {
+    let (path, query) = match script.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (script, None),
+    };
+    if path.is_empty() || path.starts_with('/') {
+        return Ok(script.to_string());
     }
-    let failing = args.fail && status >= 400;
-    let mut stderr = ServerStderr::new(args.silent);
-    stderr.write(stream.stderr());
+    let cwd = std::env::current_dir().map_err(|e| {
+        Failure::new(
+            OTHER,
+            format!("cannot find the current directory to locate {path:?}: {e}"),
+        )
+    })?;
+    let full = cwd.join(path).display().to_string();
+    Ok(match query {
+        Some(query) => format!("{full}?{query}"),
+        None => full,
+    })
+}
+
+/// Where the body goes: standard output, `-o FILE`, or nowhere (`--fail`).
+fn open_output(args: &RequestArgs, discard: bool) -> Result<(Box<dyn Write>, String), Failure> {
     let what = match &args.output {
         Some(path) => format!("the body to {}", path.display()),
         None => "the body to standard output".to_string(),
     };
-    let mut out: Box<dyn Write> = if failing {
+    let out: Box<dyn Write> = if discard {
         Box::new(io::sink())
     } else if let Some(path) = &args.output {
         let file = File::create(path).map_err(|e| {
@@ -94,13 +170,32 @@ pub fn request(args: &RequestArgs) -> Result<(), Failure> {
     } else {
         Box::new(io::stdout().lock())
     };
+    Ok((out, what))
+}
+
+/// `STATUS REASON`, the headers and an empty line, as `-i` prints them.
+fn head_text(status: u16, reason: &str, headers: &Headers) -> String {
+    let mut head = format!("{status} {reason}\n");
+    for (name, value) in headers.iter() {
+        head.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value)));
+    }
+    head.push('\n');
+    head
+}
+
+/// A responder or filter request, with the body streamed as it arrives.
+fn request_streamed(client: &Client, request: Request, args: &RequestArgs) -> Result<(), Failure> {
+    let mut stream = client.stream(request)?;
+    let (status, reason) = (stream.status(), stream.reason().to_string());
+    if args.conn.verbose {
+        print_head(status, &reason, stream.headers());
+    }
+    let failing = args.fail && status >= 400;
+    let mut stderr = ServerStderr::new(args.silent);
+    stderr.write(stream.stderr());
+    let (mut out, what) = open_output(args, failing)?;
     if args.include {
-        let mut head = format!("{status} {reason}\n");
-        for (name, value) in stream.headers().iter() {
-            head.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value)));
-        }
-        head.push('\n');
-        out.write_all(head.as_bytes())
+        out.write_all(head_text(status, &reason, stream.headers()).as_bytes())
             .map_err(write_failure(&what))?;
     }
     while let Some(chunk) = stream.next_chunk()? {
@@ -116,20 +211,86 @@ pub fn request(args: &RequestArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// An authorizer request: granted prints the variables and succeeds,
+/// denied prints the server's response and fails with [`DENIED`].
+fn authorize(client: &Client, request: Request, args: &RequestArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let response = client.execute(request)?;
+    let elapsed = started.elapsed();
+    if args.conn.verbose {
+        print_head(response.status, &response.reason, &response.headers);
+    }
+    let denied = Failure::new(
+        DENIED,
+        format!(
+            "the authorizer denied the request: {} {}",
+            response.status, response.reason
+        ),
+    );
+    let outcome = Authorization::from_response(response);
+    let (response, variables) = match &outcome {
+        Authorization::Granted {
+            variables,
+            response,
+        } => (response, Some(variables)),
+        Authorization::Denied(response) => (response, None),
+    };
+    if args.json {
+        let mut object = response_object(response, elapsed);
+        object.insert("authorized".into(), json!(variables.is_some()));
+        if let Some(variables) = variables {
+            let list: Vec<Value> = variables
+                .iter()
+                .map(|(name, value)| json!([name, String::from_utf8_lossy(value)]))
+                .collect();
+            object.insert("variables".into(), Value::Array(list));
+        }
+        print_json(object)?;
+    } else {
+        let mut stderr = ServerStderr::new(args.silent);
+        stderr.write(&response.stderr);
+        let (mut out, what) = open_output(args, false)?;
+        if args.include {
+            out.write_all(
+                head_text(response.status, &response.reason, &response.headers).as_bytes(),
+            )
+            .map_err(write_failure(&what))?;
+        }
+        match variables {
+            Some(variables) => {
+                for (name, value) in variables {
+                    out.write_all(format!("{name}=").as_bytes())
+                        .and_then(|()| out.write_all(value))
+                        .and_then(|()| out.write_all(b"\n"))
+                        .map_err(write_failure(&what))?;
+                }
+            }
+            None => out
+                .write_all(&response.body)
+                .map_err(write_failure(&what))?,
+        }
+        out.flush().map_err(write_failure(&what))?;
+    }
+    match outcome {
+        Authorization::Granted { .. } => Ok(()),
+        Authorization::Denied(_) => Err(denied),
+    }
+}
+
 /// The server's FastCGI stderr, passed to standard error as it arrives
 /// (unless silenced); a missing final line break is added at the end, so
 /// that what follows starts on a line of its own.
-struct ServerStderr {
+pub struct ServerStderr {
     silent: bool,
     last: Option<u8>,
 }
 
 impl ServerStderr {
-    fn new(silent: bool) -> ServerStderr {
+    pub fn new(silent: bool) -> ServerStderr {
         ServerStderr { silent, last: None }
     }
 
-    fn write(&mut self, bytes: &[u8]) {
+    pub fn write(&mut self, bytes: &[u8]) {
         if self.silent || bytes.is_empty() {
             return;
         }
@@ -167,13 +328,9 @@ fn text_or_base64(object: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
     }
 }
 
-fn request_json(client: &Client, request: Request, args: &RequestArgs) -> Result<(), Failure> {
-    let started = Instant::now();
-    let response = client.execute(request)?;
-    let elapsed = started.elapsed();
-    if args.conn.verbose {
-        print_head(response.status, &response.reason, &response.headers);
-    }
+/// The `--json` object of a response: status, status_text, headers, body,
+/// stderr, app_status and duration_ms.
+fn response_object(response: &Response, elapsed: Duration) -> Map<String, Value> {
     let mut object = Map::new();
     object.insert("status".into(), json!(response.status));
     object.insert("status_text".into(), json!(response.reason));
@@ -191,10 +348,24 @@ fn request_json(client: &Client, request: Request, args: &RequestArgs) -> Result
     object.insert("app_status".into(), json!(response.app_status));
     let ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
     object.insert("duration_ms".into(), json!(ms));
+    object
+}
+
+fn print_json(object: Map<String, Value>) -> Result<(), Failure> {
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{}", Value::Object(object))
         .and_then(|()| stdout.flush())
-        .map_err(write_failure("the JSON to standard output"))?;
+        .map_err(write_failure("the JSON to standard output"))
+}
+
+fn request_json(client: &Client, request: Request, args: &RequestArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let response = client.execute(request)?;
+    let elapsed = started.elapsed();
+    if args.conn.verbose {
+        print_head(response.status, &response.reason, &response.headers);
+    }
+    print_json(response_object(&response, elapsed))?;
     if args.fail && response.status >= 400 {
         return Err(fail_status(response.status, &response.reason));
     }

@@ -22,6 +22,10 @@ pub const PROTOCOL: u8 = 5;
 pub const REJECTED: u8 = 6;
 /// A limit was exceeded.
 pub const LIMIT: u8 = 7;
+/// `--role authorizer` and the authorizer denied the request.
+pub const DENIED: u8 = 8;
+/// `fcgi eval`: the PHP code failed with a fatal error.
+pub const PHP_FATAL: u8 = 9;
 /// `--fail` and a status of 400 or more.
 pub const HTTP_FAIL: u8 = 22;
 
@@ -99,6 +103,7 @@ impl Failure {
                 },
             ),
             E::Body(_) => (OTHER, "; check the file or standard input given with -d"),
+            E::Spawn { .. } => (CONNECT, ""),
             E::Io { .. } => (PROTOCOL, "; check the server's log"),
             _ => (OTHER, ""),
         };
@@ -178,6 +183,13 @@ mod tests {
                     max: 10,
                 },
                 LIMIT,
+            ),
+            (
+                fcgi::Error::Spawn {
+                    command: "x".into(),
+                    detail: "cannot start it".into(),
+                },
+                CONNECT,
             ),
         ];
         for (err, code) in cases {

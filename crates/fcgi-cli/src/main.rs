@@ -5,6 +5,7 @@
 //!   stderr to standard error (or prints one JSON object with `--json`);
 //! * `fcgi ping` and `fcgi status` read php-fpm's ping and status pages;
 //! * `fcgi values` asks for the FastCGI management values;
+//! * `fcgi eval` runs PHP code inside a php-fpm pool ([`eval`]);
 //! * `fcgi bench` load-tests a script ([`bench`]).
 //!
 //! Exit codes are a contract (see [`failure`]); every error is one line on
@@ -14,7 +15,9 @@ mod args;
 mod bench;
 mod cgi;
 mod commands;
+mod eval;
 mod failure;
+mod spawn;
 mod target;
 mod verbose;
 
@@ -31,10 +34,11 @@ fn main() -> ExitCode {
         Err(err) => return usage_error(err),
     };
     let verbose = match &cli.command {
-        Command::Request(a) => a.conn.verbose,
+        Command::Request(a) => a.request.conn.verbose,
         Command::Ping(a) => a.conn.verbose,
         Command::Status(a) => a.conn.verbose,
         Command::Values(a) => a.conn.verbose,
+        Command::Eval(a) => a.conn.verbose,
         Command::Bench(a) => a.conn.verbose,
     };
     if verbose {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Ping(a) => commands::ping(a),
         Command::Status(a) => commands::status(a),
         Command::Values(a) => commands::values(a),
+        Command::Eval(a) => eval::eval(a),
         Command::Bench(a) => bench::bench(a),
     };
     match result {
@@ -69,7 +74,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             report(&Failure::usage(
-                "a command is needed: request, ping, status or values (see `fcgi --help`)",
+                "a command is needed: request, ping, status, values, eval or bench (see `fcgi --help`)",
             ))
         }
         _ => {

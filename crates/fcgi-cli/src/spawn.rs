@@ -1,0 +1,109 @@
+//! `--spawn 'CMD ARGS'`: the zero-setup path. Instead of talking to a
+//! running server, start the FastCGI application ourselves on a private Unix
+//! socket handed to it as file descriptor 0 ([`fcgi::spawn::SpawnedApp`]),
+//! send the request(s) to it, and stop it afterwards.
+
+use clap::Args;
+use fcgi::spawn::{SpawnOptions, SpawnedApp};
+
+use crate::failure::Failure;
+use crate::target::{resolve, Target};
+
+/// The `--spawn` option (shared by the commands that send requests).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SpawnArgs {
+    /// Start this FastCGI application (a command line, split as a shell
+    /// would, e.g. 'php-cgi -d display_errors=1') on a private socket, send
+    /// the request to it and stop it afterwards. ADDR must not be given.
+    #[arg(long, value_name = "'CMD ARGS'")]
+    pub spawn: Option<String>,
+}
+
+/// The server requests go to: an address, and the application behind it
+/// when `--spawn` started one (stopped when this is dropped).
+#[derive(Debug)]
+pub struct Server {
+    /// Where to connect.
+    pub target: Target,
+    /// The spawned application, if any.
+    pub app: Option<SpawnedApp>,
+}
+
+impl Server {
+    /// The address given or discovered, or an application started with
+    /// `--spawn` (then `address` must be `None`).
+    pub fn open(spawn: &SpawnArgs, address: Option<&str>) -> Result<Server, Failure> {
+        let Some(command) = spawn.spawn.as_deref() else {
+            return Ok(Server {
+                target: resolve(address)?,
+                app: None,
+            });
+        };
+        if let Some(address) = address {
+            return Err(Failure::usage(format!(
+                "ADDR {address:?} cannot be given with --spawn (the spawned application listens on a socket of its own)"
+            )));
+        }
+        let app = start(command)?;
+        let target = Target {
+            address: app.address(),
+            how: format!("spawned: {command}"),
+        };
+        Ok(Server {
+            target,
+            app: Some(app),
+        })
+    }
+
+    /// Stops the spawned application (if any) now; errors are ignored, as
+    /// the request's outcome is what matters.
+    pub fn stop(&mut self) {
+        if let Some(mut app) = self.app.take() {
+            let _ = app.stop();
+        }
+    }
+}
+
+/// Splits `command` as a shell would and starts it.
+pub fn start(command: &str) -> Result<SpawnedApp, Failure> {
+    let words = shell_words::split(command).map_err(|e| {
+        Failure::usage(format!(
+            "--spawn {command:?} is not a valid command line: {e}"
+        ))
+    })?;
+    let Some((program, args)) = words.split_first() else {
+        return Err(Failure::usage(
+            "--spawn needs a command, e.g. --spawn php-cgi",
+        ));
+    };
+    Ok(SpawnedApp::start(program, args, SpawnOptions::default())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_with_an_address_is_a_usage_error() {
+        let spawn = SpawnArgs {
+            spawn: Some("php-cgi".into()),
+        };
+        let err = Server::open(&spawn, Some("127.0.0.1:9000")).unwrap_err();
+        assert_eq!(err.code, crate::failure::USAGE);
+    }
+
+    #[test]
+    fn a_bad_or_empty_command_line_is_a_usage_error() {
+        for command in ["", "  ", "php-cgi 'unclosed"] {
+            let err = start(command).unwrap_err();
+            assert_eq!(err.code, crate::failure::USAGE, "{command:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_program_cannot_start() {
+        let err = start("/no/such/program -x").unwrap_err();
+        assert_eq!(err.code, crate::failure::CONNECT);
+        assert!(err.message.contains("cannot start"), "{}", err.message);
+    }
+}
