@@ -1,0 +1,622 @@
+//! The async client against fake servers: a multiplexing server whose
+//! records interleave, FCGI_ABORT_REQUEST on cancel, OVERLOADED answers,
+//! silence (timeouts), pool waits, stale kept connections, fail-over.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fcgi::nonblocking::{Client, Multiplexing};
+use fcgi::{Error, ProtocolStatus, Request, TimeoutPhase, Timeouts};
+use fcgi_testkit::fake::{respond_ok, serve, silent};
+use fcgi_testkit::raw::{self, RawRecord};
+use fcgi_testkit::{pattern_at, FakeServer};
+
+/// Fails a test that would otherwise hang.
+async fn within<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| panic!("did not finish within {limit:?}"))
+}
+
+/// What the multiplexing fake saw.
+#[derive(Default)]
+struct Stats {
+    connections: AtomicUsize,
+    /// Most requests in flight at once on one connection.
+    max_in_flight: AtomicUsize,
+    /// Times a record went out for another id while an earlier response
+    /// was still unfinished.
+    interleaved: AtomicUsize,
+    aborted: Mutex<Vec<u16>>,
+    errors: Mutex<Vec<String>>,
+}
+
+/// A multiplexing FastCGI server: answers FCGI_GET_VALUES with
+/// FCGI_MPXS_CONNS=1 and FCGI_MAX_REQS=`max_reqs`, serves every request on
+/// its own thread, writing small STDOUT (and some STDERR) records with
+/// pauses, so that the records of concurrent requests interleave.
+///
+/// A request's response body is `pattern_at(SEED, LEN)` followed by its
+/// STDIN; with `SLOW=1` it writes a record every 50 ms until aborted.
+struct MpxServer {
+    address: String,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl MpxServer {
+    fn start(max_reqs: usize) -> MpxServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let stats = Arc::new(Stats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (Arc::clone(&stats), Arc::clone(&stop));
+        thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        s.connections.fetch_add(1, Ordering::SeqCst);
+                        let (s, st) = (Arc::clone(&s), Arc::clone(&st));
+                        thread::spawn(move || serve_mpx(stream, s, st, max_reqs));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        MpxServer {
+            address,
+            stats,
+            stop,
+        }
+    }
+}
+
+impl Drop for MpxServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    params: Vec<u8>,
+    stdin: Vec<u8>,
+}
+
+/// The write side of a multiplexed connection, shared by response threads.
+struct Writer {
+    stream: TcpStream,
+    last_id: u16,
+    unfinished: HashSet<u16>,
+}
+
+fn send(writer: &Mutex<Writer>, stats: &Stats, id: u16, bytes: &[u8], finished: bool) -> bool {
+    let mut w = writer.lock().unwrap();
+    if w.last_id != id && w.unfinished.contains(&w.last_id) {
+        stats.interleaved.fetch_add(1, Ordering::SeqCst);
+    }
+    w.last_id = id;
+    if finished {
+        w.unfinished.remove(&id);
+    }
+    w.stream.write_all(bytes).is_ok()
+}
+
+fn serve_mpx(stream: TcpStream, stats: Arc<Stats>, stop: Arc<AtomicBool>, max_reqs: usize) {
+    let writer = Arc::new(Mutex::new(Writer {
+        stream: stream.try_clone().unwrap(),
+        last_id: 0,
+        unfinished: HashSet::new(),
+    }));
+    let aborted: Arc<Mutex<HashSet<u16>>> = Arc::default();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut pending: HashMap<u16, Pending> = HashMap::new();
+    let mut reader = stream;
+    while !stop.load(Ordering::SeqCst) {
+        let record: RawRecord = match raw::read_record(&mut reader) {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        let id = record.request_id;
+        match record.record_type {
+            raw::GET_VALUES => {
+                let body = raw::encode_pairs([
+                    ("FCGI_MPXS_CONNS", "1".to_string()),
+                    ("FCGI_MAX_REQS", max_reqs.to_string()),
+                ]);
+                let bytes = raw::record(raw::GET_VALUES_RESULT, 0, &body);
+                send(&writer, &stats, 0, &bytes, false);
+            }
+            raw::BEGIN_REQUEST => {
+                if pending.contains_key(&id) {
+                    stats
+                        .errors
+                        .lock()
+                        .unwrap()
+                        .push(format!("id {id} reused while in flight"));
+                }
+                pending.insert(id, Pending::default());
+                aborted.lock().unwrap().remove(&id);
+                writer.lock().unwrap().unfinished.insert(id);
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            }
+            raw::PARAMS => {
+                if let Some(p) = pending.get_mut(&id) {
+                    p.params.extend_from_slice(&record.content);
+                }
+            }
+            raw::ABORT_REQUEST => {
+                stats.aborted.lock().unwrap().push(id);
+                aborted.lock().unwrap().insert(id);
+            }
+            raw::STDIN if record.content.is_empty() => {
+                let Some(p) = pending.remove(&id) else {
+                    continue;
+                };
+                let params: HashMap<String, String> = raw::decode_pairs(&p.params)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(n, v)| {
+                        (
+                            String::from_utf8_lossy(&n).into_owned(),
+                            String::from_utf8_lossy(&v).into_owned(),
+                        )
+                    })
+                    .collect();
+                let (writer, stats, aborted, in_flight) = (
+                    Arc::clone(&writer),
+                    Arc::clone(&stats),
+                    Arc::clone(&aborted),
+                    Arc::clone(&in_flight),
+                );
+                thread::spawn(move || {
+                    respond(&writer, &stats, &aborted, id, &params, &p.stdin);
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+            raw::STDIN => {
+                if let Some(p) = pending.get_mut(&id) {
+                    p.stdin.extend_from_slice(&record.content);
+                }
+            }
+            other => stats
+                .errors
+                .lock()
+                .unwrap()
+                .push(format!("unexpected record type {other}")),
+        }
+    }
+}
+
+fn respond(
+    writer: &Mutex<Writer>,
+    stats: &Stats,
+    aborted: &Mutex<HashSet<u16>>,
+    id: u16,
+    params: &HashMap<String, String>,
+    stdin: &[u8],
+) {
+    let num = |name: &str| {
+        params
+            .get(name)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let end = raw::record(
+        raw::END_REQUEST,
+        id,
+        &raw::end_request_body(0, raw::REQUEST_COMPLETE, [0; 3]),
+    );
+    let head = format!("Content-Type: text/plain\r\nX-Id: {id}\r\n\r\n");
+    if !send(
+        writer,
+        stats,
+        id,
+        &raw::record(raw::STDERR, id, b"note "),
+        false,
+    ) {
+        return;
+    }
+    if !send(
+        writer,
+        stats,
+        id,
+        &raw::record(raw::STDOUT, id, head.as_bytes()),
+        false,
+    ) {
+        return;
+    }
+    if params.get("SLOW").is_some() {
+        for i in 0..400 {
+            if aborted.lock().unwrap().contains(&id) {
+                send(writer, stats, id, &end, true);
+                return;
+            }
+            let line = format!("slow {i}\n");
+            if !send(
+                writer,
+                stats,
+                id,
+                &raw::record(raw::STDOUT, id, line.as_bytes()),
+                false,
+            ) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut body = pattern_at(num("SEED"), num("LEN"));
+    body.extend_from_slice(stdin);
+    // Uneven record sizes, with pauses so that other responses get between.
+    let sizes = [1, 700, 8192, 65528, 3000, 17];
+    let mut at = 0;
+    let mut k = id as usize;
+    while at < body.len() {
+        let len = sizes[k % sizes.len()].min(body.len() - at);
+        k += 1;
+        let record = raw::record_with(
+            raw::VERSION,
+            raw::STDOUT,
+            id,
+            &body[at..at + len],
+            (k % 8) as u8,
+        );
+        if !send(writer, stats, id, &record, false) {
+            return;
+        }
+        at += len;
+        if k % 3 == 0 {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    send(
+        writer,
+        stats,
+        id,
+        &raw::record(raw::STDERR, id, b"done"),
+        false,
+    );
+    send(writer, stats, id, &end, true);
+}
+
+fn mpx_request(seed: usize, len: usize, body: Vec<u8>) -> Request {
+    Request::post("/fake.php", "application/octet-stream", body)
+        .param("SEED", seed.to_string())
+        .param("LEN", len.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiplexed_requests_interleave_and_every_byte_arrives() {
+    let server = MpxServer::start(16);
+    let client = Client::builder()
+        .upstream(server.address.as_str())
+        .max_connections(2)
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200usize {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let len = (i * 7919) % 150_000;
+            let stdin = if i % 3 == 0 {
+                pattern_at(i, i * 101)
+            } else {
+                Vec::new()
+            };
+            let response = client
+                .execute(mpx_request(i, len, stdin.clone()))
+                .await
+                .map_err(|e| format!("request {i}: {e}"))?;
+            let mut expected = pattern_at(i, len);
+            expected.extend_from_slice(&stdin);
+            if response.body != expected {
+                return Err(format!(
+                    "request {i}: body differs ({} bytes, expected {})",
+                    response.body.len(),
+                    expected.len()
+                ));
+            }
+            if response.stderr != b"note done" {
+                return Err(format!("request {i}: stderr {:?}", response.stderr_text()));
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        within(Duration::from_secs(30), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(client.is_multiplexed(0), Some(true));
+    let stats = &server.stats;
+    assert!(
+        stats.errors.lock().unwrap().is_empty(),
+        "{:?}",
+        stats.errors.lock().unwrap()
+    );
+    // One connection for FCGI_GET_VALUES, at most two for the requests.
+    assert!(
+        stats.connections.load(Ordering::SeqCst) <= 3,
+        "{} connections",
+        stats.connections.load(Ordering::SeqCst)
+    );
+    let max = stats.max_in_flight.load(Ordering::SeqCst);
+    assert!(max > 1, "requests never shared a connection");
+    assert!(max <= 16, "FCGI_MAX_REQS=16 exceeded: {max}");
+    assert!(
+        stats.interleaved.load(Ordering::SeqCst) > 50,
+        "records hardly interleaved"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_multiplexed_response_sends_abort_request_and_others_go_on() {
+    let server = MpxServer::start(8);
+    let client = Client::builder()
+        .upstream(server.address.as_str())
+        .max_connections(1)
+        .build()
+        .unwrap();
+    let mut slow = client
+        .stream(mpx_request(0, 0, Vec::new()).param("SLOW", "1"))
+        .await
+        .unwrap();
+    let first = slow.next_chunk().await.unwrap();
+    assert!(first.is_some());
+    let other = client.execute(mpx_request(5, 100_000, Vec::new()));
+    let response = within(Duration::from_secs(10), other).await.unwrap();
+    assert_eq!(response.body, pattern_at(5, 100_000));
+    drop(slow);
+    within(Duration::from_secs(2), async {
+        while server.stats.aborted.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The connection stays in use for later requests.
+    for i in 0..5 {
+        let response = client
+            .execute(mpx_request(i, 1000, Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(response.body, pattern_at(i, 1000));
+    }
+    assert_eq!(
+        server.stats.connections.load(Ordering::SeqCst),
+        2,
+        "discovery + one shared connection"
+    );
+    assert!(server.stats.errors.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn overloaded_answer_is_a_rejected_error() {
+    let server = FakeServer::tcp(serve(|conn, req| {
+        conn.write_end(req.id, 0, raw::OVERLOADED)
+    }));
+    let client = Client::new(server.address().as_str()).unwrap();
+    let err = client.execute(Request::get("/x.php")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Rejected {
+                status: ProtocolStatus::Overloaded,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("FCGI_OVERLOADED"));
+    // The connection was kept and serves the next request the same way.
+    let err = client.execute(Request::get("/x.php")).await.unwrap_err();
+    assert!(matches!(err, Error::Rejected { .. }));
+}
+
+#[tokio::test]
+async fn a_silent_server_hits_the_idle_timeout_then_the_deadline() {
+    let server = FakeServer::tcp(silent());
+    let config = fcgi::Config::default().idle_timeout(Duration::from_millis(300));
+    let client = Client::builder()
+        .upstream(server.address().as_str())
+        .config(config)
+        .multiplexing(Multiplexing::Disabled)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = within(
+        Duration::from_secs(5),
+        client.execute(Request::get("/x.php")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Idle), "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(280));
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let timeouts = Timeouts {
+        deadline: Duration::from_millis(200),
+        ..Timeouts::default()
+    };
+    let started = Instant::now();
+    let err = within(
+        Duration::from_secs(5),
+        client.execute_with(Request::get("/x.php"), timeouts),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Deadline), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn silence_during_discovery_does_not_hang_the_first_request() {
+    // Never answers FCGI_GET_VALUES (nor anything else).
+    let server = FakeServer::tcp(silent());
+    let config = fcgi::Config::default().deadline(Duration::from_millis(3500));
+    let client = Client::with_config(server.address().as_str(), config).unwrap();
+    let err = within(
+        Duration::from_secs(6),
+        client.execute(Request::get("/x.php")),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.timeout_phase().is_some(), "{err:?}");
+    assert_eq!(client.is_multiplexed(0), Some(false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_makes_callers_wait_then_fail_with_pool_wait() {
+    let server = FakeServer::tcp(silent());
+    let client = Client::builder()
+        .upstream(server.address().as_str())
+        .max_connections(1)
+        .multiplexing(Multiplexing::Disabled)
+        .pool_wait_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let holder = {
+        let client = client.clone();
+        tokio::spawn(async move { client.execute(Request::get("/hold.php")).await })
+    };
+    assert!(server.wait_for_connections(1, Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let err = within(
+        Duration::from_secs(5),
+        client.execute(Request::get("/x.php")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::PoolWait), "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(180));
+    holder.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_callers_are_served_in_order() {
+    let server = FakeServer::tcp(serve(|conn, req| {
+        thread::sleep(Duration::from_millis(30));
+        let tag = req.param_str("TAG").unwrap_or_default();
+        conn.respond(
+            req.id,
+            format!("Content-Type: text/plain\r\n\r\n{tag}").as_bytes(),
+        );
+    }));
+    let client = Client::builder()
+        .upstream(server.address().as_str())
+        .max_connections(1)
+        .multiplexing(Multiplexing::Disabled)
+        .build()
+        .unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (client, order) = (client.clone(), Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .execute(Request::get("/x.php").param("TAG", i.to_string()))
+                .await
+                .unwrap();
+            order.lock().unwrap().push(r.body_text().into_owned());
+        }));
+        // Queue up one after the other.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for t in tasks {
+        within(Duration::from_secs(10), t).await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    let expected: Vec<String> = (0..8).map(|i| i.to_string()).collect();
+    assert_eq!(order, expected);
+    assert_eq!(
+        server.connections(),
+        1,
+        "one kept connection served them all"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_kept_connection_is_retried_once_on_a_fresh_one() {
+    // Serves one request per connection although asked to keep it, then closes.
+    let server = FakeServer::tcp(|conn: &mut fcgi_testkit::FakeConn| {
+        if let Ok(req) = conn.read_request() {
+            conn.respond(req.id, b"Content-Type: text/plain\r\n\r\nfresh");
+            // Leave time for the client to pool the connection.
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let client = Client::builder()
+        .upstream(server.address().as_str())
+        .multiplexing(Multiplexing::Disabled)
+        .max_connections(1)
+        .build()
+        .unwrap();
+    let first = client.execute(Request::get("/x.php")).await.unwrap();
+    assert_eq!(first.body, b"fresh");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = client
+        .execute(Request::post("/x.php", "text/plain", "again"))
+        .await
+        .unwrap();
+    assert_eq!(second.body, b"fresh");
+    assert_eq!(server.connections(), 2);
+}
+
+#[tokio::test]
+async fn idle_pooled_connections_are_closed_after_the_pool_idle_timeout() {
+    let server = FakeServer::tcp(respond_ok("hi"));
+    let client = Client::builder()
+        .upstream(server.address().as_str())
+        .multiplexing(Multiplexing::Disabled)
+        .pool_idle_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    client.execute(Request::get("/x.php")).await.unwrap();
+    assert_eq!(server.finished(), 0, "the kept connection is open");
+    within(Duration::from_secs(3), async {
+        while server.finished() < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The next request opens a new one.
+    client.execute(Request::get("/x.php")).await.unwrap();
+    assert_eq!(server.connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_fail_over_from_an_upstream_that_refuses_connections() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let server = FakeServer::tcp(respond_ok("alive"));
+    let client = Client::builder()
+        .upstream(dead.as_str())
+        .upstream(server.address().as_str())
+        .multiplexing(Multiplexing::Disabled)
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        let response = within(
+            Duration::from_secs(5),
+            client.execute(Request::get("/x.php")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.body, b"alive");
+    }
+    // Only the dead upstream left: a clear connect error.
+    let only_dead = Client::new(dead.as_str()).unwrap();
+    let err = only_dead.execute(Request::get("/x.php")).await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+}
