@@ -130,7 +130,7 @@ fn check_role_options(cmd: &RequestCmd) -> Result<RoleName, Failure> {
 
 /// SCRIPT (with its query) made absolute against the current directory: a
 /// spawned application runs here, and php-cgi wants a full path.
-fn absolute_script(script: &str) -> Result<String, Failure> {
+pub fn absolute_script(script: &str) -> Result<String, Failure> {
     let (path, query) = match script.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (script, None),

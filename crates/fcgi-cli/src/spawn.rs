@@ -33,6 +33,16 @@ impl Server {
     /// The address given or discovered, or an application started with
     /// `--spawn` (then `address` must be `None`).
     pub fn open(spawn: &SpawnArgs, address: Option<&str>) -> Result<Server, Failure> {
+        Server::open_with(spawn, address, &[])
+    }
+
+    /// [`Server::open`], with environment variables for the application
+    /// that apply unless the caller's environment already sets them.
+    pub fn open_with(
+        spawn: &SpawnArgs,
+        address: Option<&str>,
+        env_defaults: &[(&str, String)],
+    ) -> Result<Server, Failure> {
         let Some(command) = spawn.spawn.as_deref() else {
             return Ok(Server {
                 target: resolve(address)?,
@@ -44,7 +54,7 @@ impl Server {
                 "ADDR {address:?} cannot be given with --spawn (the spawned application listens on a socket of its own)"
             )));
         }
-        let app = start(command)?;
+        let app = start(command, env_defaults)?;
         let target = Target {
             address: app.address(),
             how: format!("spawned: {command}"),
@@ -64,8 +74,9 @@ impl Server {
     }
 }
 
-/// Splits `command` as a shell would and starts it.
-pub fn start(command: &str) -> Result<SpawnedApp, Failure> {
+/// Splits `command` as a shell would and starts it, with environment
+/// defaults (see [`Server::open_with`]).
+pub fn start(command: &str, env_defaults: &[(&str, String)]) -> Result<SpawnedApp, Failure> {
     let words = shell_words::split(command).map_err(|e| {
         Failure::usage(format!(
             "--spawn {command:?} is not a valid command line: {e}"
@@ -76,7 +87,13 @@ pub fn start(command: &str) -> Result<SpawnedApp, Failure> {
             "--spawn needs a command, e.g. --spawn php-cgi",
         ));
     };
-    Ok(SpawnedApp::start(program, args, SpawnOptions::default())?)
+    let mut options = SpawnOptions::default();
+    for (name, value) in env_defaults {
+        if std::env::var_os(name).is_none() {
+            options = options.env(*name, value);
+        }
+    }
+    Ok(SpawnedApp::start(program, args, options)?)
 }
 
 #[cfg(test)]
@@ -95,14 +112,14 @@ mod tests {
     #[test]
     fn a_bad_or_empty_command_line_is_a_usage_error() {
         for command in ["", "  ", "php-cgi 'unclosed"] {
-            let err = start(command).unwrap_err();
+            let err = start(command, &[]).unwrap_err();
             assert_eq!(err.code, crate::failure::USAGE, "{command:?}");
         }
     }
 
     #[test]
     fn a_missing_program_cannot_start() {
-        let err = start("/no/such/program -x").unwrap_err();
+        let err = start("/no/such/program -x", &[]).unwrap_err();
         assert_eq!(err.code, crate::failure::CONNECT);
         assert!(err.message.contains("cannot start"), "{}", err.message);
     }

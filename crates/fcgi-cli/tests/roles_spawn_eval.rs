@@ -540,3 +540,46 @@ fn eval_usage_errors() {
     let line = fcgi(&["eval", "127.0.0.1:1", "echo 1;", "--spawn", "php-cgi"]).expect_code(2);
     assert!(line.contains("--spawn"), "{line}");
 }
+
+// ---- bench --spawn ----
+
+#[test]
+fn bench_with_spawn_drives_php_cgi_over_several_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hi.php");
+    fs::write(&script, "<?php echo 'hi';").unwrap();
+    let run = fcgi(&[
+        "bench",
+        "--spawn",
+        "php-cgi",
+        &script.display().to_string(),
+        "-c",
+        "3",
+        "-n",
+        "600",
+        "--json",
+        "--fail-on-error",
+        "--timeout",
+        "10",
+    ]);
+    run.expect_code(0);
+    let json = run.json();
+    assert_eq!(json["successes"], 600, "{json}");
+    assert_eq!(json["errors"], 0, "{json}");
+    assert_eq!(json["status_counts"]["200"], 600, "{json}");
+}
+
+#[test]
+fn bench_with_spawn_and_an_address_is_a_usage_error() {
+    let line = fcgi(&[
+        "bench",
+        "127.0.0.1:9000",
+        "/x.php",
+        "--spawn",
+        "php-cgi",
+        "-n",
+        "1",
+    ])
+    .expect_code(2);
+    assert!(line.contains("--spawn"), "{line}");
+}

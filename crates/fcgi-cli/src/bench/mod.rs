@@ -15,8 +15,10 @@ use fcgi::{Body, Config, Params};
 
 use crate::args::{ConnArgs, RequestArgs};
 use crate::cgi::{build_request_with, prepare_body, PreparedBody};
+use crate::commands::absolute_script;
 use crate::failure::{Failure, OTHER};
-use crate::target::{resolve, split_positionals};
+use crate::spawn::Server;
+use crate::target::split_positionals;
 use crate::verbose;
 
 pub use engine::Plan;
@@ -40,10 +42,14 @@ pm.max_children connections.
 
 The body is given with --data (not -d, which is the duration here).
 
+--spawn 'CMD ARGS' starts the application itself (no ADDR then); for php-cgi,
+PHP_FCGI_CHILDREN defaults to -c and PHP_FCGI_MAX_REQUESTS to 0 (no restarts).
+
 Examples:
   fcgi bench /var/www/html/index.php -c 4 -d 10
   fcgi bench 127.0.0.1:9000 /srv/app/index.php?page=2 -c 8 -n 100000 --json
-  fcgi bench unix:/run/php/php8.2-fpm.sock /srv/www/api.php --json-body '{\"a\":1}' -c 2 -n 1000";
+  fcgi bench unix:/run/php/php8.2-fpm.sock /srv/www/api.php --json-body '{\"a\":1}' -c 2 -n 1000
+  fcgi bench --spawn php-cgi hello.php -c 4 -n 10000";
 
 /// `fcgi bench`.
 #[derive(Debug, Args)]
@@ -118,6 +124,9 @@ pub struct BenchArgs {
     pub max_header_bytes: Option<u64>,
 
     #[command(flatten)]
+    pub spawn: crate::spawn::SpawnArgs,
+
+    #[command(flatten)]
     pub conn: ConnArgs,
 }
 
@@ -185,15 +194,47 @@ fn body_in_memory(prepared: PreparedBody) -> Result<PreparedBody, Failure> {
     })
 }
 
+/// With `--spawn`: no ADDR, and a relative SCRIPT made absolute.
+fn spawned_script(
+    args: &BenchArgs,
+    address: Option<&str>,
+    script: &str,
+) -> Result<String, Failure> {
+    if args.spawn.spawn.is_none() {
+        return Ok(script.to_string());
+    }
+    if let Some(address) = address {
+        return Err(Failure::usage(format!(
+            "ADDR {address:?} cannot be given with --spawn (the spawned application listens on a socket of its own)"
+        )));
+    }
+    if args.document_root.is_some() {
+        return Ok(script.to_string());
+    }
+    absolute_script(script)
+}
+
+/// For a spawned php-cgi: one child per connection (a kept connection
+/// holds a child) and no restart after 500 requests, unless the
+/// environment sets them.
+fn spawn_env(args: &BenchArgs) -> Vec<(&'static str, String)> {
+    vec![
+        ("PHP_FCGI_CHILDREN", args.connections.to_string()),
+        ("PHP_FCGI_MAX_REQUESTS", "0".to_string()),
+    ]
+}
+
 /// `fcgi bench`.
 pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
     let request_args = args.request_args();
     let (address, script) = split_positionals(&args.positional)?;
+    let script = spawned_script(args, address, script)?;
     let body = prepare_body(&request_args)?
         .map(body_in_memory)
         .transpose()?;
-    let request = build_request_with(&request_args, script, body)?;
-    let target = resolve(address)?;
+    let request = build_request_with(&request_args, &script, body)?;
+    let mut server = Server::open_with(&args.spawn, address, &spawn_env(args))?;
+    let target = server.target.clone();
     if args.conn.verbose {
         verbose::info(&format!("address {} ({})", target.address, target.how));
     }
@@ -221,6 +262,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
         progress: !args.json && io::stderr().is_terminal(),
     };
     let outcome = engine::run(&target.address, config, &template, &plan)?;
+    server.stop();
     let address = target.address.to_string();
     let summary = report::Summary::new(&outcome, &address, &plan);
     let text = if args.json {
