@@ -27,6 +27,8 @@ pub mod blocking;
 mod config;
 mod error;
 mod exchange;
+#[cfg(feature = "http")]
+pub mod gateway;
 #[cfg(feature = "tokio")]
 pub mod nonblocking;
 mod request;

@@ -1,0 +1,514 @@
+//! The HTTP gateway (feature `http`): run PHP applications behind a Rust
+//! HTTP server the way nginx's `fastcgi_pass` does.
+//!
+//! [`Gateway`] turns an [`http::Request`] into a FastCGI request for the
+//! async client ([`crate::AsyncClient`]) and the FastCGI response into an
+//! [`http::Response`] whose body streams ([`GatewayBody`]). It is a
+//! [`tower_service::Service`], so it plugs into hyper (through
+//! `hyper_util::service::TowerToHyperService`) or axum (as a fallback
+//! service) directly.
+//!
+//! What it does, and what it refuses by default:
+//!
+//! - **CGI parameters** as RFC 3875 and nginx's `fastcgi_params` give them:
+//!   every request header as `HTTP_*` (repeats joined with `", "`, `Cookie`
+//!   with `"; "`), CONTENT_TYPE, CONTENT_LENGTH, REQUEST_URI, QUERY_STRING,
+//!   SCRIPT_NAME, SCRIPT_FILENAME, PATH_INFO, PATH_TRANSLATED, DOCUMENT_ROOT,
+//!   DOCUMENT_URI, REQUEST_SCHEME, HTTPS, SERVER_* and REMOTE_* (from a
+//!   [`ConnectionInfo`] in the request's extensions), GATEWAY_INTERFACE,
+//!   SERVER_PROTOCOL, REDIRECT_STATUS;
+//! - **httpoxy**: a `Proxy` request header is never passed (no HTTP_PROXY);
+//! - **underscores**: headers whose names contain `_` are dropped (`X_A` and
+//!   `X-A` would both become HTTP_X_A), unless
+//!   [`GatewayBuilder::allow_underscore_headers`];
+//! - **the document root**: paths are decoded once and normalized before any
+//!   file is looked at; `..` above the root (plain or `%2e%2e`), NUL bytes
+//!   and backslashes are answered 400 (see [`Route`]);
+//! - **PATH_INFO**: the script is the first path prefix that ends with a
+//!   script extension and is an existing file; `/uploads/evil.jpg/x.php`
+//!   never runs `evil.jpg` (404);
+//! - **extensions**: only files ending with a configured extension
+//!   (default `.php`) go to FastCGI; other files are [`Route::Static`], which
+//!   the gateway answers 404 (serve them with a static file service first,
+//!   as `fcgi serve` does);
+//! - **front controller**: a path that names nothing goes to `/index.php`
+//!   like nginx's `try_files $uri $uri/ /index.php?$query_string`; a missing
+//!   `*.php` is a 404;
+//! - **request bodies** stream through when their length is known; a body
+//!   without one (chunked) is spooled, in memory up to
+//!   [`DEFAULT_SPOOL_MEMORY_BYTES`] and then in a temporary file, because
+//!   PHP only reads a body with CONTENT_LENGTH; bodies over
+//!   [`GatewayBuilder::max_body_bytes`] get 413;
+//! - **upstream errors** become 502 Bad Gateway (504 Gateway Timeout for
+//!   time limits) with a generic body; the detail is logged with `tracing`
+//!   (target `fcgi::gateway`), never sent to the browser. STDERR from the
+//!   application is logged as WARN.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use fcgi::gateway::{ConnectionInfo, Gateway};
+//! use http_body_util::Full;
+//! use tower_service::Service;
+//!
+//! let client = fcgi::AsyncClient::new("unix:/run/php/php8.2-fpm.sock")?;
+//! let mut gateway = Gateway::builder("/var/www/html").build(client)?;
+//! let mut request = http::Request::get("/index.php?page=2")
+//!     .header("host", "example.com")
+//!     .body(Full::new(bytes::Bytes::new()))?;
+//! request.extensions_mut().insert(ConnectionInfo {
+//!     peer: Some("192.0.2.7:50000".parse()?),
+//!     local: Some("192.0.2.1:80".parse()?),
+//!     secure: false,
+//! });
+//! let response = gateway.call(request).await?;
+//! println!("{}", response.status());
+//! # Ok(()) }
+//! ```
+
+mod body;
+mod params;
+mod route;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::{Request, Response, StatusCode};
+
+use crate::error::Error;
+use crate::nonblocking::{Client, ResponseStream};
+use crate::request::Params;
+
+pub use body::GatewayBody;
+pub use params::SERVER_SOFTWARE;
+pub use route::{PathError, Route, Script};
+
+/// The tracing target of the gateway's log events.
+pub const LOG_TARGET: &str = "fcgi::gateway";
+/// Default largest request body: 64 MiB (413 above).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// Default part of a body without a length kept in memory while spooling:
+/// 1 MiB; the rest goes to a temporary file.
+pub const DEFAULT_SPOOL_MEMORY_BYTES: usize = 1024 * 1024;
+/// Default directory index and front controller: `index.php`.
+pub const DEFAULT_INDEX: &str = "index.php";
+/// Default script extension: `.php`.
+pub const DEFAULT_EXTENSION: &str = ".php";
+
+/// A boxed error, as `http_body` bodies report them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Facts about the client's connection, put in the request's extensions by
+/// the server (`request.extensions_mut().insert(info)`). Without it REMOTE_*
+/// and SERVER_ADDR/SERVER_PORT are left out and the scheme is `http`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The client's address (REMOTE_ADDR, REMOTE_PORT).
+    pub peer: Option<SocketAddr>,
+    /// The address the client connected to (SERVER_ADDR, SERVER_PORT).
+    pub local: Option<SocketAddr>,
+    /// The connection is TLS (HTTPS=on, REQUEST_SCHEME=https).
+    pub secure: bool,
+}
+
+/// The gateway's settings (see [`GatewayBuilder`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) document_root: PathBuf,
+    pub(crate) index: Option<String>,
+    pub(crate) front_controller: bool,
+    pub(crate) extensions: Vec<String>,
+    pub(crate) allow_underscore_headers: bool,
+    pub(crate) deny_hidden: bool,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) spool_memory_bytes: usize,
+    pub(crate) spool_dir: Option<PathBuf>,
+    pub(crate) server_name: Option<String>,
+    pub(crate) extra_params: Params,
+}
+
+impl Settings {
+    pub(crate) fn is_script_name(&self, name: &str) -> bool {
+        self.extensions
+            .iter()
+            .any(|ext| name.len() > ext.len() && name.ends_with(ext.as_str()))
+    }
+}
+
+/// Builds a [`Gateway`].
+///
+/// ```
+/// use fcgi::gateway::Gateway;
+/// let dir = tempfile::tempdir().unwrap();
+/// let client = fcgi::AsyncClient::new("127.0.0.1:9000").unwrap();
+/// let gateway = Gateway::builder(dir.path())
+///     .index("app.php")
+///     .extensions([".php", ".phtml"])
+///     .max_body_bytes(8 * 1024 * 1024)
+///     .param("APP_ENV", "prod")
+///     .build(client)
+///     .unwrap();
+/// assert!(gateway.document_root().is_absolute());
+/// ```
+#[derive(Debug, Clone)]
+pub struct GatewayBuilder {
+    settings: Settings,
+}
+
+impl GatewayBuilder {
+    /// The directory index and front controller file name (default
+    /// [`DEFAULT_INDEX`]); it must have a script extension.
+    pub fn index(mut self, name: impl Into<String>) -> GatewayBuilder {
+        self.settings.index = Some(name.into());
+        self
+    }
+
+    /// No directory index and no front controller.
+    pub fn no_index(mut self) -> GatewayBuilder {
+        self.settings.index = None;
+        self
+    }
+
+    /// Send paths that name nothing to the index at the root (default on).
+    pub fn front_controller(mut self, on: bool) -> GatewayBuilder {
+        self.settings.front_controller = on;
+        self
+    }
+
+    /// The extensions of files sent to FastCGI, with their dot (default
+    /// [`DEFAULT_EXTENSION`]). Matching is case-sensitive, like nginx's
+    /// `location ~ \.php$`.
+    pub fn extensions<I, S>(mut self, extensions: I) -> GatewayBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.settings.extensions = extensions.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Pass request headers whose names contain underscores (default off:
+    /// they are dropped, as nginx's `underscores_in_headers off`).
+    pub fn allow_underscore_headers(mut self, on: bool) -> GatewayBuilder {
+        self.settings.allow_underscore_headers = on;
+        self
+    }
+
+    /// Answer 404 for paths with a segment starting with `.` (except
+    /// `.well-known`): `.git`, `.env`, `.htaccess` (default on).
+    pub fn deny_hidden(mut self, on: bool) -> GatewayBuilder {
+        self.settings.deny_hidden = on;
+        self
+    }
+
+    /// Largest request body (default [`DEFAULT_MAX_BODY_BYTES`]); larger
+    /// ones get 413 Payload Too Large, before anything is sent upstream when
+    /// the length is declared.
+    pub fn max_body_bytes(mut self, max: u64) -> GatewayBuilder {
+        self.settings.max_body_bytes = max;
+        self
+    }
+
+    /// How much of a body without a length is kept in memory while it is
+    /// spooled (default [`DEFAULT_SPOOL_MEMORY_BYTES`]).
+    pub fn spool_memory_bytes(mut self, max: usize) -> GatewayBuilder {
+        self.settings.spool_memory_bytes = max;
+        self
+    }
+
+    /// Where spooled bodies go (default: the system's temporary directory).
+    pub fn spool_dir(mut self, dir: impl Into<PathBuf>) -> GatewayBuilder {
+        self.settings.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// SERVER_NAME (default: the request's Host without its port, else the
+    /// local address).
+    pub fn server_name(mut self, name: impl Into<String>) -> GatewayBuilder {
+        self.settings.server_name = Some(name.into());
+        self
+    }
+
+    /// A parameter added to every request (after the computed ones, so it
+    /// can override them).
+    pub fn param(mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> GatewayBuilder {
+        self.settings.extra_params.set(name, value);
+        self
+    }
+
+    /// The gateway over `client`. Fails when the document root is not a
+    /// directory; the root is made absolute (symbolic links resolved).
+    pub fn build(mut self, client: Client) -> io::Result<Gateway> {
+        let root = std::fs::canonicalize(&self.settings.document_root).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "document root {}: {e}",
+                    self.settings.document_root.display()
+                ),
+            )
+        })?;
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("document root {} is not a directory", root.display()),
+            ));
+        }
+        self.settings.document_root = root;
+        Ok(Gateway {
+            client,
+            settings: Arc::new(self.settings),
+        })
+    }
+}
+
+/// Runs HTTP requests as FastCGI requests (see the [module docs](self)).
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    client: Client,
+    settings: Arc<Settings>,
+}
+
+impl Gateway {
+    /// A builder for a gateway serving `document_root`.
+    pub fn builder(document_root: impl Into<PathBuf>) -> GatewayBuilder {
+        GatewayBuilder {
+            settings: Settings {
+                document_root: document_root.into(),
+                index: Some(DEFAULT_INDEX.to_string()),
+                front_controller: true,
+                extensions: vec![DEFAULT_EXTENSION.to_string()],
+                allow_underscore_headers: false,
+                deny_hidden: true,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                spool_memory_bytes: DEFAULT_SPOOL_MEMORY_BYTES,
+                spool_dir: None,
+                server_name: None,
+                extra_params: Params::new(),
+            },
+        }
+    }
+
+    /// The (absolute) document root.
+    pub fn document_root(&self) -> &Path {
+        &self.settings.document_root
+    }
+
+    /// The async client requests go through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Where a URI path (percent-encoded, without the query) leads.
+    ///
+    /// ```
+    /// use fcgi::gateway::{Gateway, PathError, Route};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("index.php"), "<?php").unwrap();
+    /// std::fs::write(dir.path().join("logo.png"), "png").unwrap();
+    /// let gateway = Gateway::builder(dir.path())
+    ///     .build(fcgi::AsyncClient::new("127.0.0.1:9000").unwrap())
+    ///     .unwrap();
+    /// let Route::Script(script) = gateway.resolve("/index.php/a/b").unwrap() else { panic!() };
+    /// assert_eq!((script.script_name.as_str(), script.path_info.as_str()), ("/index.php", "/a/b"));
+    /// assert!(matches!(gateway.resolve("/logo.png").unwrap(), Route::Static(_)));
+    /// assert!(matches!(gateway.resolve("/blog/post/1").unwrap(), Route::Script(s) if s.front_controller));
+    /// assert_eq!(gateway.resolve("/logo.png/x.php").unwrap(), Route::NotFound);
+    /// assert_eq!(gateway.resolve("/%2e%2e/etc/passwd"), Err(PathError::OutsideRoot));
+    /// ```
+    pub fn resolve(&self, path: &str) -> Result<Route, PathError> {
+        route::resolve(&self.settings, path)
+    }
+
+    /// The CGI parameters for running `script` for this request, with a body
+    /// of `content_length` bytes (`None`: no body).
+    pub fn params(
+        &self,
+        parts: &http::request::Parts,
+        conn: &ConnectionInfo,
+        script: &Script,
+        content_length: Option<u64>,
+    ) -> Params {
+        params::build(&self.settings, parts, conn, script, content_length)
+    }
+
+    /// Resolves the request's path and answers it: runs the script, or
+    /// answers 400 (bad path), 301 (directory without its slash) or 404
+    /// (nothing there, or a file that is not a script).
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<GatewayBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        match self.resolve(request.uri().path()) {
+            Ok(Route::Script(script)) => self.run(request, &script).await,
+            Ok(Route::AddSlash) => add_slash(request.uri()),
+            Ok(Route::Static(_) | Route::NotFound) => plain(StatusCode::NOT_FOUND),
+            Err(error) => {
+                tracing::info!(target: LOG_TARGET, uri = %request.uri(), %error, "bad request path");
+                plain(StatusCode::BAD_REQUEST)
+            }
+        }
+    }
+
+    /// Runs `script` (from [`Gateway::resolve`]) for this request: the body
+    /// streams to the application, the response streams back.
+    pub async fn run<B>(&self, request: Request<B>, script: &Script) -> Response<GatewayBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        let conn = parts
+            .extensions
+            .get::<ConnectionInfo>()
+            .copied()
+            .unwrap_or_default();
+        let declared = match parts.headers.get(CONTENT_LENGTH) {
+            Some(value) => match value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                Some(len) => Some(len),
+                None => return plain(StatusCode::BAD_REQUEST),
+            },
+            None => None,
+        };
+        let (body, len) = match body::prepare(&self.settings, body, declared).await {
+            Ok(prepared) => prepared,
+            Err(body::BodyError::TooLarge) => {
+                tracing::info!(target: LOG_TARGET, uri = %parts.uri, max = self.settings.max_body_bytes, "request body too large");
+                return plain(StatusCode::PAYLOAD_TOO_LARGE);
+            }
+            Err(body::BodyError::Read(error)) => {
+                tracing::info!(target: LOG_TARGET, uri = %parts.uri, %error, "reading the request body failed");
+                return plain(StatusCode::BAD_REQUEST);
+            }
+        };
+        let params = self.params(&parts, &conn, script, len);
+        let request = crate::Request::new().params_from(params).body(body);
+        match self.client.stream(request).await {
+            Ok(stream) => into_http(stream),
+            Err(error) => upstream_error(&error, &parts),
+        }
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for Gateway
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<GatewayBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<GatewayBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let gateway = self.clone();
+        Box::pin(async move { Ok(gateway.handle(request).await) })
+    }
+}
+
+/// Response headers that describe the connection, not the response: hyper
+/// frames the body itself.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+/// The FastCGI response as an HTTP response: status from `Status` (302 for
+/// a bare `Location`), every header line kept in order with its
+/// repetitions, the body streaming.
+pub fn into_http(stream: ResponseStream) -> Response<GatewayBody> {
+    body::log_stderr(stream.stderr());
+    let Ok(status) = StatusCode::from_u16(stream.status()) else {
+        tracing::error!(target: LOG_TARGET, status = stream.status(), "upstream sent an invalid status");
+        return plain(StatusCode::BAD_GATEWAY);
+    };
+    let mut builder = Response::builder().status(status);
+    if let Some(headers) = builder.headers_mut() {
+        for (name, value) in stream.headers().iter() {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value),
+            ) else {
+                tracing::warn!(target: LOG_TARGET, header = name, "upstream sent an invalid response header; dropped");
+                continue;
+            };
+            if HOP_BY_HOP.contains(&name.as_str()) {
+                continue;
+            }
+            headers.append(name, value);
+        }
+    }
+    builder
+        .body(GatewayBody::stream(stream))
+        .unwrap_or_else(|_| plain(StatusCode::BAD_GATEWAY))
+}
+
+/// The status a failed upstream request is answered with.
+pub fn error_status(error: &Error) -> StatusCode {
+    match error {
+        Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Error::Body(_) | Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+fn upstream_error(error: &Error, parts: &http::request::Parts) -> Response<GatewayBody> {
+    let status = error_status(error);
+    tracing::error!(target: LOG_TARGET, method = %parts.method, uri = %parts.uri, status = status.as_u16(), %error, "upstream request failed");
+    plain(status)
+}
+
+/// A short text response of the gateway's own: `"404 Not Found\n"`.
+pub fn plain(status: StatusCode) -> Response<GatewayBody> {
+    let text = format!(
+        "{} {}\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut response = Response::new(GatewayBody::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// 301 to the same path with a `/` added (query kept).
+fn add_slash(uri: &http::Uri) -> Response<GatewayBody> {
+    // One leading slash only: `//host/dir` must not become a redirect to
+    // another host.
+    let mut location = format!("/{}/", uri.path().trim_start_matches('/'));
+    if let Some(query) = uri.query() {
+        location.push('?');
+        location.push_str(query);
+    }
+    let mut response = plain(StatusCode::MOVED_PERMANENTLY);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+}
