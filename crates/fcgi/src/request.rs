@@ -129,6 +129,8 @@ pub enum Body {
 /// An async request body source: not replayable, read once as it is sent.
 /// Built by `Body::from_async_read` / `Body::from_stream` (feature `tokio`).
 pub struct AsyncBody {
+    // Only the async client reads it; without the feature it cannot exist.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) source: AsyncSource,
     pub(crate) len: Option<u64>,
 }

@@ -1,6 +1,7 @@
 //! Backpressure, measured: a large php-fpm response read slowly through the
 //! async client keeps the process's resident memory flat. Alone in its own
 //! test binary so that no other test's memory use disturbs the measurement.
+#![cfg(feature = "tokio")]
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,7 @@
 //! The async client against fake servers: a multiplexing server whose
 //! records interleave, FCGI_ABORT_REQUEST on cancel, OVERLOADED answers,
 //! silence (timeouts), pool waits, stale kept connections, fail-over.
+#![cfg(feature = "tokio")]
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -619,4 +620,48 @@ async fn requests_fail_over_from_an_upstream_that_refuses_connections() {
     let only_dead = Client::new(dead.as_str()).unwrap();
     let err = only_dead.execute(Request::get("/x.php")).await.unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_spread_over_upstreams_by_outstanding_requests() {
+    let served = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+    let servers: Vec<FakeServer> = served
+        .iter()
+        .map(|count| {
+            let count = Arc::clone(count);
+            FakeServer::tcp(serve(move |conn, req| {
+                count.fetch_add(1, Ordering::SeqCst);
+                thread::sleep(Duration::from_millis(40));
+                conn.respond(req.id, b"Content-Type: text/plain\r\n\r\nok");
+            }))
+        })
+        .collect();
+    let client = Client::builder()
+        .upstreams(servers.iter().map(|s| s.address()))
+        .multiplexing(Multiplexing::Disabled)
+        .max_connections(4)
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.execute(Request::get("/x.php")).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(
+            within(Duration::from_secs(10), t)
+                .await
+                .unwrap()
+                .unwrap()
+                .body,
+            b"ok"
+        );
+    }
+    let (a, b) = (
+        served[0].load(Ordering::SeqCst),
+        served[1].load(Ordering::SeqCst),
+    );
+    assert_eq!(a + b, 16);
+    assert!(a >= 6 && b >= 6, "unbalanced: {a} and {b}");
 }

@@ -1,6 +1,7 @@
 //! The async client against a real php-fpm: pooling under load, keep-alive
 //! with `pm.max_requests`, fail-over between two php-fpm instances,
 //! cancellation, full duplex and async bodies.
+#![cfg(feature = "tokio")]
 
 use std::time::{Duration, Instant};
 
