@@ -1,0 +1,370 @@
+//! The HTTP gateway (feature `http`) against a real php-fpm, called as a
+//! tower `Service`: CGI parameters, response conversion, bodies with and
+//! without a length, and every safety rule.
+#![cfg(feature = "http")]
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fcgi::gateway::{ConnectionInfo, Gateway, GatewayBody};
+use fcgi_testkit::{pattern, sha256_hex, PhpFpm};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use tower_service::Service;
+
+const EVIL: &str = "<?php echo 'PWNED';";
+
+fn fpm() -> PhpFpm {
+    PhpFpm::builder()
+        .script("uploads/evil.jpg", EVIL)
+        .script("secret.inc", EVIL)
+        .script("app/index.php", "<?php echo 'app index';")
+        .start()
+}
+
+fn gateway(fpm: &PhpFpm) -> fcgi::gateway::GatewayBuilder {
+    Gateway::builder(fpm.doc_root())
+}
+
+fn client(fpm: &PhpFpm) -> fcgi::AsyncClient {
+    fcgi::AsyncClient::new(fpm.tcp_address().as_str()).unwrap()
+}
+
+fn info() -> ConnectionInfo {
+    ConnectionInfo {
+        peer: Some("192.0.2.7:50123".parse().unwrap()),
+        local: Some("127.0.0.1:8443".parse().unwrap()),
+        secure: true,
+    }
+}
+
+fn get(uri: &str) -> Request<Full<Bytes>> {
+    let mut request = Request::get(uri)
+        .header("host", "example.com:8443")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    request.extensions_mut().insert(info());
+    request
+}
+
+async fn call<B>(
+    gateway: &mut Gateway,
+    request: Request<B>,
+) -> (StatusCode, http::HeaderMap, Vec<u8>)
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let response: Response<GatewayBody> =
+        tokio::time::timeout(Duration::from_secs(20), gateway.call(request))
+            .await
+            .expect("answered in time")
+            .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes().to_vec();
+    (parts.status, parts.headers, body)
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+#[tokio::test]
+async fn cgi_params_follow_rfc_3875_and_nginx() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let mut request = get("/server.php/extra/path?a=1&b=two");
+    let headers = request.headers_mut();
+    headers.append("cookie", "a=1".parse().unwrap());
+    headers.append("cookie", "b=2".parse().unwrap());
+    headers.append("x-multi", "one".parse().unwrap());
+    headers.append("x-multi", "two".parse().unwrap());
+    headers.append("accept", "text/html".parse().unwrap());
+    let (status, _, body) = call(&mut gw, request).await;
+    assert_eq!(status, 200);
+    let v = json(&body);
+    let s = &v["server"];
+    let root = fpm.doc_root().canonicalize().unwrap();
+    let root = root.to_str().unwrap();
+    assert_eq!(s["HTTP_COOKIE"], "a=1; b=2");
+    assert_eq!(s["HTTP_X_MULTI"], "one, two");
+    assert_eq!(s["HTTP_ACCEPT"], "text/html");
+    assert_eq!(s["HTTP_HOST"], "example.com:8443");
+    assert_eq!(s["SERVER_NAME"], "example.com");
+    assert_eq!(s["SERVER_PORT"], "8443");
+    assert_eq!(s["SERVER_ADDR"], "127.0.0.1");
+    assert_eq!(s["REMOTE_ADDR"], "192.0.2.7");
+    assert_eq!(s["REMOTE_PORT"], "50123");
+    assert_eq!(s["HTTPS"], "on");
+    assert_eq!(s["REQUEST_SCHEME"], "https");
+    assert_eq!(s["REQUEST_METHOD"], "GET");
+    assert_eq!(s["REQUEST_URI"], "/server.php/extra/path?a=1&b=two");
+    assert_eq!(s["QUERY_STRING"], "a=1&b=two");
+    assert_eq!(s["SCRIPT_NAME"], "/server.php");
+    assert_eq!(s["SCRIPT_FILENAME"], format!("{root}/server.php"));
+    assert_eq!(s["PATH_INFO"], "/extra/path");
+    assert_eq!(s["PATH_TRANSLATED"], format!("{root}/extra/path"));
+    assert_eq!(s["DOCUMENT_ROOT"], root);
+    assert_eq!(s["DOCUMENT_URI"], "/server.php/extra/path");
+    assert_eq!(s["GATEWAY_INTERFACE"], "CGI/1.1");
+    assert_eq!(s["SERVER_PROTOCOL"], "HTTP/1.1");
+    assert_eq!(s["REDIRECT_STATUS"], "200");
+    assert_eq!(v["get"]["b"], "two");
+}
+
+#[tokio::test]
+async fn the_proxy_header_never_becomes_http_proxy() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm)
+        .allow_underscore_headers(true)
+        .build(client(&fpm))
+        .unwrap();
+    let mut request = get("/server.php");
+    request
+        .headers_mut()
+        .insert("proxy", "http://evil.example:3128".parse().unwrap());
+    let (status, _, body) = call(&mut gw, request).await;
+    assert_eq!(status, 200);
+    let s = &json(&body)["server"];
+    assert!(s.get("HTTP_PROXY").is_none(), "{s}");
+}
+
+#[tokio::test]
+async fn headers_with_underscores_are_dropped_unless_enabled() {
+    let fpm = fpm();
+    let request = || {
+        let mut r = get("/server.php");
+        r.headers_mut()
+            .insert("x_remote_user", "admin".parse().unwrap());
+        r.headers_mut().insert("x-dash", "ok".parse().unwrap());
+        r
+    };
+    let mut strict = gateway(&fpm).build(client(&fpm)).unwrap();
+    let s = json(&call(&mut strict, request()).await.2)["server"].clone();
+    assert!(s.get("HTTP_X_REMOTE_USER").is_none(), "{s}");
+    assert_eq!(s["HTTP_X_DASH"], "ok");
+
+    let mut lenient = gateway(&fpm)
+        .allow_underscore_headers(true)
+        .build(client(&fpm))
+        .unwrap();
+    let s = json(&call(&mut lenient, request()).await.2)["server"].clone();
+    assert_eq!(s["HTTP_X_REMOTE_USER"], "admin");
+}
+
+#[tokio::test]
+async fn paths_outside_the_document_root_are_refused() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    for uri in [
+        "/../server.php",
+        "/app/../../server.php",
+        "/%2e%2e/server.php",
+        "/app/%2E%2E/%2e%2e/etc/passwd",
+        "/server.php%00.jpg",
+        "/..%5cserver.php",
+        "/app%5c..%5c..%5cetc%5cpasswd",
+    ] {
+        let (status, _, body) = call(&mut gw, get(uri)).await;
+        assert_eq!(status, 400, "{uri}: {}", String::from_utf8_lossy(&body));
+    }
+    // `..` that stays inside the root is fine.
+    let (status, _, body) = call(&mut gw, get("/app/../hello.php")).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, &b"Hello, World!"[..])
+    );
+}
+
+#[tokio::test]
+async fn a_path_info_split_never_runs_a_non_php_file() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    for uri in [
+        "/uploads/evil.jpg/x.php",
+        "/uploads/evil.jpg/.php",
+        "/uploads/evil.jpg%2fx.php",
+        "/uploads/evil.jpg",
+    ] {
+        let (status, _, body) = call(&mut gw, get(uri)).await;
+        assert_eq!(status, 404, "{uri}");
+        assert!(!String::from_utf8_lossy(&body).contains("PWNED"), "{uri}");
+    }
+    let route = gw.resolve("/uploads/evil.jpg/x.php").unwrap();
+    assert_eq!(route, fcgi::gateway::Route::NotFound);
+}
+
+#[tokio::test]
+async fn only_files_with_configured_extensions_go_to_fastcgi() {
+    // php-fpm's own guard (security.limit_extensions) opened up, so that the
+    // gateway's rule is what is tested.
+    let fpm = PhpFpm::builder()
+        .script("secret.inc", EVIL)
+        .pool_config("security.limit_extensions", ".php .inc")
+        .start();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let (status, _, body) = call(&mut gw, get("/secret.inc")).await;
+    assert_eq!(status, 404);
+    assert!(!String::from_utf8_lossy(&body).contains("PWNED"));
+    assert!(matches!(
+        gw.resolve("/secret.inc").unwrap(),
+        fcgi::gateway::Route::Static(_)
+    ));
+    // With `.inc` configured it runs.
+    let mut gw = gateway(&fpm)
+        .extensions([".php", ".inc"])
+        .build(client(&fpm))
+        .unwrap();
+    let (status, _, body) = call(&mut gw, get("/secret.inc")).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"PWNED"[..]));
+}
+
+#[tokio::test]
+async fn directories_use_their_index_and_need_a_trailing_slash() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let (status, headers, _) = call(&mut gw, get("/app?x=1")).await;
+    assert_eq!(status, 301);
+    assert_eq!(headers["location"], "/app/?x=1");
+    let (status, _, body) = call(&mut gw, get("/app/")).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, &b"app index"[..])
+    );
+}
+
+#[tokio::test]
+async fn paths_naming_nothing_go_to_the_front_controller_but_missing_scripts_are_404() {
+    let fpm = PhpFpm::builder()
+        .script("index.php", "<?php echo $_SERVER['SCRIPT_NAME'], ' ', $_SERVER['REQUEST_URI'], ' ', $_GET['q'] ?? '';")
+        .start();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let (status, _, body) = call(&mut gw, get("/blog/2024/hello?q=7")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, b"/index.php /blog/2024/hello?q=7 7");
+    let (status, _, _) = call(&mut gw, get("/missing.php")).await;
+    assert_eq!(status, 404);
+    let mut no_front = gateway(&fpm)
+        .front_controller(false)
+        .build(client(&fpm))
+        .unwrap();
+    let (status, _, _) = call(&mut no_front, get("/blog/2024/hello")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn response_status_location_and_repeated_headers_are_kept() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let (status, headers, body) = call(&mut gw, get("/headers.php?status=418")).await;
+    assert_eq!(status, 418);
+    let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    assert_eq!(headers["x-custom"], "yes");
+    assert_eq!(body, b"headers");
+    let (status, headers, _) = call(&mut gw, get("/headers.php?location=/next")).await;
+    assert_eq!(status, 302);
+    assert_eq!(headers["location"], "/next");
+}
+
+fn chunked(
+    data: Vec<u8>,
+) -> StreamBody<impl futures_core::Stream<Item = Result<http_body::Frame<Bytes>, Infallible>>> {
+    let chunks: Vec<Result<http_body::Frame<Bytes>, Infallible>> = data
+        .chunks(100_000)
+        .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
+    StreamBody::new(futures_util::stream::iter(chunks))
+}
+
+#[tokio::test]
+async fn a_body_without_a_length_is_spooled_and_php_sees_all_of_it() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm)
+        .spool_memory_bytes(64 * 1024)
+        .build(client(&fpm))
+        .unwrap();
+    for len in [10_000usize, 3_000_000] {
+        let data = pattern(len);
+        let mut request = Request::post("/input_hash.php")
+            .body(chunked(data.clone()))
+            .unwrap();
+        request.extensions_mut().insert(info());
+        let (status, _, body) = call(&mut gw, request).await;
+        assert_eq!(status, 200);
+        let v = json(&body);
+        assert_eq!(v["len"], len);
+        assert_eq!(v["sha256"], sha256_hex(&data));
+    }
+}
+
+#[tokio::test]
+async fn a_body_with_a_length_streams_through() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let data = pattern(2_000_000);
+    let mut request = Request::post("/input_hash.php")
+        .header("content-length", data.len())
+        .body(chunked(data.clone()))
+        .unwrap();
+    request.extensions_mut().insert(info());
+    let (status, _, body) = call(&mut gw, request).await;
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["sha256"], sha256_hex(&data));
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_with_or_without_a_length() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm)
+        .max_body_bytes(1000)
+        .build(client(&fpm))
+        .unwrap();
+    let request = Request::post("/input_hash.php")
+        .body(chunked(pattern(5000)))
+        .unwrap();
+    assert_eq!(call(&mut gw, request).await.0, 413);
+    let request = Request::post("/input_hash.php")
+        .header("content-length", "5000")
+        .body(chunked(pattern(5000)))
+        .unwrap();
+    assert_eq!(call(&mut gw, request).await.0, 413);
+    let request = Request::post("/input_hash.php")
+        .body(chunked(pattern(1000)))
+        .unwrap();
+    assert_eq!(call(&mut gw, request).await.0, 200);
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_502_without_the_detail() {
+    let fpm = fpm();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = fcgi::AsyncClient::new(format!("127.0.0.1:{port}").as_str()).unwrap();
+    let mut gw = gateway(&fpm).build(client).unwrap();
+    let (status, _, body) = call(&mut gw, get("/hello.php")).await;
+    assert_eq!(status, 502);
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(text, "502 Bad Gateway\n");
+}
+
+#[tokio::test]
+async fn an_upstream_time_limit_is_504_without_the_detail() {
+    let fpm = fpm();
+    let client = fcgi::AsyncClient::with_config(
+        fpm.tcp_address().as_str(),
+        fcgi::Config::default().deadline(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let mut gw = gateway(&fpm).build(client).unwrap();
+    let (status, _, body) = call(&mut gw, get("/sleep.php?ms=3000")).await;
+    assert_eq!(status, 504);
+    assert_eq!(String::from_utf8_lossy(&body), "504 Gateway Timeout\n");
+}
