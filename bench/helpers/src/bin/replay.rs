@@ -1,0 +1,77 @@
+//! The floor of a FastCGI client: writes pre-encoded request bytes (as
+//! recorded by `mini-responder --dump`) and only scans record headers for
+//! END_REQUEST; one thread and one kept connection per `--c`.
+//!
+//! replay ADDR REQUEST_FILE --c CONNS --n REQUESTS  → prints `requests N ok N`
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+
+use fcgi_bench_helpers::*;
+
+fn main() {
+    let args = Args::parse();
+    let addr = args.positional[0].clone();
+    let request = std::fs::read(&args.positional[1]).expect("request file");
+    let conns = args.num("c", 1);
+    let total = args.num("n", 1000);
+    // --timeout SECS: arm SO_RCVTIMEO like a client with time limits does.
+    let timeout = args.num("timeout", 0);
+    let issued = AtomicU64::new(0);
+    let ok = AtomicU64::new(0);
+    thread::scope(|scope| {
+        for _ in 0..conns {
+            scope.spawn(|| {
+                let mut conn = Conn::connect(&addr).expect("connect");
+                if timeout > 0 {
+                    conn.set_read_timeout(std::time::Duration::from_secs(timeout));
+                }
+                let mut buf = vec![0u8; READ_BUF];
+                while issued.fetch_add(1, Ordering::Relaxed) < total {
+                    conn.write_all(&request).expect("write");
+                    if until_end(&mut conn, &mut buf).expect("read") {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    println!("requests {} ok {}", total, ok.load(Ordering::Relaxed));
+}
+
+/// Reads records until the end of END_REQUEST; false on EOF. Content is
+/// skipped, never looked at.
+fn until_end(conn: &mut Conn, buf: &mut [u8]) -> io::Result<bool> {
+    let (mut pos, mut filled) = (0usize, 0usize);
+    let mut skip = 0usize;
+    let mut ended = false;
+    loop {
+        loop {
+            let k = skip.min(filled - pos);
+            pos += k;
+            skip -= k;
+            if skip > 0 {
+                break;
+            }
+            if ended {
+                return Ok(true);
+            }
+            if filled - pos < HEADER_LEN {
+                break;
+            }
+            let (kind, _, len, pad) = parse_header(&buf[pos..pos + HEADER_LEN]);
+            pos += HEADER_LEN;
+            skip = len + pad;
+            ended = kind == END_REQUEST;
+        }
+        buf.copy_within(pos..filled, 0);
+        filled -= pos;
+        pos = 0;
+        let n = conn.read(&mut buf[filled..])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        filled += n;
+    }
+}

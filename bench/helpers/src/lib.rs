@@ -1,0 +1,175 @@
+//! Shared bits of the benchmark helpers: addresses, FastCGI record headers,
+//! name-value pairs, and the small argument parser they all use.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+
+pub const HEADER_LEN: usize = 8;
+pub const BEGIN_REQUEST: u8 = 1;
+pub const END_REQUEST: u8 = 3;
+pub const PARAMS: u8 = 4;
+pub const STDIN: u8 = 5;
+pub const STDOUT: u8 = 6;
+/// Largest content php-fpm puts in one record; the responder does the same.
+pub const FPM_CHUNK: usize = 65528;
+/// Read buffer of the clients: the same size as fcgi's blocking client.
+pub const READ_BUF: usize = 64 * 1024 + 64;
+
+/// A connected socket.
+pub enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Conn {
+    pub fn connect(addr: &str) -> io::Result<Conn> {
+        match addr.strip_prefix("unix:") {
+            Some(path) => Ok(Conn::Unix(UnixStream::connect(path)?)),
+            None => {
+                let s = TcpStream::connect(addr)?;
+                s.set_nodelay(true)?;
+                Ok(Conn::Tcp(s))
+            }
+        }
+    }
+
+    pub fn set_read_timeout(&self, t: std::time::Duration) {
+        let _ = match self {
+            Conn::Tcp(s) => s.set_read_timeout(Some(t)),
+            Conn::Unix(s) => s.set_read_timeout(Some(t)),
+        };
+    }
+
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Conn::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.read(b),
+            Conn::Unix(s) => s.read(b),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write(b),
+            Conn::Unix(s) => s.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One record header.
+pub fn header(kind: u8, id: u16, len: usize, padding: u8) -> [u8; HEADER_LEN] {
+    let l = len as u16;
+    [
+        1,
+        kind,
+        (id >> 8) as u8,
+        id as u8,
+        (l >> 8) as u8,
+        l as u8,
+        padding,
+        0,
+    ]
+}
+
+/// (type, id, content length, padding length) of a header.
+pub fn parse_header(h: &[u8]) -> (u8, u16, usize, usize) {
+    (
+        h[1],
+        u16::from_be_bytes([h[2], h[3]]),
+        u16::from_be_bytes([h[4], h[5]]) as usize,
+        h[6] as usize,
+    )
+}
+
+/// The name-value pairs of the PARAMS records in `request` (raw request
+/// bytes as a client sent them).
+pub fn params_of(request: &[u8]) -> Vec<(String, String)> {
+    let mut content = Vec::new();
+    let mut pos = 0;
+    while pos + HEADER_LEN <= request.len() {
+        let (kind, _, len, pad) = parse_header(&request[pos..]);
+        let start = pos + HEADER_LEN;
+        if kind == PARAMS {
+            content.extend_from_slice(&request[start..start + len]);
+        }
+        pos = start + len + pad;
+    }
+    let mut pairs = Vec::new();
+    let mut p = 0;
+    let length = |p: &mut usize| -> usize {
+        if content[*p] < 0x80 {
+            *p += 1;
+            content[*p - 1] as usize
+        } else {
+            let v = u32::from_be_bytes([
+                content[*p] & 0x7f,
+                content[*p + 1],
+                content[*p + 2],
+                content[*p + 3],
+            ]);
+            *p += 4;
+            v as usize
+        }
+    };
+    while p < content.len() {
+        let n = length(&mut p);
+        let v = length(&mut p);
+        let name = String::from_utf8_lossy(&content[p..p + n]).into_owned();
+        let value = String::from_utf8_lossy(&content[p + n..p + n + v]).into_owned();
+        p += n + v;
+        pairs.push((name, value));
+    }
+    pairs
+}
+
+/// `--name value` options and positionals, nothing fancier.
+pub struct Args {
+    pub positional: Vec<String>,
+    pub options: Vec<(String, String)>,
+}
+
+impl Args {
+    pub fn parse() -> Args {
+        let mut positional = Vec::new();
+        let mut options = Vec::new();
+        let mut it = std::env::args().skip(1);
+        while let Some(a) = it.next() {
+            if let Some(name) = a.strip_prefix("--") {
+                options.push((name.to_string(), it.next().unwrap_or_default()));
+            } else {
+                positional.push(a);
+            }
+        }
+        Args {
+            positional,
+            options,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn num(&self, name: &str, default: u64) -> u64 {
+        self.get(name)
+            .map(|v| v.parse().expect("a number"))
+            .unwrap_or(default)
+    }
+}
