@@ -665,3 +665,81 @@ async fn concurrent_requests_are_spread_over_upstreams_by_outstanding_requests()
     assert_eq!(a + b, 16);
     assert!(a >= 6 && b >= 6, "unbalanced: {a} and {b}");
 }
+
+/// A minimal FastCGI server on a given listener: answers every request
+/// with `body`, one request per connection; counts the requests.
+fn serve_on(listener: TcpListener, body: &'static [u8], count: Arc<AtomicUsize>) {
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let count = Arc::clone(&count);
+            thread::spawn(move || {
+                while let Ok(Some(record)) = raw::read_record(&mut stream) {
+                    if record.record_type == raw::STDIN && record.content.is_empty() {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let mut out = b"Content-Type: text/plain\r\n\r\n".to_vec();
+                        out.extend_from_slice(body);
+                        let mut bytes = raw::record(raw::STDOUT, record.request_id, &out);
+                        bytes.extend_from_slice(&raw::record(
+                            raw::END_REQUEST,
+                            record.request_id,
+                            &raw::end_request_body(0, raw::REQUEST_COMPLETE, [0; 3]),
+                        ));
+                        let _ = stream.write_all(&bytes);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_upstream_is_skipped_then_probed_back() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener); // nothing listens: connects are refused
+    let other = Arc::new(AtomicUsize::new(0));
+    let other_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_address = other_listener.local_addr().unwrap().to_string();
+    serve_on(other_listener, b"other", Arc::clone(&other));
+    let client = Client::builder()
+        .upstream(address.to_string())
+        .upstream(other_address)
+        .multiplexing(Multiplexing::Disabled)
+        .keep_alive(false)
+        .mark_down_after(1)
+        .probe_interval(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        let r = within(
+            Duration::from_secs(5),
+            client.execute(Request::get("/x.php")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.body, b"other");
+    }
+    // The first upstream comes back on the same port.
+    let back = Arc::new(AtomicUsize::new(0));
+    serve_on(
+        TcpListener::bind(address).unwrap(),
+        b"back",
+        Arc::clone(&back),
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..10 {
+        within(
+            Duration::from_secs(5),
+            client.execute(Request::get("/x.php")),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(
+        back.load(Ordering::SeqCst) >= 3,
+        "the upstream was not probed back: {} requests",
+        back.load(Ordering::SeqCst)
+    );
+}
