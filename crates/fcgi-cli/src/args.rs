@@ -49,6 +49,9 @@ pub enum Command {
     /// Load-test a script: the request of `fcgi request`, repeated over kept
     /// connections; prints requests/s, latency percentiles, statuses, errors.
     Bench(crate::bench::BenchArgs),
+    /// Serve a PHP application over HTTP/1.1: static files from --root, scripts
+    /// through FastCGI to the upstreams (like nginx with fastcgi_pass).
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Options every subcommand has: time limits and verbosity.

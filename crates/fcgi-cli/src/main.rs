@@ -6,7 +6,8 @@
 //! * `fcgi ping` and `fcgi status` read php-fpm's ping and status pages;
 //! * `fcgi values` asks for the FastCGI management values;
 //! * `fcgi eval` runs PHP code inside a php-fpm pool ([`eval`]);
-//! * `fcgi bench` load-tests a script ([`bench`]).
+//! * `fcgi bench` load-tests a script ([`bench`]);
+//! * `fcgi serve` serves a PHP application over HTTP ([`serve`]).
 //!
 //! Exit codes are a contract (see [`failure`]); every error is one line on
 //! standard error starting with `fcgi: error: `.
@@ -18,6 +19,7 @@ mod commands;
 mod eval;
 mod failure;
 mod spawn;
+mod serve;
 mod target;
 mod verbose;
 
@@ -40,6 +42,8 @@ fn main() -> ExitCode {
         Command::Values(a) => a.conn.verbose,
         Command::Eval(a) => a.conn.verbose,
         Command::Bench(a) => a.conn.verbose,
+        // serve logs through its own subscriber (see serve::serve).
+        Command::Serve(_) => false,
     };
     if verbose {
         verbose::install_record_trace();
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Command::Values(a) => commands::values(a),
         Command::Eval(a) => eval::eval(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Serve(a) => serve::serve(a),
     };
     match result {
         Ok(()) => ExitCode::from(failure::OK),
@@ -74,7 +79,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             report(&Failure::usage(
-                "a command is needed: request, ping, status, values, eval or bench (see `fcgi --help`)",
+                "a command is needed: request, ping, status, values, eval, bench or serve (see `fcgi --help`)",
             ))
         }
         _ => {
