@@ -253,10 +253,10 @@ fn connection_loop(
     shared: &Shared,
 ) -> (Outcome, Option<Failure>) {
     let mut outcome = Outcome::new();
+    let request = template.request();
     while shared.next() {
-        let request = template.request();
         let started = Instant::now();
-        let result = exchange(client, request);
+        let result = exchange(client, &request);
         let elapsed = started.elapsed();
         match result {
             Ok((status, bytes)) => {
@@ -284,8 +284,8 @@ fn connection_loop(
 }
 
 /// One request: status and body bytes, the body read and dropped as it comes.
-fn exchange(client: &Client, request: Request) -> Result<(u16, u64), fcgi::Error> {
-    let mut stream = client.stream(request)?;
+fn exchange(client: &Client, request: &Request) -> Result<(u16, u64), fcgi::Error> {
+    let mut stream = client.stream_again(request)?;
     let status = stream.status();
     let mut bytes = 0u64;
     while let Some(chunk) = stream.next_chunk()? {
@@ -314,17 +314,6 @@ fn draw_progress(shared: &Shared, started: Instant, plan: &Plan) {
         io::stderr().lock(),
         "\r\x1b[2K[{secs:6.1}s] {finished}{goal} requests, {failed} errors, {rate:.0} req/s"
     );
-}
-
-impl Template {
-    /// A fresh request with the template's params and body.
-    pub fn request(&self) -> Request {
-        let request = Request::new().params_from(self.params.clone());
-        match &self.body {
-            Some(bytes) => request.body(bytes.clone()),
-            None => request,
-        }
-    }
 }
 
 #[cfg(test)]

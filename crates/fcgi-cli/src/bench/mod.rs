@@ -11,7 +11,7 @@ use std::io::{self, IsTerminal, Read};
 use std::time::Duration;
 
 use clap::Args;
-use fcgi::{Body, Config, Params};
+use fcgi::{Body, Config, Params, Request};
 
 use crate::args::{ConnArgs, RequestArgs};
 use crate::cgi::{build_request_with, prepare_body, PreparedBody};
@@ -156,12 +156,25 @@ impl BenchArgs {
 }
 
 /// The request every benchmark request repeats: its params and its body.
+/// Each connection thread makes one [`Request`] of it and sends that again
+/// and again with [`fcgi::Client::stream_again`].
 #[derive(Debug, Clone)]
 pub struct Template {
-    /// The params, in the order they are sent.
+    /// The params, in the order they are sent (CONTENT_LENGTH included).
     pub params: Params,
     /// The body, in memory and shared by every request (none: no body).
     pub body: Option<bytes::Bytes>,
+}
+
+impl Template {
+    /// A request with the template's params and body.
+    pub fn request(&self) -> Request {
+        let request = Request::new().params_from(self.params.clone());
+        match &self.body {
+            Some(bytes) => request.body(bytes.clone()),
+            None => request,
+        }
+    }
 }
 
 /// Reads a body given as a file or standard input into memory (once).

@@ -27,6 +27,10 @@ use crate::request::{Body, Request};
 use crate::response::Response;
 use conn::{connect, Stream, READ_BUFFER_LEN};
 
+/// Initial capacity of the buffer a request start is encoded into: typical
+/// CGI params fit without growing it.
+const PREAMBLE_CAPACITY: usize = 1024;
+
 impl From<Infallible> for Error {
     fn from(never: Infallible) -> Error {
         match never {}
@@ -141,18 +145,89 @@ impl Client {
             ));
         }
         request.settle_content_length()?;
+        let (preamble, inline) = self.encode_start(&request)?;
+        let replayable = request.body.is_replayable() && request.data.is_replayable();
+        let bodies = (
+            std::mem::take(&mut request.body),
+            std::mem::take(&mut request.data),
+            request.role,
+        );
+        self.send(&preamble, inline, bodies, replayable)
+    }
+
+    /// Sends `request` again without consuming it, as [`Client::stream`]
+    /// does: for load generators and retries that repeat one request. The
+    /// params are encoded straight from `request` (nothing is cloned but
+    /// the in-memory body, which is reference-counted). A body read from a
+    /// reader cannot be sent twice and is refused.
+    ///
+    /// ```no_run
+    /// use fcgi::{Client, Config, Request};
+    /// let client = Client::with_config("127.0.0.1:9000", Config::default().keep_alive(true))?;
+    /// let request = Request::get("/var/www/html/index.php");
+    /// for _ in 0..3 {
+    ///     client.stream_again(&request)?.finish()?;
+    /// }
+    /// # Ok::<(), fcgi::Error>(())
+    /// ```
+    pub fn stream_again(&self, request: &Request) -> Result<ResponseStream, Error> {
+        if !(request.body.is_replayable() && request.data.is_replayable()) {
+            return Err(Error::InvalidRequest(
+                "stream_again needs a request whose body is in memory (a reader can be sent once)"
+                    .into(),
+            ));
+        }
+        let settled = match (request.params.get("CONTENT_LENGTH"), request.body.len()) {
+            (None, Some(0)) => true,
+            (Some(given), Some(len)) => given == len.to_string().as_bytes(),
+            _ => false,
+        };
+        if !settled {
+            // CONTENT_LENGTH still to derive (or wrong): the owned path
+            // fills it in or reports the mismatch.
+            return self.stream(Request {
+                role: request.role,
+                params: request.params.clone(),
+                body: clone_replayable(&request.body),
+                data: clone_replayable(&request.data),
+            });
+        }
+        let (preamble, inline) = self.encode_start(request)?;
+        let bodies = (
+            clone_replayable(&request.body),
+            clone_replayable(&request.data),
+            request.role,
+        );
+        self.send(&preamble, inline, bodies, true)
+    }
+
+    /// BEGIN_REQUEST, PARAMS and (when it fits) the body, encoded in one
+    /// buffer; true when the body is included.
+    fn encode_start(&self, request: &Request) -> Result<(Vec<u8>, bool), Error> {
         let config = &self.inner.config;
-        let mut preamble = Vec::new();
+        let mut preamble = Vec::with_capacity(PREAMBLE_CAPACITY);
         let inline = encode_request_start(
             SINGLE_REQUEST_ID,
-            &request,
+            request,
             config,
             config.keep_alive,
             &mut preamble,
         )?;
+        Ok((preamble, inline))
+    }
+
+    /// Sends an encoded request start and its bodies, with one retry on a
+    /// fresh connection when a kept one turns out closed (replayable only).
+    fn send(
+        &self,
+        preamble: &[u8],
+        inline: bool,
+        bodies: (Body, Body, Role),
+        replayable: bool,
+    ) -> Result<ResponseStream, Error> {
+        let config = &self.inner.config;
         let timer = Timer::new(config.timeouts.deadline, config.timeouts.idle);
-        let replayable = request.body.is_replayable() && request.data.is_replayable();
-        let mut bodies = Some((request.body, request.data, request.role));
+        let mut bodies = Some(bodies);
         loop {
             let (conn, reused) = self.checkout(&timer)?;
             let (body, data, role) = match &bodies {
@@ -170,7 +245,7 @@ impl Client {
                 self.clone(),
                 conn,
                 timer.clone(),
-                &preamble,
+                preamble,
                 inline,
                 body,
                 data,
