@@ -35,3 +35,25 @@ php_fpm_binary() {
     compgen -G "/usr/sbin/php-fpm*" | sort | tail -n 1
   fi
 }
+
+# DokuWiki (Debian package `dokuwiki`, no database): the real PHP application
+# that `fcgi serve` is tested with (crates/fcgi-cli/tests/serve_dokuwiki.rs).
+# Code in /usr/share/dokuwiki, configuration in /etc/dokuwiki, data in
+# /var/lib/dokuwiki; the test copies the last two and changes nothing.
+have_dokuwiki() {
+  [ -f /usr/share/dokuwiki/doku.php ]
+}
+
+ensure_dokuwiki() {
+  if have_dokuwiki; then
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "DokuWiki is missing and this is not a Debian/Ubuntu system: its test will be skipped" >&2
+    return 0
+  fi
+  echo "Installing DokuWiki (Debian/Ubuntu package dokuwiki)..." >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dokuwiki >/dev/null
+  have_dokuwiki || { echo "DokuWiki still not found after installing it" >&2; exit 1; }
+}
