@@ -11,6 +11,9 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use serve_support::{collect, get, json, send, Server};
 
+/// Larger than what `fcgi serve` reads at once: it streams.
+const BIG_STATIC: usize = 1_000_000;
+
 const EVIL: &str = "<?php echo 'PW' . 'NED';";
 
 const UPLOAD: &str = r#"<?php
@@ -31,6 +34,7 @@ fn fpm() -> PhpFpm {
         .script("uploads/evil.jpg", EVIL)
         .script("lib/secret.inc", EVIL)
         .script("static/hello.txt", "Hello, static!\n")
+        .script("static/big.bin", pattern(BIG_STATIC))
         .script(".env", "SECRET=1")
         .ini("upload_max_filesize", "64M")
         .ini("post_max_size", "64M")
@@ -404,5 +408,43 @@ async fn sigterm_lets_in_flight_requests_finish() {
     assert!(
         std::net::TcpStream::connect(addr).is_err(),
         "no longer listening"
+    );
+}
+
+#[tokio::test]
+async fn large_static_files_stream_whole_or_by_range() {
+    let fpm = fpm();
+    let server = serve(&fpm, &[]);
+    let (head, body) = get(server.addr, "/static/big.bin").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.headers["content-length"],
+        BIG_STATIC.to_string().as_str()
+    );
+    assert_eq!(head.headers["content-type"], "application/octet-stream");
+    assert_eq!(sha256_hex(&body), sha256_hex(&pattern(BIG_STATIC)));
+    let request = Request::get("/static/big.bin")
+        .header("host", "localhost")
+        .header("range", "bytes=300000-")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let (head, body) = collect(send(server.addr, request).await).await;
+    assert_eq!(head.status, 206);
+    assert_eq!(body, &pattern(BIG_STATIC)[300_000..]);
+}
+
+#[tokio::test]
+async fn the_single_threaded_runtime_serves_the_same() {
+    let fpm = fpm();
+    let server = serve(&fpm, &["--threads", "1"]);
+    let (head, body) = get(server.addr, "/hello.php").await;
+    assert_eq!(
+        (head.status.as_u16(), body.as_slice()),
+        (200, &b"Hello, World!"[..])
+    );
+    let (head, body) = get(server.addr, "/static/hello.txt").await;
+    assert_eq!(
+        (head.status.as_u16(), body.as_slice()),
+        (200, &b"Hello, static!\n"[..])
     );
 }

@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// No access log.
     #[arg(long)]
     pub no_access_log: bool,
+    /// Runtime threads: 0 is one per core; 1 is a single-threaded event loop
+    /// (the least CPU per request on a small machine).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
     /// Log the gateway's decisions (dropped headers, spooled bodies) too.
     #[arg(short, long)]
     pub verbose: bool,
@@ -111,7 +115,16 @@ struct State {
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = match args.threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|e| Failure::new(failure::OTHER, format!("cannot start the runtime: {e}")))?;

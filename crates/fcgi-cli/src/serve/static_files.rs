@@ -15,12 +15,17 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::{Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
+use std::io::{Read, Seek};
+use tokio::io::{AsyncRead, ReadBuf};
 
 use super::{plain, ServeBody};
 
 /// Bytes read from a file per body frame.
 const READ_CHUNK: usize = 64 * 1024;
+/// Files (or ranges) up to this size are read at once, synchronously (from
+/// the page cache this costs less than a trip through tokio's blocking
+/// pool, and nginx without aio does the same); larger ones stream.
+const SMALL_FILE: u64 = 256 * 1024;
 
 /// Content types by extension (lower case); anything else is
 /// `application/octet-stream`.
@@ -140,14 +145,14 @@ pub async fn serve(method: &Method, headers: &HeaderMap, path: &Path) -> Respons
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let mut file = match tokio::fs::File::open(path).await {
+    let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             return plain(StatusCode::FORBIDDEN)
         }
         Err(_) => return plain(StatusCode::NOT_FOUND),
     };
-    let meta = match file.metadata().await {
+    let meta = match file.metadata() {
         Ok(meta) if meta.is_file() => meta,
         _ => return plain(StatusCode::NOT_FOUND),
     };
@@ -201,14 +206,20 @@ pub async fn serve(method: &Method, headers: &HeaderMap, path: &Path) -> Respons
             return r;
         }
     };
-    if start > 0 && file.seek(io::SeekFrom::Start(start)).await.is_err() {
+    if start > 0 && file.seek(io::SeekFrom::Start(start)).is_err() {
         return plain(StatusCode::INTERNAL_SERVER_ERROR);
     }
-    let body = if method == Method::HEAD {
+    let body = if method == Method::HEAD || count == 0 {
         ServeBody::default()
+    } else if count <= SMALL_FILE {
+        let mut bytes = vec![0; count as usize];
+        if file.read_exact(&mut bytes).is_err() {
+            return plain(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        super::boxed(http_body_util::Full::new(Bytes::from(bytes)))
     } else {
         super::boxed(FileBody {
-            file,
+            file: tokio::fs::File::from_std(file),
             remaining: count,
         })
     };
