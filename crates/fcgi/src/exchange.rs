@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use fcgi_proto::decode::{Decoder, EndRequest, Event};
+use fcgi_proto::decode::{DecodeError, Decoder, EndRequest, Event};
 use fcgi_proto::encode::{encode_begin_request, encode_params, encode_stream, ParamsOptions};
 use fcgi_proto::head::{Head, HeadParser};
 use fcgi_proto::record::{type_name, Header, RecordType, HEADER_LEN};
@@ -108,6 +108,23 @@ fn in_memory(body: &Body) -> Option<&[u8]> {
     }
 }
 
+/// Rewrites the request id of every record in `records` (whole records, as
+/// the encoder makes them), so one encoded request can go out under the id
+/// its connection assigns.
+pub(crate) fn set_request_id(records: &mut [u8], request_id: u16) {
+    let id = request_id.to_be_bytes();
+    let mut at = 0;
+    while at + HEADER_LEN <= records.len() {
+        let header = Header::parse(
+            records[at..at + HEADER_LEN]
+                .try_into()
+                .unwrap_or(&[0; HEADER_LEN]),
+        );
+        records[at + 2..at + 4].copy_from_slice(&id);
+        at += HEADER_LEN + header.body_len();
+    }
+}
+
 /// What one call to [`ResponseMachine::feed`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -134,6 +151,8 @@ pub(crate) struct ResponseMachine {
     pub(crate) stderr_dropped: u64,
     end: Option<EndRequest>,
     address: String,
+    /// The first record that arrived was for another request id.
+    stray_record: bool,
 }
 
 impl ResponseMachine {
@@ -147,7 +166,18 @@ impl ResponseMachine {
             stderr_dropped: 0,
             end: None,
             address,
+            stray_record: false,
         }
+    }
+
+    /// True when decoding failed on a record for another request id: on a
+    /// kept connection, leftovers of an earlier request, not this response.
+    pub(crate) fn saw_stray_record(&self) -> bool {
+        self.stray_record
+            && self.head.is_none()
+            && self.stderr.is_empty()
+            && self.stderr_dropped == 0
+            && self.head_parser.as_ref().is_some_and(|p| p.buffered() == 0)
     }
 
     /// Response bytes (records included) consumed so far.
@@ -170,10 +200,10 @@ impl ResponseMachine {
 
     /// Consumes input until something happens; returns bytes used and what.
     pub(crate) fn feed(&mut self, input: &[u8]) -> Result<(usize, Step), Error> {
-        let (used, event) = self
-            .decoder
-            .decode(input)
-            .map_err(|e| Error::from_decode(&self.address, e))?;
+        let (used, event) = self.decoder.decode(input).map_err(|e| {
+            self.stray_record = matches!(e, DecodeError::UnexpectedRequestId { .. });
+            Error::from_decode(&self.address, e)
+        })?;
         if let Some(event) = &event {
             trace_event("recv", event);
         }

@@ -1175,3 +1175,19 @@ fn stray_bytes_after_a_response_never_reach_the_next_request() {
     );
     assert_eq!(server.connections(), 2);
 }
+
+#[test]
+fn each_request_on_a_kept_connection_carries_a_new_request_id() {
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&ids);
+    let server = FakeServer::tcp(fake::serve(move |conn, req| {
+        seen.lock().unwrap().push(req.id);
+        conn.respond(req.id, b"Status: 200 OK\r\n\r\nok");
+    }));
+    let client = client(&server, config().keep_alive(true));
+    for _ in 0..4 {
+        assert_eq!(execute(&client, get()).unwrap().body, b"ok");
+    }
+    assert_eq!(server.connections(), 1);
+    assert_eq!(*ids.lock().unwrap(), [1, 2, 3, 4]);
+}

@@ -21,7 +21,8 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::error::{Error, TimeoutPhase};
 use crate::exchange::{
-    encode_request_start, trace_event, trace_sent_records, ResponseMachine, Step, SINGLE_REQUEST_ID,
+    encode_request_start, set_request_id, trace_event, trace_sent_records, ResponseMachine, Step,
+    SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, Request};
 use crate::response::Response;
@@ -66,6 +67,10 @@ struct Conn {
     stream: Stream,
     buf: Box<[u8]>,
     armed_read_timeout: Option<Duration>,
+    /// Request id of the next request on this connection. Each request on a
+    /// kept connection gets a new id, so that records a misbehaving server
+    /// sends late for an earlier request are recognised as not ours.
+    next_request_id: u16,
 }
 
 impl Client {
@@ -152,7 +157,7 @@ impl Client {
             std::mem::take(&mut request.data),
             request.role,
         );
-        self.send(&preamble, inline, bodies, replayable)
+        self.send(preamble, inline, bodies, replayable)
     }
 
     /// Sends `request` again without consuming it, as [`Client::stream`]
@@ -198,7 +203,7 @@ impl Client {
             clone_replayable(&request.data),
             request.role,
         );
-        self.send(&preamble, inline, bodies, true)
+        self.send(preamble, inline, bodies, true)
     }
 
     /// BEGIN_REQUEST, PARAMS and (when it fits) the body, encoded in one
@@ -220,7 +225,7 @@ impl Client {
     /// fresh connection when a kept one turns out closed (replayable only).
     fn send(
         &self,
-        preamble: &[u8],
+        mut preamble: Vec<u8>,
         inline: bool,
         bodies: (Body, Body, Role),
         replayable: bool,
@@ -229,7 +234,11 @@ impl Client {
         let timer = Timer::new(config.timeouts.deadline, config.timeouts.idle);
         let mut bodies = Some(bodies);
         loop {
-            let (conn, reused) = self.checkout(&timer)?;
+            // A body that cannot be sent again needs a connection known to
+            // be open; an in-memory body is simply retried if it is not.
+            let (mut conn, reused) = self.checkout(&timer, !replayable)?;
+            let request_id = conn.take_request_id();
+            set_request_id(&mut preamble, request_id);
             let (body, data, role) = match &bodies {
                 Some((Body::Bytes(b), d, role)) if replayable => {
                     (Body::Bytes(b.clone()), clone_replayable(d), *role)
@@ -245,7 +254,8 @@ impl Client {
                 self.clone(),
                 conn,
                 timer.clone(),
-                preamble,
+                &preamble,
+                request_id,
                 inline,
                 body,
                 data,
@@ -332,10 +342,10 @@ impl Client {
     /// server closed, or that hold bytes nobody asked for (a stray record
     /// after END_REQUEST), are dropped: the next response must not start
     /// with them, and a request that cannot be replayed must not be lost.
-    fn checkout(&self, timer: &Timer) -> Result<(Conn, bool), Error> {
+    fn checkout(&self, timer: &Timer, check_stale: bool) -> Result<(Conn, bool), Error> {
         if self.inner.config.keep_alive {
             while let Some(conn) = self.lock_idle().pop() {
-                if conn.stream.is_stale() {
+                if check_stale && conn.stream.is_stale() {
                     continue;
                 }
                 return Ok((conn, true));
@@ -355,6 +365,7 @@ impl Client {
             stream,
             buf: vec![0; READ_BUFFER_LEN].into_boxed_slice(),
             armed_read_timeout: None,
+            next_request_id: SINGLE_REQUEST_ID,
         })
     }
 
@@ -457,6 +468,13 @@ impl Timer {
 }
 
 impl Conn {
+    /// The id for the next request on this connection (1 to 65535, then 1).
+    fn take_request_id(&mut self) -> u16 {
+        let id = self.next_request_id;
+        self.next_request_id = id.checked_add(1).unwrap_or(SINGLE_REQUEST_ID);
+        id
+    }
+
     /// Reads into the buffer within the time limits; 0 means end of stream.
     fn read(&mut self, timer: &Timer, address: &str) -> Result<usize, Error> {
         loop {
@@ -561,6 +579,7 @@ impl BodyWriter {
     fn spawn(
         stream: Stream,
         timer: Timer,
+        request_id: u16,
         body: Body,
         data: Option<Body>,
     ) -> io::Result<BodyWriter> {
@@ -569,7 +588,7 @@ impl BodyWriter {
             .name("fcgi-body-writer".into())
             .spawn(move || {
                 // The receiver may be gone when the exchange ended first.
-                let _ = report.send(write_body(stream, &timer, body, data));
+                let _ = report.send(write_body(stream, &timer, request_id, body, data));
             })?;
         Ok(BodyWriter { done })
     }
@@ -635,6 +654,7 @@ impl ResponseStream {
         mut conn: Conn,
         timer: Timer,
         preamble: &[u8],
+        request_id: u16,
         inline: bool,
         body: Body,
         data: Body,
@@ -666,18 +686,19 @@ impl ResponseStream {
                 retryable: false,
             })?;
             let data = (role == Role::Filter).then_some(data);
-            let writer =
-                BodyWriter::spawn(stream, timer.clone(), body, data).map_err(|source| Failure {
+            let writer = BodyWriter::spawn(stream, timer.clone(), request_id, body, data).map_err(
+                |source| Failure {
                     error: Error::Io {
                         address: address.clone(),
                         source,
                     },
                     retryable: false,
-                })?;
+                },
+            )?;
             Some(writer)
         };
         let mut stream = ResponseStream {
-            machine: ResponseMachine::new(SINGLE_REQUEST_ID, limits, address),
+            machine: ResponseMachine::new(request_id, limits, address),
             client,
             conn: Some(conn),
             timer,
@@ -700,8 +721,11 @@ impl ResponseStream {
                 }
                 Ok(Out::End) => break,
                 Err(error) => {
-                    let retryable = stream.machine.received() == 0
-                        && matches!(error, Error::ConnectionClosed { .. });
+                    // Nothing of this response arrived: the connection was
+                    // closed, or held only records of an earlier request.
+                    let retryable = stream.machine.saw_stray_record()
+                        || (stream.machine.received() == 0
+                            && matches!(error, Error::ConnectionClosed { .. }));
                     let error = stream.abort(error);
                     return Err(Failure { error, retryable });
                 }
@@ -897,12 +921,13 @@ impl Read for ResponseStream {
 fn write_body(
     mut stream: Stream,
     timer: &Timer,
+    id: u16,
     body: Body,
     data: Option<Body>,
 ) -> Result<(), Error> {
     let result =
-        write_stream(&mut stream, timer, RecordType::Stdin, body).and_then(|()| match data {
-            Some(data) => write_stream(&mut stream, timer, RecordType::Data, data),
+        write_stream(&mut stream, timer, id, RecordType::Stdin, body).and_then(|()| match data {
+            Some(data) => write_stream(&mut stream, timer, id, RecordType::Data, data),
             None => Ok(()),
         });
     if result.is_err() {
@@ -916,10 +941,10 @@ fn write_body(
 fn write_stream(
     stream: &mut Stream,
     timer: &Timer,
+    id: u16,
     record_type: RecordType,
     body: Body,
 ) -> Result<(), Error> {
-    let id = SINGLE_REQUEST_ID;
     let io_err = |source: io::Error| Error::Io {
         address: String::from("server"),
         source,
