@@ -98,8 +98,7 @@ pub struct ServeArgs {
     /// No access log.
     #[arg(long)]
     pub no_access_log: bool,
-    /// Runtime threads: 0 is one per core; 1 is a single-threaded event loop
-    /// (the least CPU per request on a small machine).
+    /// Runtime threads: 0 is one per core; 1 is a single-threaded event loop.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
     /// Log the gateway's decisions (dropped headers, spooled bodies) too.

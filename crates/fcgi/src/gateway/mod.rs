@@ -181,15 +181,21 @@ impl GatewayBuilder {
         self
     }
 
-    /// The extensions of files sent to FastCGI, with their dot (default
-    /// [`DEFAULT_EXTENSION`]). Matching is case-sensitive, like nginx's
-    /// `location ~ \.php$`.
+    /// The extensions of files sent to FastCGI (default
+    /// [`DEFAULT_EXTENSION`]); a missing leading dot is added (`php` is
+    /// `.php`, so `xphp` does not match), empty ones are ignored. Matching
+    /// is case-sensitive, like nginx's `location ~ \.php$`.
     pub fn extensions<I, S>(mut self, extensions: I) -> GatewayBuilder
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.settings.extensions = extensions.into_iter().map(Into::into).collect();
+        self.settings.extensions = extensions
+            .into_iter()
+            .map(Into::into)
+            .filter(|e: &String| !e.trim_start_matches('.').is_empty())
+            .map(|e| if e.starts_with('.') { e } else { format!(".{e}") })
+            .collect();
         self
     }
 
@@ -511,4 +517,18 @@ fn add_slash(uri: &http::Uri) -> Response<GatewayBody> {
         response.headers_mut().insert(LOCATION, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Gateway;
+
+    #[test]
+    fn extensions_get_their_dot_and_empty_ones_are_ignored() {
+        let b = Gateway::builder("/").extensions(["php", ".inc", ".", ""]);
+        assert_eq!(b.settings.extensions, [".php", ".inc"]);
+        assert!(b.settings.is_script_name("a.php"));
+        assert!(!b.settings.is_script_name("axphp"));
+        assert!(!b.settings.is_script_name(".php"));
+    }
 }
