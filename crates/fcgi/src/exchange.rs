@@ -125,6 +125,66 @@ pub(crate) fn set_request_id(records: &mut [u8], request_id: u16) {
     }
 }
 
+/// The sans-IO half of FCGI_GET_VALUES: decodes the server's answer as it
+/// arrives. Both transports feed it whatever they read.
+pub(crate) struct ValuesAnswer {
+    decoder: Decoder,
+}
+
+impl ValuesAnswer {
+    pub(crate) fn new() -> ValuesAnswer {
+        ValuesAnswer {
+            decoder: Decoder::multiplexed(),
+        }
+    }
+
+    /// Response bytes consumed so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.decoder.position()
+    }
+
+    /// Feeds bytes read from the connection; returns the pairs once the
+    /// GET_VALUES_RESULT record is complete.
+    pub(crate) fn feed(
+        &mut self,
+        mut input: &[u8],
+        address: &str,
+    ) -> Result<Option<Vec<(String, String)>>, Error> {
+        while !input.is_empty() {
+            let (used, event) = self
+                .decoder
+                .decode(input)
+                .map_err(|e| Error::from_decode(address, e))?;
+            if let Some(event) = &event {
+                trace_event("recv", event);
+            }
+            input = &input[used..];
+            match event {
+                Some(Event::Values(pairs)) => {
+                    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+                    return Ok(Some(
+                        pairs.into_iter().map(|(n, v)| (text(n), text(v))).collect(),
+                    ));
+                }
+                Some(Event::UnknownType(t)) => {
+                    return Err(Error::protocol(
+                        address,
+                        format!("server does not understand management record type {t}"),
+                    ))
+                }
+                Some(_) => {
+                    return Err(Error::protocol(
+                        address,
+                        "response record on a management request",
+                    ))
+                }
+                None => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// What one call to [`ResponseMachine::feed`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {

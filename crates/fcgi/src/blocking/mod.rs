@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fcgi_proto::decode::{Decoder, Event};
 use fcgi_proto::encode::{encode_get_values, encode_stream, stream_record_header};
 use fcgi_proto::head::Headers;
 use fcgi_proto::record::{RecordType, Role, STREAM_CHUNK_LEN};
@@ -21,7 +20,7 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::error::{Error, TimeoutPhase};
 use crate::exchange::{
-    encode_request_start, set_request_id, trace_event, trace_sent_records, ResponseMachine, Step,
+    encode_request_start, set_request_id, trace_sent_records, ResponseMachine, Step, ValuesAnswer,
     SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, Request};
@@ -290,50 +289,17 @@ impl Client {
         conn.stream
             .write_all(&out)
             .map_err(|e| self.io_error(e, &timer, 0))?;
-        let mut decoder = Decoder::multiplexed();
+        let mut answer = ValuesAnswer::new();
         loop {
-            let n = conn.read(&timer, &self.inner.address_text)?;
+            let n = conn.read(&timer, address)?;
             if n == 0 {
                 return Err(Error::ConnectionClosed {
                     address: address.clone(),
-                    received: decoder.position(),
+                    received: answer.received(),
                 });
             }
-            let mut input = &conn.buf[..n];
-            while !input.is_empty() {
-                let (used, event) = decoder
-                    .decode(input)
-                    .map_err(|e| Error::from_decode(address, e))?;
-                if let Some(event) = &event {
-                    trace_event("recv", event);
-                }
-                input = &input[used..];
-                match event {
-                    Some(Event::Values(pairs)) => {
-                        return Ok(pairs
-                            .into_iter()
-                            .map(|(n, v)| {
-                                (
-                                    String::from_utf8_lossy(&n).into_owned(),
-                                    String::from_utf8_lossy(&v).into_owned(),
-                                )
-                            })
-                            .collect())
-                    }
-                    Some(Event::UnknownType(t)) => {
-                        return Err(Error::protocol(
-                            address,
-                            format!("server does not understand management record type {t}"),
-                        ))
-                    }
-                    Some(_) => {
-                        return Err(Error::protocol(
-                            address,
-                            "response record on a management request",
-                        ))
-                    }
-                    None => {}
-                }
+            if let Some(pairs) = answer.feed(&conn.buf[..n], address)? {
+                return Ok(pairs);
             }
         }
     }

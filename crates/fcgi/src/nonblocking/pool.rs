@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use fcgi_proto::decode::{Decoder, Event};
 use fcgi_proto::encode::encode_get_values;
 use fcgi_proto::record::{MAX_CONNS, MAX_REQS, MPXS_CONNS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,7 +15,7 @@ use super::conn::{self, ConnHandle, DriverSettings};
 use super::{Multiplexing, Settings, Timer};
 use crate::address::Address;
 use crate::error::{Error, TimeoutPhase};
-use crate::exchange::SINGLE_REQUEST_ID;
+use crate::exchange::{ValuesAnswer, SINGLE_REQUEST_ID};
 
 /// How long the FCGI_GET_VALUES question may take before the upstream is
 /// taken not to multiplex.
@@ -226,7 +225,7 @@ impl Upstream {
                 address: address.clone(),
                 source,
             })?;
-            let mut decoder = Decoder::multiplexed();
+            let mut answer = ValuesAnswer::new();
             let mut buf = BytesMut::with_capacity(4096);
             loop {
                 buf.clear();
@@ -240,41 +239,11 @@ impl Upstream {
                 if n == 0 {
                     return Err(Error::ConnectionClosed {
                         address: address.clone(),
-                        received: decoder.position(),
+                        received: answer.received(),
                     });
                 }
-                let mut input = &buf[..];
-                while !input.is_empty() {
-                    let (used, event) = decoder
-                        .decode(input)
-                        .map_err(|e| Error::from_decode(address, e))?;
-                    input = &input[used..];
-                    match event {
-                        Some(Event::Values(pairs)) => {
-                            return Ok(pairs
-                                .into_iter()
-                                .map(|(n, v)| {
-                                    (
-                                        String::from_utf8_lossy(&n).into_owned(),
-                                        String::from_utf8_lossy(&v).into_owned(),
-                                    )
-                                })
-                                .collect())
-                        }
-                        Some(Event::UnknownType(t)) => {
-                            return Err(Error::protocol(
-                                address,
-                                format!("server does not understand management record type {t}"),
-                            ))
-                        }
-                        Some(_) => {
-                            return Err(Error::protocol(
-                                address,
-                                "response record on a management request",
-                            ))
-                        }
-                        None => {}
-                    }
+                if let Some(pairs) = answer.feed(&buf, address)? {
+                    return Ok(pairs);
                 }
             }
         };
