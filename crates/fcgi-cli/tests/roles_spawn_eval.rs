@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{fcgi, Run};
-use fcgi_testkit::fake::serve;
+use fcgi_testkit::fake;
 use fcgi_testkit::{FakeServer, PhpFpm};
 
 /// Exit code of a denied authorization.
@@ -18,35 +18,12 @@ const DENIED: i32 = 8;
 /// Exit code of a PHP fatal error in `fcgi eval`.
 const PHP_FATAL: i32 = 9;
 
-/// Grants `ann` (with variables), denies everyone else; a request in
-/// another role gets a 500.
 fn fake_authorizer() -> FakeServer {
-    FakeServer::tcp(serve(|conn, req| {
-        let answer: &[u8] = if req.role != 2 {
-            b"Status: 500 Wrong Role\r\n\r\n"
-        } else if req.param("REMOTE_USER") == Some(b"ann") {
-            b"Status: 200 OK\r\nVariable-USER_ID: 42\r\nVariable-ROLE: admin\r\nX-Other: 1\r\n\r\n"
-        } else {
-            b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nnot you"
-        };
-        conn.respond(req.id, answer);
-    }))
+    FakeServer::tcp(fake::authorizer())
 }
 
-/// Upper-cases the DATA stream and reports the role and FCGI_DATA_* params.
 fn fake_filter() -> FakeServer {
-    FakeServer::tcp(serve(|conn, req| {
-        let mut out = format!(
-            "Content-Type: text/plain\r\nX-Role: {}\r\nX-Data-Length: {}\r\nX-Data-Last-Mod: {}\r\nX-Stdin: {}\r\n\r\n",
-            req.role,
-            req.param_str("FCGI_DATA_LENGTH").unwrap_or_default(),
-            req.param_str("FCGI_DATA_LAST_MOD").unwrap_or_default(),
-            req.stdin.len(),
-        )
-        .into_bytes();
-        out.extend(req.data.iter().map(u8::to_ascii_uppercase));
-        conn.respond(req.id, &out);
-    }))
+    FakeServer::tcp(fake::filter())
 }
 
 /// Runs `fcgi ARGS` in directory `dir`.

@@ -683,3 +683,38 @@ pub fn silent() -> impl Handler {
 pub fn close_immediately() -> impl Handler {
     |conn: &mut FakeConn| conn.close()
 }
+
+/// An Authorizer: grants `REMOTE_USER=ann` (200 with the variables
+/// `Variable-USER_ID: 42` and `Variable-ROLE: admin`, plus an ordinary
+/// `X-Other` header), denies everyone else (403, body `not you`); a request
+/// in another role gets a 500.
+pub fn authorizer() -> impl Handler {
+    serve(|conn, req| {
+        let answer: &[u8] = if req.role != 2 {
+            b"Status: 500 Wrong Role\r\n\r\n"
+        } else if req.param("REMOTE_USER") == Some(b"ann") {
+            b"Status: 200 OK\r\nVariable-USER_ID: 42\r\nVariable-ROLE: admin\r\nX-Other: 1\r\n\r\n"
+        } else {
+            b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nnot you"
+        };
+        conn.respond(req.id, answer);
+    })
+}
+
+/// A Filter: answers the DATA stream upper-cased, with the role, the
+/// `FCGI_DATA_LENGTH` and `FCGI_DATA_LAST_MOD` params and the STDIN length in
+/// the headers `X-Role`, `X-Data-Length`, `X-Data-Last-Mod` and `X-Stdin`.
+pub fn filter() -> impl Handler {
+    serve(|conn, req| {
+        let mut out = format!(
+            "Content-Type: text/plain\r\nX-Role: {}\r\nX-Data-Length: {}\r\nX-Data-Last-Mod: {}\r\nX-Stdin: {}\r\n\r\n",
+            req.role,
+            req.param_str("FCGI_DATA_LENGTH").unwrap_or_default(),
+            req.param_str("FCGI_DATA_LAST_MOD").unwrap_or_default(),
+            req.stdin.len(),
+        )
+        .into_bytes();
+        out.extend(req.data.iter().map(u8::to_ascii_uppercase));
+        conn.respond(req.id, &out);
+    })
+}

@@ -6,37 +6,15 @@ use std::time::{Duration, Instant};
 
 use fcgi::spawn::{SpawnOptions, SpawnedApp};
 use fcgi::{Authorization, Client, Error, Params, Request, Role};
-use fcgi_testkit::fake::serve;
+use fcgi_testkit::fake;
 use fcgi_testkit::{pattern, FakeServer, PhpFpm};
 
-/// Grants `ann` (with variables), denies everyone else.
 fn fake_authorizer() -> FakeServer {
-    FakeServer::tcp(serve(|conn, req| {
-        let answer: &[u8] = if req.role != 2 {
-            b"Status: 500 Wrong Role\r\n\r\n"
-        } else if req.param("REMOTE_USER") == Some(b"ann") {
-            b"Status: 200 OK\r\nVariable-USER_ID: 42\r\nVariable-ROLE: admin\r\n\r\n"
-        } else {
-            b"Status: 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nnot you"
-        };
-        conn.respond(req.id, answer);
-    }))
+    FakeServer::tcp(fake::authorizer())
 }
 
-/// Upper-cases the DATA stream and reports the FCGI_DATA_* params.
 fn fake_filter() -> FakeServer {
-    FakeServer::tcp(serve(|conn, req| {
-        let mut out = format!(
-            "Content-Type: text/plain\r\nX-Role: {}\r\nX-Data-Length: {}\r\nX-Data-Last-Mod: {}\r\nX-Stdin: {}\r\n\r\n",
-            req.role,
-            req.param_str("FCGI_DATA_LENGTH").unwrap_or_default(),
-            req.param_str("FCGI_DATA_LAST_MOD").unwrap_or_default(),
-            req.stdin.len(),
-        )
-        .into_bytes();
-        out.extend(req.data.iter().map(u8::to_ascii_uppercase));
-        conn.respond(req.id, &out);
-    }))
+    FakeServer::tcp(fake::filter())
 }
 
 #[test]
