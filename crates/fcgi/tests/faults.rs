@@ -1191,3 +1191,24 @@ fn each_request_on_a_kept_connection_carries_a_new_request_id() {
     assert_eq!(server.connections(), 1);
     assert_eq!(*ids.lock().unwrap(), [1, 2, 3, 4]);
 }
+
+#[test]
+fn exactly_max_params_is_accepted() {
+    let server = FakeServer::tcp(fake::respond_ok("x"));
+    let request = Request::new()
+        .param("A", "1")
+        .param("B", "2")
+        .param("C", "3");
+    let response = execute(&client(&server, config().max_params(3)), request).unwrap();
+    assert_eq!(response.body, b"x");
+}
+
+#[test]
+fn stderr_of_exactly_max_stderr_bytes_is_kept_whole() {
+    let server = FakeServer::tcp(fake::serve(|conn, req| {
+        conn.write_stderr(req.id, &[b'e'; 1000]);
+        conn.respond(req.id, b"Status: 200 OK\r\n\r\nbody");
+    }));
+    let response = execute(&client(&server, config().max_stderr_bytes(1000)), get()).unwrap();
+    assert_eq!((response.stderr.len(), response.stderr_dropped), (1000, 0));
+}
