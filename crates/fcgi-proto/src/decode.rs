@@ -233,7 +233,12 @@ impl Decoder {
                 State::Buffered { header, offset } => {
                     let want = header.content_length as usize - self.body.len();
                     let take = want.min(rest.len());
-                    self.body.extend_from_slice(&rest[..take]);
+                    // The usual case, a whole END_REQUEST in one read, is
+                    // decoded in place: nothing is copied or allocated.
+                    let whole = self.body.is_empty() && take == want;
+                    if !whole {
+                        self.body.extend_from_slice(&rest[..take]);
+                    }
                     used += take;
                     if take < want {
                         return Ok(self.advance(used, None));
@@ -241,7 +246,12 @@ impl Decoder {
                     self.state = State::Padding {
                         remaining: header.padding_length as usize,
                     };
-                    match self.finish_buffered(header, offset) {
+                    let finished = if whole {
+                        finish_buffered(header, offset, &rest[..take])
+                    } else {
+                        finish_buffered(header, offset, &self.body)
+                    };
+                    match finished {
                         Ok(event) => return Ok(self.advance(used, Some(event))),
                         Err(err) => {
                             self.state = State::Failed;
@@ -327,33 +337,35 @@ impl Decoder {
         };
         Ok(())
     }
+}
 
-    fn finish_buffered(
-        &mut self,
-        header: Header,
-        offset: u64,
-    ) -> Result<Event<'static>, DecodeError> {
-        let body = &self.body;
-        match RecordType::from_u8(header.record_type) {
-            Some(RecordType::EndRequest) => Ok(Event::End(
-                header.request_id,
-                EndRequest {
-                    app_status: u32::from_be_bytes([body[0], body[1], body[2], body[3]]),
-                    protocol_status: ProtocolStatus::from_u8(body[4]),
-                },
-            )),
-            Some(RecordType::UnknownType) => Ok(Event::UnknownType(body[0])),
-            Some(RecordType::GetValuesResult) => PairIter::new(body)
-                .map(|pair| pair.map(|(n, v)| (n.to_vec(), v.to_vec())))
-                .collect::<Result<_, _>>()
-                .map(Event::Values)
-                .map_err(DecodeError::BadValues),
-            _ => Err(DecodeError::UnexpectedType {
-                offset,
-                record_type: header.record_type,
-                request_id: header.request_id,
-            }),
-        }
+/// The event of a whole buffered record (END_REQUEST, UNKNOWN_TYPE,
+/// GET_VALUES_RESULT) whose content is `body`; fixed lengths were checked
+/// when the header arrived.
+fn finish_buffered(
+    header: Header,
+    offset: u64,
+    body: &[u8],
+) -> Result<Event<'static>, DecodeError> {
+    match RecordType::from_u8(header.record_type) {
+        Some(RecordType::EndRequest) => Ok(Event::End(
+            header.request_id,
+            EndRequest {
+                app_status: u32::from_be_bytes([body[0], body[1], body[2], body[3]]),
+                protocol_status: ProtocolStatus::from_u8(body[4]),
+            },
+        )),
+        Some(RecordType::UnknownType) => Ok(Event::UnknownType(body[0])),
+        Some(RecordType::GetValuesResult) => PairIter::new(body)
+            .map(|pair| pair.map(|(n, v)| (n.to_vec(), v.to_vec())))
+            .collect::<Result<_, _>>()
+            .map(Event::Values)
+            .map_err(DecodeError::BadValues),
+        _ => Err(DecodeError::UnexpectedType {
+            offset,
+            record_type: header.record_type,
+            request_id: header.request_id,
+        }),
     }
 }
 

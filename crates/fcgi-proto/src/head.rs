@@ -157,6 +157,13 @@ impl HeadParser {
         let before = self.buf.len();
         let room = self.limit.saturating_sub(before);
         let take = input.len().min(room);
+        if before == 0 {
+            // The usual case: the whole head in the first chunk. It is parsed
+            // where it lies, without copying it into the buffer.
+            if let Some((block_len, used)) = find_blank_line(&input[..take]) {
+                return Ok(Some((parse_head(&input[..block_len])?, used)));
+            }
+        }
         self.buf.extend_from_slice(&input[..take]);
         // Bytes before `scanned` hold no terminator; scan only the new ones.
         while let Some(nl) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
@@ -184,6 +191,22 @@ impl HeadParser {
             received: self.buf.len(),
         }
     }
+}
+
+/// Where the blank line that ends a head lies in `bytes`, which start a head:
+/// the length of the header block before it and the length up to and
+/// including it.
+fn find_blank_line(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut line_start = 0;
+    while let Some(nl) = bytes[line_start..].iter().position(|&b| b == b'\n') {
+        let nl = line_start + nl;
+        let line = &bytes[line_start..nl];
+        if line.is_empty() || line == b"\r" {
+            return Some((line_start, nl + 1));
+        }
+        line_start = nl + 1;
+    }
+    None
 }
 
 fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
@@ -347,6 +370,21 @@ mod tests {
             assert!(!head.headers.contains("status"));
             assert_eq!(body, b"File not found.");
         }
+    }
+
+    #[test]
+    fn a_head_in_one_chunk_parses_as_one_fed_byte_by_byte() {
+        let bytes = b"Status: 201\r\nX-A: 1\nSet-Cookie: c=d\r\n\r\nbody";
+        assert_eq!(
+            parse_all(bytes, bytes.len()).unwrap(),
+            parse_all(bytes, 1).unwrap()
+        );
+        // The limit applies to a head parsed in place too.
+        let mut parser = HeadParser::new(10);
+        assert_eq!(
+            parser.push(bytes).unwrap_err(),
+            HeadError::TooLarge { limit: 10 }
+        );
     }
 
     #[test]

@@ -78,12 +78,15 @@ pub fn check_name(name: &[u8]) -> Result<(), NameError> {
     if name.len() > MAX_LEN {
         return Err(NameError::TooLong { len: name.len() });
     }
+    // One pass over the (short) name; the error path looks again to say
+    // which byte it was.
+    if !name.iter().any(|&b| b == b'=' || b == 0) {
+        return Ok(());
+    }
     let what = if name.contains(&b'=') {
         "'='"
-    } else if name.contains(&0) {
-        "a NUL byte"
     } else {
-        return Ok(());
+        "a NUL byte"
     };
     Err(NameError::Forbidden {
         name: String::from_utf8_lossy(name).into_owned(),
@@ -118,6 +121,7 @@ pub fn encode_length(len: usize, out: &mut Vec<u8>) {
 
 /// Appends one encoded pair.
 pub fn encode_pair(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
+    out.reserve(encoded_len(name, value));
     encode_length(name.len(), out);
     encode_length(value.len(), out);
     out.extend_from_slice(name);
