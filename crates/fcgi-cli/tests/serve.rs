@@ -287,7 +287,7 @@ async fn streamed_output_arrives_in_chunks_before_the_script_ends() {
             .unwrap(),
     )
     .await;
-    let mut body = response.into_body();
+    let (head, mut body) = response.into_parts();
     let mut arrivals = Vec::new();
     let mut text = String::new();
     while let Some(frame) = body.frame().await {
@@ -297,6 +297,10 @@ async fn streamed_output_arrives_in_chunks_before_the_script_ends() {
         }
     }
     let total = started.elapsed();
+    assert!(
+        head.headers.get("content-length").is_none(),
+        "streamed, not buffered"
+    );
     assert!(
         text.starts_with("tick 1\ntick 2\n") && text.ends_with("done"),
         "{text}"
@@ -442,6 +446,9 @@ async fn the_single_threaded_runtime_serves_the_same() {
         (head.status.as_u16(), body.as_slice()),
         (200, &b"Hello, World!"[..])
     );
+    // A response complete with its head is sent whole, with its length.
+    assert_eq!(head.headers["content-length"], "13");
+    assert!(head.headers.get("transfer-encoding").is_none());
     let (head, body) = get(server.addr, "/static/hello.txt").await;
     assert_eq!(
         (head.status.as_u16(), body.as_slice()),

@@ -176,7 +176,8 @@ pub struct GatewayBody {
 
 enum Inner {
     Full(Option<Bytes>),
-    Stream(Box<ResponseStream>),
+    /// Body bytes already read, then the rest of the stream.
+    Stream(Option<Bytes>, Box<ResponseStream>),
 }
 
 impl std::fmt::Debug for GatewayBody {
@@ -187,7 +188,7 @@ impl std::fmt::Debug for GatewayBody {
                 "GatewayBody::Full({} bytes)",
                 b.as_ref().map_or(0, |b| b.len())
             ),
-            Inner::Stream(_) => f.write_str("GatewayBody::Stream"),
+            Inner::Stream(..) => f.write_str("GatewayBody::Stream"),
         }
     }
 }
@@ -211,7 +212,14 @@ impl GatewayBody {
     /// The body of a FastCGI response stream.
     pub fn stream(stream: ResponseStream) -> GatewayBody {
         GatewayBody {
-            inner: Inner::Stream(Box::new(stream)),
+            inner: Inner::Stream(None, Box::new(stream)),
+        }
+    }
+
+    /// `prefix` (body bytes already taken from the stream), then the rest.
+    pub(crate) fn prefixed(prefix: Bytes, stream: ResponseStream) -> GatewayBody {
+        GatewayBody {
+            inner: Inner::Stream((!prefix.is_empty()).then_some(prefix), Box::new(stream)),
         }
     }
 }
@@ -226,7 +234,10 @@ impl http_body::Body for GatewayBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match &mut self.inner {
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Stream(stream) => loop {
+            Inner::Stream(prefix, _) if prefix.is_some() => {
+                Poll::Ready(prefix.take().map(|b| Ok(Frame::data(b))))
+            }
+            Inner::Stream(_, stream) => loop {
                 match stream.poll_chunk(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(Some(Chunk::Body(bytes)))) => {
@@ -252,9 +263,46 @@ impl http_body::Body for GatewayBody {
             Inner::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            Inner::Stream(_) => SizeHint::default(),
+            Inner::Stream(..) => SizeHint::default(),
         }
     }
+}
+
+/// The body of a response whose head has arrived: what is already there
+/// is read without waiting (up to `limit` bytes). When that is the whole
+/// body, it is returned in one piece (with an exact length, so the HTTP
+/// server sends Content-Length and writes head and body at once); else the
+/// bytes read come first and the rest streams. Small responses, the common
+/// case, so cost one write instead of a chunked head, body and terminator.
+/// An upstream failure before any byte is returned as an error (the caller
+/// can still answer 502).
+pub(crate) async fn gather(mut stream: ResponseStream, limit: usize) -> Result<GatewayBody, Error> {
+    let mut buffered = bytes::BytesMut::new();
+    loop {
+        let ready = std::future::poll_fn(|cx| match stream.poll_chunk(cx) {
+            Poll::Pending => Poll::Ready(None),
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+        })
+        .await;
+        match ready {
+            None => break,
+            Some(Ok(Some(Chunk::Body(bytes)))) => {
+                buffered.extend_from_slice(&bytes);
+                if buffered.len() >= limit {
+                    break;
+                }
+            }
+            Some(Ok(Some(Chunk::Stderr(bytes)))) => log_stderr(&bytes),
+            Some(Ok(None)) => return Ok(GatewayBody::full(buffered.freeze())),
+            Some(Err(error)) if buffered.is_empty() => return Err(error),
+            Some(Err(error)) => {
+                // Part of the body is here: send it, then fail the stream.
+                tracing::error!(target: LOG_TARGET, %error, "upstream failed while the response body was being read");
+                return Ok(GatewayBody::prefixed(buffered.freeze(), stream));
+            }
+        }
+    }
+    Ok(GatewayBody::prefixed(buffered.freeze(), stream))
 }
 
 /// Logs what the application wrote to STDERR, line by line.

@@ -96,6 +96,10 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// Default part of a body without a length kept in memory while spooling:
 /// 1 MiB; the rest goes to a temporary file.
 pub const DEFAULT_SPOOL_MEMORY_BYTES: usize = 1024 * 1024;
+/// Response body bytes already there when the head arrives that are sent
+/// with it (a response that fits is sent whole, with Content-Length):
+/// 64 KiB. Nothing waits for more: later bytes stream as they come.
+pub const EAGER_BODY_BYTES: usize = 64 * 1024;
 /// Default directory index and front controller: `index.php`.
 pub const DEFAULT_INDEX: &str = "index.php";
 /// Default script extension: `.php`.
@@ -194,7 +198,13 @@ impl GatewayBuilder {
             .into_iter()
             .map(Into::into)
             .filter(|e: &String| !e.trim_start_matches('.').is_empty())
-            .map(|e| if e.starts_with('.') { e } else { format!(".{e}") })
+            .map(|e| {
+                if e.starts_with('.') {
+                    e
+                } else {
+                    format!(".{e}")
+                }
+            })
             .collect();
         self
     }
@@ -403,8 +413,15 @@ impl Gateway {
         };
         let params = self.params(&parts, &conn, script, len);
         let request = crate::Request::new().params_from(params).body(body);
-        match self.client.stream(request).await {
-            Ok(stream) => into_http(stream),
+        let stream = match self.client.stream(request).await {
+            Ok(stream) => stream,
+            Err(error) => return upstream_error(&error, &parts),
+        };
+        let Some(response) = into_http_parts(&stream) else {
+            return plain(StatusCode::BAD_GATEWAY);
+        };
+        match body::gather(stream, EAGER_BODY_BYTES).await {
+            Ok(body) => response.map(|()| body),
             Err(error) => upstream_error(&error, &parts),
         }
     }
@@ -446,10 +463,18 @@ const HOP_BY_HOP: &[&str] = &[
 /// a bare `Location`), every header line kept in order with its
 /// repetitions, the body streaming.
 pub fn into_http(stream: ResponseStream) -> Response<GatewayBody> {
+    match into_http_parts(&stream) {
+        Some(response) => response.map(|()| GatewayBody::stream(stream)),
+        None => plain(StatusCode::BAD_GATEWAY),
+    }
+}
+
+/// The status and headers of [`into_http`]; `None` for an invalid status.
+fn into_http_parts(stream: &ResponseStream) -> Option<Response<()>> {
     body::log_stderr(stream.stderr());
     let Ok(status) = StatusCode::from_u16(stream.status()) else {
         tracing::error!(target: LOG_TARGET, status = stream.status(), "upstream sent an invalid status");
-        return plain(StatusCode::BAD_GATEWAY);
+        return None;
     };
     let mut builder = Response::builder().status(status);
     if let Some(headers) = builder.headers_mut() {
@@ -467,9 +492,7 @@ pub fn into_http(stream: ResponseStream) -> Response<GatewayBody> {
             headers.append(name, value);
         }
     }
-    builder
-        .body(GatewayBody::stream(stream))
-        .unwrap_or_else(|_| plain(StatusCode::BAD_GATEWAY))
+    builder.body(()).ok()
 }
 
 /// The status a failed upstream request is answered with.
