@@ -212,6 +212,7 @@ fn find_blank_line(bytes: &[u8]) -> Option<(usize, usize)> {
 fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
     let mut headers = Headers::new();
     let mut status: Option<(u16, String)> = None;
+    let mut location = false;
     let lines = block.split(|&b| b == b'\n').filter(|l| !l.is_empty());
     for (index, raw) in lines.enumerate() {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -225,16 +226,18 @@ fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
             return Err(bad_line());
         }
         let value = trim(&line[colon + 1..]);
-        let name = String::from_utf8_lossy(name).into_owned();
+        // Token bytes are ASCII, so this never fails.
+        let name = std::str::from_utf8(name).map_err(|_| bad_line())?;
         if name.eq_ignore_ascii_case("status") {
             status = Some(parse_status(value)?);
         } else {
-            headers.append(name, value.to_vec());
+            location |= name.eq_ignore_ascii_case("location");
+            headers.append(name, value);
         }
     }
     let (status, reason) = match status {
         Some(s) => s,
-        None if headers.contains("location") => (302, "Found".to_string()),
+        None if location => (302, "Found".to_string()),
         None => (200, "OK".to_string()),
     };
     Ok(Head {
@@ -277,8 +280,37 @@ fn trim(mut value: &[u8]) -> &[u8] {
 }
 
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TOKEN_BYTES[usize::from(b)]
 }
+
+/// The bytes of an HTTP token (RFC 9110 `tchar`), as a lookup table.
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// The standard reason phrase of a status code, or "" for codes without one.
 pub fn canonical_reason(code: u16) -> &'static str {

@@ -3,6 +3,7 @@
 //! decoder events into head, body and stderr with the limits applied.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use fcgi_proto::decode::{DecodeError, Decoder, EndRequest, Event};
 use fcgi_proto::encode::{encode_begin_request, encode_params, encode_stream, ParamsOptions};
@@ -210,13 +211,19 @@ pub(crate) struct ResponseMachine {
     pub(crate) stderr: Vec<u8>,
     pub(crate) stderr_dropped: u64,
     end: Option<EndRequest>,
-    address: String,
+    address: Arc<str>,
     /// The first record that arrived was for another request id.
     stray_record: bool,
 }
 
 impl ResponseMachine {
-    pub(crate) fn new(request_id: u16, limits: Limits, address: String) -> ResponseMachine {
+    /// The machine for one response. The address (for error messages) is
+    /// shared: a transport that keeps it as an `Arc<str>` pays no copy.
+    pub(crate) fn new(
+        request_id: u16,
+        limits: Limits,
+        address: impl Into<Arc<str>>,
+    ) -> ResponseMachine {
         ResponseMachine {
             decoder: Decoder::for_request(request_id),
             head_parser: Some(HeadParser::new(limits.max_head_bytes)),
@@ -225,7 +232,7 @@ impl ResponseMachine {
             stderr: Vec::new(),
             stderr_dropped: 0,
             end: None,
-            address,
+            address: address.into(),
             stray_record: false,
         }
     }
@@ -253,7 +260,7 @@ impl ResponseMachine {
     /// The error for a connection that closed now.
     pub(crate) fn closed_error(&self) -> Error {
         Error::ConnectionClosed {
-            address: self.address.clone(),
+            address: self.address.to_string(),
             received: self.received(),
         }
     }
@@ -325,7 +332,7 @@ impl ResponseMachine {
             Event::End(_, end) => {
                 if !end.protocol_status.is_complete() {
                     return Err(Error::Rejected {
-                        address: self.address.clone(),
+                        address: self.address.to_string(),
                         status: end.protocol_status,
                     });
                 }

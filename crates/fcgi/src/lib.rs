@@ -37,7 +37,7 @@ pub mod roles;
 pub mod spawn;
 
 pub use address::{Address, AddressError};
-pub use blocking::{Chunk, Client, ResponseStream, Trailer};
+pub use blocking::{Chunk, Client, PreparedRequest, ResponseStream, Trailer};
 pub use config::*;
 pub use error::{Error, Limit, TimeoutPhase};
 pub use exchange::RECORD_TRACE_TARGET;

@@ -31,6 +31,46 @@ use conn::{connect, Stream, READ_BUFFER_LEN};
 /// CGI params fit without growing it.
 const PREAMBLE_CAPACITY: usize = 1024;
 
+/// Largest send buffer an idle connection keeps for its next request start;
+/// larger ones (a request with an inline body) are freed after the write.
+const KEPT_OUT_CAPACITY: usize = 8 * 1024;
+
+/// A request encoded once by [`Client::prepare`], sent any number of times
+/// with [`Client::stream_prepared`].
+#[derive(Debug)]
+pub struct PreparedRequest {
+    request: Request,
+    /// BEGIN_REQUEST, PARAMS and, when `inline`, the body with its end.
+    preamble: Vec<u8>,
+    inline: bool,
+    encoding: Encoding,
+}
+
+impl PreparedRequest {
+    /// The request as prepared (CONTENT_LENGTH filled in).
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+}
+
+/// The settings that shape an encoded request start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Encoding {
+    keep_alive: bool,
+    split_oversized_params: bool,
+    max_params: usize,
+}
+
+impl Encoding {
+    fn of(config: &Config) -> Encoding {
+        Encoding {
+            keep_alive: config.keep_alive,
+            split_oversized_params: config.split_oversized_params,
+            max_params: config.limits.max_params,
+        }
+    }
+}
+
 impl From<Infallible> for Error {
     fn from(never: Infallible) -> Error {
         match never {}
@@ -56,6 +96,8 @@ pub struct Client {
 struct Inner {
     address: Address,
     address_text: String,
+    /// `address_text` again, shared with each response (its error messages).
+    address_shared: Arc<str>,
     config: Config,
     idle: Mutex<Vec<Conn>>,
 }
@@ -66,6 +108,11 @@ struct Conn {
     stream: Stream,
     buf: Box<[u8]>,
     armed_read_timeout: Option<Duration>,
+    /// The request start as sent on this connection (its records carry this
+    /// connection's request id); reused from one request to the next.
+    out: Vec<u8>,
+    /// Progress of the exchange on this connection (see [`Timer::attached`]).
+    progress: Arc<AtomicU64>,
     /// Request id of the next request on this connection. Each request on a
     /// kept connection gets a new id, so that records a misbehaving server
     /// sends late for an earlier request are recognised as not ours.
@@ -92,6 +139,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 address_text: address.to_string(),
+                address_shared: address.to_string().into(),
                 address,
                 config,
                 idle: Mutex::new(Vec::new()),
@@ -156,7 +204,7 @@ impl Client {
             std::mem::take(&mut request.data),
             request.role,
         );
-        self.send(preamble, inline, bodies, replayable)
+        self.send(&preamble, inline, bodies, replayable)
     }
 
     /// Sends `request` again without consuming it, as [`Client::stream`]
@@ -202,7 +250,57 @@ impl Client {
             clone_replayable(&request.data),
             request.role,
         );
-        self.send(preamble, inline, bodies, true)
+        self.send(&preamble, inline, bodies, true)
+    }
+
+    /// Encodes `request` once for sending many times with
+    /// [`Client::stream_prepared`]: for load generators and anything else
+    /// that repeats one request. Its params are checked and encoded here, so
+    /// each send only copies the encoded bytes (and stamps the connection's
+    /// request id on them). The body must be in memory.
+    ///
+    /// ```no_run
+    /// use fcgi::{Client, Config, Request};
+    /// let client = Client::with_config("127.0.0.1:9000", Config::default().keep_alive(true))?;
+    /// let prepared = client.prepare(Request::get("/var/www/html/index.php"))?;
+    /// for _ in 0..3 {
+    ///     let response = client.stream_prepared(&prepared)?;
+    ///     assert_eq!(response.status(), 200);
+    ///     response.finish()?;
+    /// }
+    /// # Ok::<(), fcgi::Error>(())
+    /// ```
+    pub fn prepare(&self, mut request: Request) -> Result<PreparedRequest, Error> {
+        if !(request.body.is_replayable() && request.data.is_replayable()) {
+            return Err(Error::InvalidRequest(
+                "a prepared request needs a body in memory (a reader can be sent once)".into(),
+            ));
+        }
+        request.settle_content_length()?;
+        let (preamble, inline) = self.encode_start(&request)?;
+        Ok(PreparedRequest {
+            encoding: Encoding::of(&self.inner.config),
+            request,
+            preamble,
+            inline,
+        })
+    }
+
+    /// Sends a request encoded by [`Client::prepare`], as [`Client::stream`]
+    /// does. A client whose settings encode requests differently (keep-alive,
+    /// parameter limits) than the preparing one encodes it afresh.
+    pub fn stream_prepared(&self, prepared: &PreparedRequest) -> Result<ResponseStream, Error> {
+        let request = &prepared.request;
+        let bodies = (
+            clone_replayable(&request.body),
+            clone_replayable(&request.data),
+            request.role,
+        );
+        if prepared.encoding == Encoding::of(&self.inner.config) {
+            return self.send(&prepared.preamble, prepared.inline, bodies, true);
+        }
+        let (preamble, inline) = self.encode_start(request)?;
+        self.send(&preamble, inline, bodies, true)
     }
 
     /// BEGIN_REQUEST, PARAMS and (when it fits) the body, encoded in one
@@ -224,7 +322,7 @@ impl Client {
     /// fresh connection when a kept one turns out closed (replayable only).
     fn send(
         &self,
-        mut preamble: Vec<u8>,
+        preamble: &[u8],
         inline: bool,
         bodies: (Body, Body, Role),
         replayable: bool,
@@ -237,7 +335,9 @@ impl Client {
             // be open; an in-memory body is simply retried if it is not.
             let (mut conn, reused) = self.checkout(&timer, !replayable)?;
             let request_id = conn.take_request_id();
-            set_request_id(&mut preamble, request_id);
+            conn.out.clear();
+            conn.out.extend_from_slice(preamble);
+            set_request_id(&mut conn.out, request_id);
             let (body, data, role) = match &bodies {
                 Some((Body::Bytes(b), d, role)) if replayable => {
                     (Body::Bytes(b.clone()), clone_replayable(d), *role)
@@ -251,9 +351,8 @@ impl Client {
             };
             let outcome = ResponseStream::open(
                 self.clone(),
+                timer.attached(&conn),
                 conn,
-                timer.clone(),
-                &preamble,
                 request_id,
                 inline,
                 body,
@@ -283,6 +382,7 @@ impl Client {
         let timer = Timer::new(config.timeouts.deadline, config.timeouts.idle);
         let address = &self.inner.address_text;
         let mut conn = self.connect(&timer)?;
+        let timer = timer.attached(&conn);
         let mut out = Vec::new();
         encode_get_values(names.iter().copied(), &mut out);
         trace_sent_records(&out);
@@ -331,6 +431,8 @@ impl Client {
             stream,
             buf: vec![0; READ_BUFFER_LEN].into_boxed_slice(),
             armed_read_timeout: None,
+            out: Vec::new(),
+            progress: Arc::new(AtomicU64::new(0)),
             next_request_id: SINGLE_REQUEST_ID,
         })
     }
@@ -379,8 +481,9 @@ struct Timer {
     start: Instant,
     deadline: Duration,
     idle: Duration,
-    /// Microseconds since `start` of the last byte moved.
-    last_progress: Arc<AtomicU64>,
+    /// Microseconds since `start` of the last byte moved: the connection's
+    /// counter once [`Timer::attached`] to one (none moved before that).
+    last_progress: Option<Arc<AtomicU64>>,
 }
 
 impl Timer {
@@ -389,31 +492,47 @@ impl Timer {
             start: Instant::now(),
             deadline,
             idle,
-            last_progress: Arc::new(AtomicU64::new(0)),
+            last_progress: None,
+        }
+    }
+
+    /// This timer, counting progress on `conn`'s counter (reset for this
+    /// exchange). A connection is reused only after its body writer has
+    /// finished, so no earlier exchange touches the counter any more; reusing
+    /// it saves an allocation per request.
+    fn attached(&self, conn: &Conn) -> Timer {
+        conn.progress.store(0, Ordering::Relaxed);
+        Timer {
+            last_progress: Some(Arc::clone(&conn.progress)),
+            ..self.clone()
         }
     }
 
     fn touch(&self) {
-        let now = self.start.elapsed().as_micros() as u64;
-        self.last_progress.fetch_max(now, Ordering::Relaxed);
+        if let Some(progress) = &self.last_progress {
+            let now = self.start.elapsed().as_micros() as u64;
+            progress.fetch_max(now, Ordering::Relaxed);
+        }
     }
 
     fn remaining(&self) -> Duration {
         self.deadline.saturating_sub(self.start.elapsed())
     }
 
-    fn idle_remaining(&self) -> Duration {
-        let last = Duration::from_micros(self.last_progress.load(Ordering::Relaxed));
-        (last + self.idle).saturating_sub(self.start.elapsed())
-    }
-
     /// The time a blocking read may wait, or the limit that has passed.
     fn wait_limit(&self) -> Result<Duration, TimeoutPhase> {
-        let deadline = self.remaining();
+        // One clock reading for both limits.
+        let elapsed = self.start.elapsed();
+        let deadline = self.deadline.saturating_sub(elapsed);
         if deadline.is_zero() {
             return Err(TimeoutPhase::Deadline);
         }
-        let idle = self.idle_remaining();
+        let last = self
+            .last_progress
+            .as_ref()
+            .map_or(0, |p| p.load(Ordering::Relaxed));
+        let last = Duration::from_micros(last);
+        let idle = (last + self.idle).saturating_sub(elapsed);
         if idle.is_zero() {
             return Err(TimeoutPhase::Idle);
         }
@@ -617,18 +736,21 @@ impl ResponseStream {
     #[allow(clippy::too_many_arguments)]
     fn open(
         client: Client,
-        mut conn: Conn,
         timer: Timer,
-        preamble: &[u8],
+        mut conn: Conn,
         request_id: u16,
         inline: bool,
         body: Body,
         data: Body,
         role: Role,
     ) -> Result<ResponseStream, Failure> {
-        let address = client.inner.address_text.clone();
         let limits = client.inner.config.limits;
-        if let Err(e) = conn.stream.write_all(preamble) {
+        let written = conn.stream.write_all(&conn.out);
+        if conn.out.capacity() > KEPT_OUT_CAPACITY {
+            // A large inline body: do not keep its buffer on an idle connection.
+            conn.out = Vec::new();
+        }
+        if let Err(e) = written {
             let retryable = matches!(
                 e.kind(),
                 io::ErrorKind::BrokenPipe
@@ -646,7 +768,7 @@ impl ResponseStream {
         } else {
             let stream = conn.stream.try_clone().map_err(|source| Failure {
                 error: Error::Io {
-                    address: address.clone(),
+                    address: client.inner.address_text.clone(),
                     source,
                 },
                 retryable: false,
@@ -655,7 +777,7 @@ impl ResponseStream {
             let writer = BodyWriter::spawn(stream, timer.clone(), request_id, body, data).map_err(
                 |source| Failure {
                     error: Error::Io {
-                        address: address.clone(),
+                        address: client.inner.address_text.clone(),
                         source,
                     },
                     retryable: false,
@@ -664,7 +786,7 @@ impl ResponseStream {
             Some(writer)
         };
         let mut stream = ResponseStream {
-            machine: ResponseMachine::new(request_id, limits, address),
+            machine: ResponseMachine::new(request_id, limits, client.inner.address_shared.clone()),
             client,
             conn: Some(conn),
             timer,
