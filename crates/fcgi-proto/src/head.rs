@@ -52,9 +52,16 @@ pub enum HeadError {
 
 /// Response headers in arrival order, repetitions kept. Names keep their
 /// case; lookups ignore it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Stored compactly: every name and value back to back in one buffer, with
+/// the end of each, so a parsed head costs two allocations however many
+/// headers it has.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    fields: Vec<(String, Vec<u8>)>,
+    /// name 0, value 0, name 1, value 1, ...
+    bytes: Vec<u8>,
+    /// Where each name and each value ends in `bytes`.
+    ends: Vec<(usize, usize)>,
 }
 
 impl Headers {
@@ -63,9 +70,36 @@ impl Headers {
         Headers::default()
     }
 
+    /// No headers, with room for `bytes` bytes of names and values.
+    fn with_capacity(bytes: usize) -> Headers {
+        Headers {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::new(),
+        }
+    }
+
     /// Appends a header, keeping any earlier one of the same name.
     pub fn append(&mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) {
-        self.fields.push((name.into(), value.into()));
+        let (name, value) = (name.into(), value.into());
+        self.push(&name, &value);
+    }
+
+    fn push(&mut self, name: &str, value: &[u8]) {
+        self.bytes.extend_from_slice(name.as_bytes());
+        let name_end = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.ends.push((name_end, self.bytes.len()));
+    }
+
+    /// Every header as (name bytes, value bytes), in order.
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let name = &self.bytes[start..name_end];
+            let value = &self.bytes[name_end..value_end];
+            start = value_end;
+            (name, value)
+        })
     }
 
     /// The first value of `name` (any case) as text, or `None` when absent or
@@ -77,18 +111,16 @@ impl Headers {
 
     /// The first value of `name` (any case) as bytes.
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     /// Every value of `name` (any case), in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.fields
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.fields()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     /// True when `name` (any case) is present.
@@ -98,17 +130,27 @@ impl Headers {
 
     /// All headers as (name, value) in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        // Names went in as text, so they always come out as text.
+        self.fields()
+            .map(|(n, v)| (std::str::from_utf8(n).unwrap_or_default(), v))
     }
 
     /// Number of header lines.
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.ends.len()
     }
 
     /// True when there are no headers.
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.ends.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
+            .finish()
     }
 }
 
@@ -210,7 +252,7 @@ fn find_blank_line(bytes: &[u8]) -> Option<(usize, usize)> {
 }
 
 fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(block.len());
     let mut status: Option<(u16, String)> = None;
     let mut location = false;
     let lines = block.split(|&b| b == b'\n').filter(|l| !l.is_empty());
@@ -232,7 +274,7 @@ fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
             status = Some(parse_status(value)?);
         } else {
             location |= name.eq_ignore_ascii_case("location");
-            headers.append(name, value);
+            headers.push(name, value);
         }
     }
     let (status, reason) = match status {

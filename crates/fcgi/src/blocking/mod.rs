@@ -113,6 +113,10 @@ struct Conn {
     out: Vec<u8>,
     /// Progress of the exchange on this connection (see [`Timer::attached`]).
     progress: Arc<AtomicU64>,
+    /// Bytes moved on this connection since the reader last looked at the
+    /// clock: recorded as progress at the next wait, which reads the clock
+    /// anyway (the idle limit counts time spent waiting for the server).
+    progressed: bool,
     /// Request id of the next request on this connection. Each request on a
     /// kept connection gets a new id, so that records a misbehaving server
     /// sends late for an earlier request are recognised as not ours.
@@ -433,6 +437,7 @@ impl Client {
             armed_read_timeout: None,
             out: Vec::new(),
             progress: Arc::new(AtomicU64::new(0)),
+            progressed: false,
             next_request_id: SINGLE_REQUEST_ID,
         })
     }
@@ -519,10 +524,17 @@ impl Timer {
         self.deadline.saturating_sub(self.start.elapsed())
     }
 
-    /// The time a blocking read may wait, or the limit that has passed.
-    fn wait_limit(&self) -> Result<Duration, TimeoutPhase> {
+    /// The time a blocking read may wait, or the limit that has passed;
+    /// `progressed` says that bytes moved since the last wait (recorded now,
+    /// with the same clock reading as the limits).
+    fn wait_limit(&self, progressed: bool) -> Result<Duration, TimeoutPhase> {
         // One clock reading for both limits.
         let elapsed = self.start.elapsed();
+        if progressed {
+            if let Some(progress) = &self.last_progress {
+                progress.fetch_max(elapsed.as_micros() as u64, Ordering::Relaxed);
+            }
+        }
         let deadline = self.deadline.saturating_sub(elapsed);
         if deadline.is_zero() {
             return Err(TimeoutPhase::Deadline);
@@ -563,8 +575,9 @@ impl Conn {
     /// Reads into the buffer within the time limits; 0 means end of stream.
     fn read(&mut self, timer: &Timer, address: &str) -> Result<usize, Error> {
         loop {
+            let progressed = std::mem::take(&mut self.progressed);
             let wait = timer
-                .wait_limit()
+                .wait_limit(progressed)
                 .map_err(|phase| timer.expired_error(address, phase))?;
             // Re-arm only when the limit shrinks noticeably: a read that wakes
             // early simply loops, one that would overrun cannot happen.
@@ -584,7 +597,7 @@ impl Conn {
             }
             match self.stream.read(&mut self.buf) {
                 Ok(n) => {
-                    timer.touch();
+                    self.progressed = true;
                     return Ok(n);
                 }
                 Err(e)
@@ -762,7 +775,7 @@ impl ResponseStream {
                 retryable,
             });
         }
-        timer.touch();
+        conn.progressed = true;
         let writer = if inline {
             None
         } else {
