@@ -455,3 +455,28 @@ async fn the_single_threaded_runtime_serves_the_same() {
         (200, &b"Hello, static!\n"[..])
     );
 }
+
+#[tokio::test]
+async fn bodies_over_max_body_size_get_413_with_or_without_a_length() {
+    let fpm = fpm();
+    let server = serve(&fpm, &["--max-body-size", "1000"]);
+    for with_length in [true, false] {
+        let request = Request::post("/input_hash.php").header("host", "localhost");
+        let request = if with_length {
+            request.header("content-length", "5000")
+        } else {
+            request
+        };
+        let (head, body) =
+            collect(send(server.addr, request.body(chunks(pattern(5000))).unwrap()).await).await;
+        assert_eq!(head.status, 413, "with_length {with_length}");
+        assert_eq!(body, b"413 Payload Too Large\n");
+    }
+    let request = Request::post("/input_hash.php")
+        .header("host", "localhost")
+        .body(chunks(pattern(1000)))
+        .unwrap();
+    let (head, body) = collect(send(server.addr, request).await).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(json(&body)["len"], 1000);
+}

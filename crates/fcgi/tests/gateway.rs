@@ -368,3 +368,19 @@ async fn an_upstream_time_limit_is_504_without_the_detail() {
     assert_eq!(status, 504);
     assert_eq!(String::from_utf8_lossy(&body), "504 Gateway Timeout\n");
 }
+
+#[test]
+fn the_gateway_is_a_service_hyper_and_axum_accept() {
+    fn check<S>()
+    where
+        S: Service<Request<hyper::body::Incoming>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Response: Send + 'static,
+    {
+    }
+    check::<Gateway>();
+}
