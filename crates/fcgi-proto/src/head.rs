@@ -53,16 +53,18 @@ pub enum HeadError {
 /// Response headers in arrival order, repetitions kept. Names keep their
 /// case; lookups ignore it.
 ///
-/// Stored compactly: every name and value back to back in one buffer, with
-/// the end of each, so a parsed head costs two allocations however many
-/// headers it has.
+/// Stored compactly: every header as its two lengths, its name and its
+/// value, back to back in one buffer, so a parsed head costs one allocation
+/// however many headers it has.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    /// name 0, value 0, name 1, value 1, ...
+    /// (name length, value length, name, value) per header, in order.
     bytes: Vec<u8>,
-    /// Where each name and each value ends in `bytes`.
-    ends: Vec<(usize, usize)>,
+    count: usize,
 }
+
+/// Bytes of one length in [`Headers`]' buffer.
+const LEN_BYTES: usize = std::mem::size_of::<usize>();
 
 impl Headers {
     /// No headers.
@@ -74,7 +76,7 @@ impl Headers {
     fn with_capacity(bytes: usize) -> Headers {
         Headers {
             bytes: Vec::with_capacity(bytes),
-            ends: Vec::new(),
+            count: 0,
         }
     }
 
@@ -85,20 +87,23 @@ impl Headers {
     }
 
     fn push(&mut self, name: &str, value: &[u8]) {
+        self.bytes.extend_from_slice(&name.len().to_ne_bytes());
+        self.bytes.extend_from_slice(&value.len().to_ne_bytes());
         self.bytes.extend_from_slice(name.as_bytes());
-        let name_end = self.bytes.len();
         self.bytes.extend_from_slice(value);
-        self.ends.push((name_end, self.bytes.len()));
+        self.count += 1;
     }
 
     /// Every header as (name bytes, value bytes), in order.
     fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let mut start = 0;
-        self.ends.iter().map(move |&(name_end, value_end)| {
-            let name = &self.bytes[start..name_end];
-            let value = &self.bytes[name_end..value_end];
-            start = value_end;
-            (name, value)
+        let mut rest = &self.bytes[..];
+        std::iter::from_fn(move || {
+            let (name_len, tail) = take_len(rest)?;
+            let (value_len, tail) = take_len(tail)?;
+            let name = tail.get(..name_len)?;
+            let value = tail.get(name_len..name_len.checked_add(value_len)?)?;
+            rest = &tail[name_len + value_len..];
+            Some((name, value))
         })
     }
 
@@ -137,13 +142,19 @@ impl Headers {
 
     /// Number of header lines.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.count
     }
 
     /// True when there are no headers.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.count == 0
     }
+}
+
+/// One length of [`Headers`]' buffer and the bytes after it.
+fn take_len(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let len = bytes.get(..LEN_BYTES)?.try_into().ok()?;
+    Some((usize::from_ne_bytes(len), &bytes[LEN_BYTES..]))
 }
 
 impl std::fmt::Debug for Headers {
@@ -252,7 +263,8 @@ fn find_blank_line(bytes: &[u8]) -> Option<(usize, usize)> {
 }
 
 fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
-    let mut headers = Headers::with_capacity(block.len());
+    let lines = block.iter().filter(|&&b| b == b'\n').count();
+    let mut headers = Headers::with_capacity(block.len() + 2 * LEN_BYTES * lines);
     let mut status: Option<(u16, String)> = None;
     let mut location = false;
     let lines = block.split(|&b| b == b'\n').filter(|l| !l.is_empty());
@@ -459,6 +471,26 @@ mod tests {
             parser.push(bytes).unwrap_err(),
             HeadError::TooLarge { limit: 10 }
         );
+    }
+
+    #[test]
+    fn headers_keep_empty_and_binary_values_in_order() {
+        let mut headers = Headers::new();
+        headers.append("X-Empty", "");
+        headers.append("X-Bin", vec![0xff, 0, b'a']);
+        headers.append("x-empty", "again");
+        assert_eq!(headers.len(), 3);
+        assert_eq!(headers.get("x-EMPTY"), Some(""));
+        assert_eq!(headers.get("x-bin"), None);
+        assert_eq!(headers.get_bytes("x-bin"), Some(&[0xff, 0, b'a'][..]));
+        assert_eq!(
+            headers.get_all("X-EMPTY").collect::<Vec<_>>(),
+            [&b""[..], b"again"]
+        );
+        let names: Vec<&str> = headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["X-Empty", "X-Bin", "x-empty"]);
+        assert_eq!(headers.clone(), headers);
+        assert!(!headers.contains("X-Missing"));
     }
 
     #[test]
