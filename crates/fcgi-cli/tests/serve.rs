@@ -480,3 +480,44 @@ async fn bodies_over_max_body_size_get_413_with_or_without_a_length() {
     assert_eq!(head.status, 200);
     assert_eq!(json(&body)["len"], 1000);
 }
+
+#[tokio::test]
+async fn a_client_that_goes_away_stops_the_script() {
+    let fpm = fpm();
+    let server = serve(&fpm, &[]);
+    let ticks = fpm.temp_dir().join("ticks.txt");
+    let uri = format!("/tick.php?count=50&file={}", ticks.display());
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let response = sender
+        .send_request(
+            Request::get(uri.as_str())
+                .header("host", "localhost")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    // Hang up.
+    drop(body);
+    drop(sender);
+    conn.abort();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let lines = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let after_hangup = lines(&ticks);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = lines(&ticks);
+    assert_eq!(after_hangup, later, "the script kept running");
+    assert!(later < 20, "{later} ticks");
+}
