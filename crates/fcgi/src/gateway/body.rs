@@ -98,6 +98,10 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    if declared.is_none() && body.is_end_stream() {
+        // No body at all (a GET): no CONTENT_LENGTH either, as nginx does.
+        return Ok((Body::Empty, None));
+    }
     let declared = declared.or(body.size_hint().exact());
     if let Some(len) = declared {
         if len > settings.max_body_bytes {
@@ -110,9 +114,6 @@ where
             body: Box::pin(body),
         };
         return Ok((Body::from_stream(stream, Some(len)), Some(len)));
-    }
-    if body.is_end_stream() {
-        return Ok((Body::Empty, None));
     }
     spool(settings, body).await
 }
