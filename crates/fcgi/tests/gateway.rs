@@ -112,7 +112,10 @@ async fn cgi_params_follow_rfc_3875_and_nginx() {
     assert_eq!(s["GATEWAY_INTERFACE"], "CGI/1.1");
     assert_eq!(s["SERVER_PROTOCOL"], "HTTP/1.1");
     assert_eq!(s["REDIRECT_STATUS"], "200");
-    assert!(s.get("CONTENT_LENGTH").is_none(), "no body, no CONTENT_LENGTH");
+    assert!(
+        s.get("CONTENT_LENGTH").is_none(),
+        "no body, no CONTENT_LENGTH"
+    );
     assert!(s.get("CONTENT_TYPE").is_none());
     assert_eq!(v["get"]["b"], "two");
 }
