@@ -18,8 +18,8 @@ mod cgi;
 mod commands;
 mod eval;
 mod failure;
-mod spawn;
 mod serve;
+mod spawn;
 mod target;
 mod verbose;
 
