@@ -1,0 +1,57 @@
+//! Our async client (`fcgi::AsyncClient`) as a contender: one task per
+//! `--c`, all sharing one client whose pool holds `--c` kept connections,
+//! each looping requests with the same params as `fcgi bench` sends (read
+//! from a request recorded by `mini-responder --dump`); a multi-threaded
+//! runtime with one worker per core.
+//!
+//! fcgi-async ADDR REQUEST_FILE --c CONNS --n REQUESTS
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fcgi::{AsyncClient, Params, Request};
+use fcgi_bench_helpers::{params_of, Args};
+
+fn main() {
+    let args = Args::parse();
+    let addr = args.positional[0].clone();
+    let recorded = std::fs::read(&args.positional[1]).expect("request file");
+    let params: Params = params_of(&recorded).into_iter().collect();
+    let conns = args.num("c", 1);
+    let total = args.num("n", 1000);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let issued = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    rt.block_on(async {
+        let client = AsyncClient::builder()
+            .upstream(addr.as_str())
+            .max_connections(conns as usize)
+            .build()
+            .expect("client");
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (client, params) = (client.clone(), params.clone());
+            let (issued, ok) = (issued.clone(), ok.clone());
+            tasks.push(tokio::spawn(async move {
+                while issued.fetch_add(1, Ordering::Relaxed) < total {
+                    let request = Request::new().params_from(params.clone());
+                    let response = client.execute(request).await.expect("request");
+                    if response.status == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+    });
+    println!("requests {} ok {}", total, ok.load(Ordering::Relaxed));
+}
