@@ -150,14 +150,10 @@ pub struct RoleArgs {
     pub filter_data: Option<PathBuf>,
 }
 
-/// The options `fcgi request` shares with `fcgi bench`.
-#[derive(Debug, Args)]
-pub struct RequestArgs {
-    /// [ADDR] SCRIPT[?QUERY]: the server's address (optional) and the
-    /// script's path on the server, with an optional query string.
-    #[arg(value_name = "ARGS", required = true, num_args = 1..=2)]
-    pub positional: Vec<String>,
-
+/// How the request is built: the options `fcgi request` and `fcgi bench`
+/// share (the body option apart, as `-d` is the duration in `bench`).
+#[derive(Debug, Args, Clone)]
+pub struct RequestShape {
     /// Request method (default GET, or POST when a body is given).
     #[arg(short = 'X', long, value_name = "METHOD")]
     pub method: Option<String>,
@@ -176,12 +172,6 @@ pub struct RequestArgs {
     #[arg(long = "unset-param", value_name = "NAME")]
     pub unset_params: Vec<String>,
 
-    /// The body: DATA as given, @FILE for a file, @- for standard input
-    /// (streamed; a pipe is spooled to a temporary file to learn its length).
-    /// Content type application/x-www-form-urlencoded unless -H sets one.
-    #[arg(short = 'd', long = "data", value_name = "DATA", group = "body")]
-    pub data: Option<String>,
-
     /// A form field name=value (repeatable), url-encoded into an
     /// application/x-www-form-urlencoded body.
     #[arg(long = "form", value_name = "NAME=VALUE", group = "body")]
@@ -195,6 +185,28 @@ pub struct RequestArgs {
     /// below it, DOCUMENT_ROOT is set to it.
     #[arg(long = "document-root", value_name = "ROOT")]
     pub document_root: Option<String>,
+
+    /// Largest response head (status and headers) accepted, in bytes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_header_bytes: Option<u64>,
+}
+
+/// The options of `fcgi request`.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// [ADDR] SCRIPT[?QUERY]: the server's address (optional) and the
+    /// script's path on the server, with an optional query string.
+    #[arg(value_name = "ARGS", required = true, num_args = 1..=2)]
+    pub positional: Vec<String>,
+
+    #[command(flatten)]
+    pub shape: RequestShape,
+
+    /// The body: DATA as given, @FILE for a file, @- for standard input
+    /// (streamed; a pipe is spooled to a temporary file to learn its length).
+    /// Content type application/x-www-form-urlencoded unless -H sets one.
+    #[arg(short = 'd', long = "data", value_name = "DATA", group = "body")]
+    pub data: Option<String>,
 
     /// Print `STATUS REASON` and the response headers before the body.
     #[arg(short = 'i', long)]
@@ -212,10 +224,6 @@ pub struct RequestArgs {
     /// body_base64), stderr (or stderr_base64), app_status, duration_ms.
     #[arg(long, conflicts_with_all = ["include", "output"])]
     pub json: bool,
-
-    /// Largest response head (status and headers) accepted, in bytes.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_header_bytes: Option<u64>,
 
     /// Exit with 22 (and print no body) when the status is 400 or more.
     #[arg(long)]

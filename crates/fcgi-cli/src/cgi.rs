@@ -174,15 +174,15 @@ pub fn prepare_body(args: &RequestArgs) -> Result<Option<PreparedBody>, Failure>
             content_type: FORM_CONTENT_TYPE,
         }));
     }
-    if !args.form.is_empty() {
-        let text = form_body(&args.form)?;
+    if !args.shape.form.is_empty() {
+        let text = form_body(&args.shape.form)?;
         return Ok(Some(PreparedBody {
             len: text.len() as u64,
             body: Body::from(text),
             content_type: FORM_CONTENT_TYPE,
         }));
     }
-    if let Some(json) = &args.json_body {
+    if let Some(json) = &args.shape.json_body {
         if let Err(e) = serde_json::from_str::<serde_json::Value>(json) {
             return Err(Failure::usage(format!(
                 "--json-body is not valid JSON: {e} (use -d with -H 'Content-Type: application/json' to send it anyway)"
@@ -257,8 +257,8 @@ pub fn build_request_with(
     if path.is_empty() {
         return Err(empty_script());
     }
-    let paths = script_paths(path, args.document_root.as_deref());
-    let method = match &args.method {
+    let paths = script_paths(path, args.shape.document_root.as_deref());
+    let method = match &args.shape.method {
         Some(m) if m.is_empty() => return Err(Failure::usage("-X needs a method name")),
         Some(m) => m.clone(),
         None if body.is_some() => "POST".into(),
@@ -292,15 +292,15 @@ pub fn build_request_with(
     params.set("SERVER_NAME", "localhost");
     params.set("REDIRECT_STATUS", "200");
     params.set("HTTP_HOST", "localhost");
-    for header in &args.headers {
+    for header in &args.shape.headers {
         let (name, value) = parse_header(header)?;
         params.set(name, value);
     }
-    for param in &args.params {
+    for param in &args.shape.params {
         let (name, value) = parse_param(param)?;
         params.set(name, value);
     }
-    for name in &args.unset_params {
+    for name in &args.shape.unset_params {
         params.remove(name);
     }
     let mut request = Request::new().params_from(params);

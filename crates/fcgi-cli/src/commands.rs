@@ -71,7 +71,7 @@ pub fn request(cmd: &RequestCmd) -> Result<(), Failure> {
             "ADDR {address:?} cannot be given with --spawn (the spawned application listens on a socket of its own)"
         )));
     }
-    let script = if cmd.spawn.spawn.is_some() && args.document_root.is_none() {
+    let script = if cmd.spawn.spawn.is_some() && args.shape.document_root.is_none() {
         absolute_script(script)?
     } else {
         script.to_string()
@@ -91,7 +91,7 @@ pub fn request(cmd: &RequestCmd) -> Result<(), Failure> {
         }
     }
     let mut server = Server::open(&cmd.spawn, address)?;
-    let client = client(&server.target, &args.conn, args.max_header_bytes)?;
+    let client = client(&server.target, &args.conn, args.shape.max_header_bytes)?;
     if args.conn.verbose {
         print_params(&request);
     }
@@ -118,7 +118,9 @@ fn check_role_options(cmd: &RequestCmd) -> Result<RoleName, Failure> {
             Failure::usage("--filter-data is sent only in the filter role: add --role filter"),
         ),
         RoleName::Authorizer
-            if args.data.is_some() || !args.form.is_empty() || args.json_body.is_some() =>
+            if args.data.is_some()
+                || !args.shape.form.is_empty()
+                || args.shape.json_body.is_some() =>
         {
             Err(Failure::usage(
                 "--role authorizer sends no body: drop -d, --form and --json-body",

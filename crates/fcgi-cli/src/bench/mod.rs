@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Args;
 use fcgi::{Body, Config, Params, Request};
 
-use crate::args::{ConnArgs, RequestArgs};
+use crate::args::{ConnArgs, RequestArgs, RequestShape};
 use crate::cgi::{build_request_with, prepare_body, PreparedBody};
 use crate::commands::absolute_script;
 use crate::failure::{Failure, OTHER};
@@ -86,42 +86,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub fail_on_error: bool,
 
-    /// Request method (default GET, or POST when a body is given).
-    #[arg(short = 'X', long, value_name = "METHOD")]
-    pub method: Option<String>,
-
-    /// A request header 'Name: value' (repeatable), as for `fcgi request`.
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
-
-    /// A raw param NAME=VALUE (repeatable), as for `fcgi request`.
-    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
-    pub params: Vec<String>,
-
-    /// Do not send param NAME (repeatable).
-    #[arg(long = "unset-param", value_name = "NAME")]
-    pub unset_params: Vec<String>,
+    #[command(flatten)]
+    pub shape: RequestShape,
 
     /// The body: DATA as given, @FILE or @- (read once into memory, at most
     /// 256 MiB, and sent with every request).
     #[arg(long = "data", value_name = "DATA", group = "body")]
     pub data: Option<String>,
-
-    /// A form field name=value (repeatable), url-encoded into the body.
-    #[arg(long = "form", value_name = "NAME=VALUE", group = "body")]
-    pub form: Vec<String>,
-
-    /// A JSON body, sent as application/json.
-    #[arg(long = "json-body", value_name = "JSON", group = "body")]
-    pub json_body: Option<String>,
-
-    /// The document root on the server, as for `fcgi request`.
-    #[arg(long = "document-root", value_name = "ROOT")]
-    pub document_root: Option<String>,
-
-    /// Largest response head accepted, in bytes.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_header_bytes: Option<u64>,
 
     #[command(flatten)]
     pub spawn: crate::spawn::SpawnArgs,
@@ -136,19 +107,12 @@ impl BenchArgs {
     fn request_args(&self) -> RequestArgs {
         RequestArgs {
             positional: self.positional.clone(),
-            method: self.method.clone(),
-            headers: self.headers.clone(),
-            params: self.params.clone(),
-            unset_params: self.unset_params.clone(),
+            shape: self.shape.clone(),
             data: self.data.clone(),
-            form: self.form.clone(),
-            json_body: self.json_body.clone(),
-            document_root: self.document_root.clone(),
             include: false,
             output: None,
             silent: true,
             json: false,
-            max_header_bytes: self.max_header_bytes,
             fail: false,
             conn: self.conn.clone(),
         }
@@ -221,7 +185,7 @@ fn spawned_script(
             "ADDR {address:?} cannot be given with --spawn (the spawned application listens on a socket of its own)"
         )));
     }
-    if args.document_root.is_some() {
+    if args.shape.document_root.is_some() {
         return Ok(script.to_string());
     }
     absolute_script(script)
@@ -257,7 +221,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
         .deadline(args.conn.timeout)
         .idle_timeout(args.conn.timeout);
     config.max_idle_connections = 1;
-    if let Some(max) = args.max_header_bytes {
+    if let Some(max) = args.shape.max_header_bytes {
         config = config.max_head_bytes(usize::try_from(max).unwrap_or(usize::MAX));
     }
     let body = match request.get_body() {
