@@ -173,3 +173,16 @@ impl Args {
             .unwrap_or(default)
     }
 }
+
+/// A multi-threaded tokio runtime with one worker per core, as the async
+/// contenders use.
+pub fn runtime() -> tokio::runtime::Runtime {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fcgi::{AsyncClient, Params, Request};
-use fcgi_bench_helpers::{params_of, Args};
+use fcgi_bench_helpers::{params_of, runtime, Args};
 
 fn main() {
     let args = Args::parse();
@@ -19,14 +19,7 @@ fn main() {
     let params: Params = params_of(&recorded).into_iter().collect();
     let conns = args.num("c", 1);
     let total = args.num("n", 1000);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let issued = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     rt.block_on(async {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fastcgi_client::{Client, Params, Request};
-use fcgi_bench_helpers::{params_of, Args};
+use fcgi_bench_helpers::{params_of, runtime, Args};
 
 fn main() {
     let args = Args::parse();
@@ -20,14 +20,7 @@ fn main() {
     let pairs = params_of(&recorded);
     let conns = args.num("c", 1);
     let total = args.num("n", 1000);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let issued = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     rt.block_on(async {
