@@ -9,24 +9,7 @@
 // PUT, or a body above post_max_size, to make the script really write first.
 $n = isset($_GET['out']) ? max(0, (int) $_GET['out']) : 0;
 header('Content-Type: application/octet-stream');
-$cycle = '';
-for ($i = 0; $i < 251; $i++) {
-    $cycle .= chr(($i * 31 + 7) % 251);
-}
-$block = str_repeat($cycle, intdiv(65536, 251) + 2);
-$pos = 0;
-while ($pos < $n) {
-    $len = min(65536, $n - $pos);
-    echo substr($block, $pos % 251, $len);
-    $pos += $len;
-    flush();
-}
-$in = fopen('php://input', 'rb');
-$ctx = hash_init('sha256');
-$len = 0;
-while (($chunk = fread($in, 65536)) !== false && $chunk !== '') {
-    $len += strlen($chunk);
-    hash_update($ctx, $chunk);
-}
-fclose($in);
-echo "\nINPUT len=" . $len . ' sha256=' . hash_final($ctx);
+require __DIR__ . '/lib.php';
+write_pattern($n);
+[$len, $sha256] = hash_input();
+echo "\nINPUT len=" . $len . ' sha256=' . $sha256;

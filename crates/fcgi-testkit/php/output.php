@@ -6,15 +6,5 @@
 $n = isset($_GET['bytes']) ? max(0, (int) $_GET['bytes']) : 0;
 header('Content-Type: application/octet-stream');
 header('X-Bytes: ' . $n);
-$cycle = '';
-for ($i = 0; $i < 251; $i++) {
-    $cycle .= chr(($i * 31 + 7) % 251);
-}
-$block = str_repeat($cycle, intdiv(65536, 251) + 2);
-$pos = 0;
-while ($pos < $n) {
-    $len = min(65536, $n - $pos);
-    echo substr($block, $pos % 251, $len);
-    $pos += $len;
-    flush();
-}
+require __DIR__ . '/lib.php';
+write_pattern($n);

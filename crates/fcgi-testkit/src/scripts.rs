@@ -30,9 +30,12 @@ pub const EXIT: &str = "exit.php";
 pub const FATAL: &str = "fatal.php";
 /// `params.php`: JSON `{"P_..": [len, "sha256"], "X_..": [..]}` of every `$_SERVER` key starting with `X_`/`P_`, keys sorted.
 pub const PARAMS: &str = "params.php";
+/// `lib.php`: functions the scripts above share (`write_pattern`, `hash_input`); outputs nothing.
+pub const LIB: &str = "lib.php";
 
 /// Every embedded script as `(file name, source)`.
 pub const ALL: &[(&str, &str)] = &[
+    (LIB, include_str!("../php/lib.php")),
     (HELLO, include_str!("../php/hello.php")),
     (SERVER, include_str!("../php/server.php")),
     (INPUT_HASH, include_str!("../php/input_hash.php")),

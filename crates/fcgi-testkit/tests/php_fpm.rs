@@ -100,7 +100,7 @@ fn custom_script_and_ini() {
 fn all_scripts_behave() {
     let fpm = PhpFpm::builder().max_children(2).start();
     let a = fpm.tcp_address();
-    assert_eq!(scripts::ALL.len(), 12);
+    assert_eq!(scripts::ALL.len(), 13);
 
     // server.php: $_SERVER, $_GET, $_POST, input length.
     let body = b"a=1&b=two";
