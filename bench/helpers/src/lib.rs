@@ -11,6 +11,8 @@ pub const END_REQUEST: u8 = 3;
 pub const PARAMS: u8 = 4;
 pub const STDIN: u8 = 5;
 pub const STDOUT: u8 = 6;
+pub const GET_VALUES: u8 = 9;
+pub const GET_VALUES_RESULT: u8 = 10;
 /// Largest content php-fpm puts in one record; the responder does the same.
 pub const FPM_CHUNK: usize = 65528;
 /// Read buffer of the clients: the same size as fcgi's blocking client.
@@ -177,6 +179,12 @@ impl Args {
 /// A multi-threaded tokio runtime with one worker per core, as the async
 /// contenders use.
 pub fn runtime() -> tokio::runtime::Runtime {
+    if std::env::var("BENCH_RUNTIME").as_deref() == Ok("current_thread") {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+    }
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -185,4 +193,45 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// Scans a response's records for the end of END_REQUEST, skipping their
+/// content unseen: the whole work of a replay client's reading side.
+#[derive(Default)]
+pub struct EndScanner {
+    header: [u8; HEADER_LEN],
+    header_len: usize,
+    skip: usize,
+    ended: bool,
+}
+
+impl EndScanner {
+    /// Takes the next bytes read; true once END_REQUEST (with its padding)
+    /// has been read whole, after which the scanner is ready for the next
+    /// response. Bytes after it are not expected (one request at a time).
+    pub fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        loop {
+            let k = self.skip.min(bytes.len());
+            bytes = &bytes[k..];
+            self.skip -= k;
+            if self.skip > 0 {
+                return false;
+            }
+            if self.ended {
+                *self = EndScanner::default();
+                return true;
+            }
+            let take = (HEADER_LEN - self.header_len).min(bytes.len());
+            self.header[self.header_len..self.header_len + take].copy_from_slice(&bytes[..take]);
+            self.header_len += take;
+            bytes = &bytes[take..];
+            if self.header_len < HEADER_LEN {
+                return false;
+            }
+            self.header_len = 0;
+            let (kind, _, len, pad) = parse_header(&self.header);
+            self.skip = len + pad;
+            self.ended = kind == END_REQUEST;
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use fcgi_proto::decode::{DecodeError, Decoder, EndRequest, Event};
 use fcgi_proto::encode::{encode_begin_request, encode_params, encode_stream, ParamsOptions};
 use fcgi_proto::head::{Head, HeadParser};
-use fcgi_proto::record::{type_name, Header, RecordType, HEADER_LEN};
+use fcgi_proto::record::{type_name, Header, RecordType, FLAG_KEEP_CONN, HEADER_LEN};
 
 use crate::config::{Config, Limits};
 use crate::error::{Error, Limit};
@@ -123,6 +123,28 @@ pub(crate) fn set_request_id(records: &mut [u8], request_id: u16) {
         );
         records[at + 2..at + 4].copy_from_slice(&id);
         at += HEADER_LEN + header.body_len();
+    }
+}
+
+/// Byte of BEGIN_REQUEST's flags in an encoded request (its first record).
+const BEGIN_FLAGS_AT: usize = HEADER_LEN + 2;
+
+/// Whether the encoded request `records` (BEGIN_REQUEST first) ask the
+/// server to keep the connection; `None` when they do not start so.
+pub(crate) fn keep_conn_flag(records: &[u8]) -> Option<bool> {
+    let begin = records.get(..HEADER_LEN + 8)?;
+    (begin[1] == RecordType::BeginRequest as u8)
+        .then(|| begin[BEGIN_FLAGS_AT] & FLAG_KEEP_CONN != 0)
+}
+
+/// Sets or clears FCGI_KEEP_CONN in the encoded request `records`.
+pub(crate) fn set_keep_conn(records: &mut [u8], keep_conn: bool) {
+    if keep_conn_flag(records).is_some() {
+        if keep_conn {
+            records[BEGIN_FLAGS_AT] |= FLAG_KEEP_CONN;
+        } else {
+            records[BEGIN_FLAGS_AT] &= !FLAG_KEEP_CONN;
+        }
     }
 }
 

@@ -37,7 +37,7 @@ pub mod roles;
 pub mod spawn;
 
 pub use address::{Address, AddressError};
-pub use blocking::{Chunk, Client, PreparedRequest, ResponseStream, Trailer};
+pub use blocking::{Chunk, Client, ResponseStream, Trailer};
 pub use config::*;
 pub use error::{Error, Limit, TimeoutPhase};
 pub use exchange::RECORD_TRACE_TARGET;
@@ -46,7 +46,7 @@ pub use fcgi_proto::head::Headers;
 pub use fcgi_proto::record::{ProtocolStatus, Role};
 #[cfg(feature = "tokio")]
 pub use nonblocking::Client as AsyncClient;
-pub use request::{AsyncBody, Body, Params, Request};
+pub use request::{AsyncBody, Body, Params, PreparedRequest, Request};
 pub use response::Response;
 pub use roles::Authorization;
 

@@ -4,6 +4,10 @@ use std::fmt;
 use std::io::Read;
 
 use bytes::Bytes;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::exchange::{encode_request_start, SINGLE_REQUEST_ID};
 pub use fcgi_proto::record::Role;
 
 /// Ordered FastCGI parameters (the CGI environment). Names are kept in
@@ -464,5 +468,113 @@ mod tests {
             r.params().get("REQUEST_URI"),
             Some(&b"/srv/a.php?x=1&y=2"[..])
         );
+    }
+}
+
+/// Initial capacity of the buffer a request start is encoded into: typical
+/// CGI params fit without growing it.
+pub(crate) const PREAMBLE_CAPACITY: usize = 1024;
+
+/// A request encoded once by [`crate::Client::prepare`] or
+/// [`crate::AsyncClient::prepare`], sent any number of times with
+/// [`crate::Client::stream_prepared`] or
+/// [`crate::AsyncClient::execute_prepared`]: its params are checked and
+/// encoded once, not per request. `Send + Sync`, so tasks and threads can
+/// share one.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    role: Role,
+    params: Params,
+    body: Option<Bytes>,
+    data: Option<Bytes>,
+    /// BEGIN_REQUEST, PARAMS and, when `inline`, the body with its end.
+    preamble: Bytes,
+    inline: bool,
+    encoding: Encoding,
+}
+
+impl PreparedRequest {
+    /// Encodes `request` (whose bodies must be in memory) as a client with
+    /// `config` and `keep_alive` sends it.
+    pub(crate) fn new(
+        mut request: Request,
+        config: &Config,
+        keep_alive: bool,
+    ) -> Result<PreparedRequest, Error> {
+        request.settle_content_length()?;
+        let mut preamble = Vec::with_capacity(PREAMBLE_CAPACITY);
+        let inline = encode_request_start(
+            SINGLE_REQUEST_ID,
+            &request,
+            config,
+            keep_alive,
+            &mut preamble,
+        )?;
+        let in_memory = |body: Body| match body {
+            Body::Empty => Ok(None),
+            Body::Bytes(bytes) => Ok(Some(bytes)),
+            Body::Reader { .. } | Body::Async(_) => Err(Error::InvalidRequest(
+                "a prepared request needs a body in memory (a reader can be sent once)".into(),
+            )),
+        };
+        Ok(PreparedRequest {
+            role: request.role,
+            body: in_memory(request.body)?,
+            data: in_memory(request.data)?,
+            params: request.params,
+            encoding: Encoding::of(config, keep_alive),
+            preamble: Bytes::from(preamble),
+            inline,
+        })
+    }
+
+    /// A copy of the request as prepared (CONTENT_LENGTH filled in).
+    pub fn request(&self) -> Request {
+        Request {
+            role: self.role,
+            params: self.params.clone(),
+            body: self.body(),
+            data: self.data(),
+        }
+    }
+
+    /// Its role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Its body, sharing the prepared bytes.
+    pub fn body(&self) -> Body {
+        self.body.clone().map_or(Body::Empty, Body::Bytes)
+    }
+
+    /// Its DATA stream (filter role), sharing the prepared bytes.
+    pub fn data(&self) -> Body {
+        self.data.clone().map_or(Body::Empty, Body::Bytes)
+    }
+
+    /// The encoded records (under request id 1) and whether they hold the
+    /// body, when they were encoded with these settings; `None` when a
+    /// client with other settings must encode the request afresh.
+    pub(crate) fn records_for(&self, config: &Config, keep_alive: bool) -> Option<(&Bytes, bool)> {
+        (self.encoding == Encoding::of(config, keep_alive)).then_some((&self.preamble, self.inline))
+    }
+}
+
+/// The settings that shape an encoded request start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Encoding {
+    keep_alive: bool,
+    split_oversized_params: bool,
+    max_params: usize,
+}
+
+impl Encoding {
+    fn of(config: &Config, keep_alive: bool) -> Encoding {
+        Encoding {
+            keep_alive,
+            split_oversized_params: config.split_oversized_params,
+            max_params: config.limits.max_params,
+        }
     }
 }

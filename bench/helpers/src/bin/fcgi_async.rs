@@ -1,8 +1,9 @@
 //! Our async client (`fcgi::AsyncClient`) as a contender: one task per
 //! `--c`, all sharing one client whose pool holds `--c` kept connections,
 //! each looping requests with the same params as `fcgi bench` sends (read
-//! from a request recorded by `mini-responder --dump`); a multi-threaded
-//! runtime with one worker per core.
+//! from a request recorded by `mini-responder --dump`), prepared once as
+//! `fcgi bench` prepares its request; a multi-threaded runtime with one
+//! worker per core.
 //!
 //! fcgi-async ADDR REQUEST_FILE --c CONNS --n REQUESTS
 
@@ -28,14 +29,18 @@ fn main() {
             .max_connections(conns as usize)
             .build()
             .expect("client");
+        let prepared = Arc::new(
+            client
+                .prepare(Request::new().params_from(params))
+                .expect("prepare"),
+        );
         let mut tasks = Vec::new();
         for _ in 0..conns {
-            let (client, params) = (client.clone(), params.clone());
+            let (client, prepared) = (client.clone(), prepared.clone());
             let (issued, ok) = (issued.clone(), ok.clone());
             tasks.push(tokio::spawn(async move {
                 while issued.fetch_add(1, Ordering::Relaxed) < total {
-                    let request = Request::new().params_from(params.clone());
-                    let response = client.execute(request).await.expect("request");
+                    let response = client.execute_prepared(&prepared).await.expect("request");
                     if response.status == 200 {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }

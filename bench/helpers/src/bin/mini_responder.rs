@@ -1,7 +1,8 @@
 //! A minimal fast FastCGI responder: one thread per connection, keep-alive,
 //! reads BEGIN_REQUEST, PARAMS and STDIN (discarding the body) and answers a
 //! fixed small response in one write, or `--body-bytes N` of body in
-//! php-fpm-sized records. `--dump FILE` saves the first request's bytes (for
+//! php-fpm-sized records. Like php-fpm it answers FCGI_GET_VALUES with
+//! FCGI_MPXS_CONNS=0 (no multiplexing), so clients that ask find out at once. `--dump FILE` saves the first request's bytes (for
 //! the replay client). `--raw-send N` / `--raw-sink` are the plain socket
 //! copy: send N bytes and close, or read to EOF and answer one byte.
 //!
@@ -84,6 +85,7 @@ fn serve_conn<S: Read + Write>(s: &mut S, mode: &Mode) -> io::Result<()> {
     let (mut pos, mut filled) = (0usize, 0usize);
     let mut small = Vec::new();
     let mut big_block = Vec::new();
+    let mut big_block_id = 0u16;
     loop {
         // One request: BEGIN_REQUEST, PARAMS..., STDIN... up to the empty STDIN.
         let mut id = 1u16;
@@ -110,7 +112,7 @@ fn serve_conn<S: Read + Write>(s: &mut S, mode: &Mode) -> io::Result<()> {
             }
             let (kind, rid, len, pad) = parse_header(&buf[pos..pos + HEADER_LEN]);
             let mut skip = HEADER_LEN + len + pad;
-            if kind == BEGIN_REQUEST || kind == PARAMS {
+            if kind == BEGIN_REQUEST || kind == PARAMS || kind == GET_VALUES {
                 // Small records: keep them whole in the buffer.
                 while filled - pos < skip {
                     buf.copy_within(pos..filled, 0);
@@ -121,6 +123,12 @@ fn serve_conn<S: Read + Write>(s: &mut S, mode: &Mode) -> io::Result<()> {
                         return Ok(());
                     }
                     filled += n;
+                }
+                if kind == GET_VALUES && rid == 0 {
+                    let pair = b"\x0f\x01FCGI_MPXS_CONNS0";
+                    let mut answer = header(GET_VALUES_RESULT, 0, pair.len(), 0).to_vec();
+                    answer.extend_from_slice(pair);
+                    s.write_all(&answer)?;
                 }
                 if kind == BEGIN_REQUEST {
                     begun = true;
@@ -170,7 +178,9 @@ fn serve_conn<S: Read + Write>(s: &mut S, mode: &Mode) -> io::Result<()> {
                 let mut first = header(STDOUT, id, head.len(), 0).to_vec();
                 first.extend_from_slice(head);
                 s.write_all(&first)?;
-                if big_block.is_empty() {
+                if big_block.is_empty() || big_block_id != id {
+                    big_block.clear();
+                    big_block_id = id;
                     for _ in 0..16 {
                         big_block.extend_from_slice(&header(STDOUT, id, FPM_CHUNK, 0));
                         big_block.extend_from_slice(&vec![b'x'; FPM_CHUNK]);

@@ -40,38 +40,16 @@ fn main() {
     println!("requests {} ok {}", total, ok.load(Ordering::Relaxed));
 }
 
-/// Reads records until the end of END_REQUEST; false on EOF. Content is
-/// skipped, never looked at.
+/// Reads until the end of END_REQUEST; false on EOF.
 fn until_end(conn: &mut Conn, buf: &mut [u8]) -> io::Result<bool> {
-    let (mut pos, mut filled) = (0usize, 0usize);
-    let mut skip = 0usize;
-    let mut ended = false;
+    let mut scanner = EndScanner::default();
     loop {
-        loop {
-            let k = skip.min(filled - pos);
-            pos += k;
-            skip -= k;
-            if skip > 0 {
-                break;
-            }
-            if ended {
-                return Ok(true);
-            }
-            if filled - pos < HEADER_LEN {
-                break;
-            }
-            let (kind, _, len, pad) = parse_header(&buf[pos..pos + HEADER_LEN]);
-            pos += HEADER_LEN;
-            skip = len + pad;
-            ended = kind == END_REQUEST;
-        }
-        buf.copy_within(pos..filled, 0);
-        filled -= pos;
-        pos = 0;
-        let n = conn.read(&mut buf[filled..])?;
+        let n = conn.read(buf)?;
         if n == 0 {
             return Ok(false);
         }
-        filled += n;
+        if scanner.feed(&buf[..n]) {
+            return Ok(true);
+        }
     }
 }

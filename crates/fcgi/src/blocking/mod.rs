@@ -23,53 +23,13 @@ use crate::exchange::{
     encode_request_start, set_request_id, trace_sent_records, ResponseMachine, Step, ValuesAnswer,
     SINGLE_REQUEST_ID,
 };
-use crate::request::{Body, Request};
+use crate::request::{Body, PreparedRequest, Request, PREAMBLE_CAPACITY};
 use crate::response::Response;
 use conn::{connect, Stream, READ_BUFFER_LEN};
-
-/// Initial capacity of the buffer a request start is encoded into: typical
-/// CGI params fit without growing it.
-const PREAMBLE_CAPACITY: usize = 1024;
 
 /// Largest send buffer an idle connection keeps for its next request start;
 /// larger ones (a request with an inline body) are freed after the write.
 const KEPT_OUT_CAPACITY: usize = 8 * 1024;
-
-/// A request encoded once by [`Client::prepare`], sent any number of times
-/// with [`Client::stream_prepared`].
-#[derive(Debug)]
-pub struct PreparedRequest {
-    request: Request,
-    /// BEGIN_REQUEST, PARAMS and, when `inline`, the body with its end.
-    preamble: Vec<u8>,
-    inline: bool,
-    encoding: Encoding,
-}
-
-impl PreparedRequest {
-    /// The request as prepared (CONTENT_LENGTH filled in).
-    pub fn request(&self) -> &Request {
-        &self.request
-    }
-}
-
-/// The settings that shape an encoded request start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Encoding {
-    keep_alive: bool,
-    split_oversized_params: bool,
-    max_params: usize,
-}
-
-impl Encoding {
-    fn of(config: &Config) -> Encoding {
-        Encoding {
-            keep_alive: config.keep_alive,
-            split_oversized_params: config.split_oversized_params,
-            max_params: config.limits.max_params,
-        }
-    }
-}
 
 impl From<Infallible> for Error {
     fn from(never: Infallible) -> Error {
@@ -274,36 +234,21 @@ impl Client {
     /// }
     /// # Ok::<(), fcgi::Error>(())
     /// ```
-    pub fn prepare(&self, mut request: Request) -> Result<PreparedRequest, Error> {
-        if !(request.body.is_replayable() && request.data.is_replayable()) {
-            return Err(Error::InvalidRequest(
-                "a prepared request needs a body in memory (a reader can be sent once)".into(),
-            ));
-        }
-        request.settle_content_length()?;
-        let (preamble, inline) = self.encode_start(&request)?;
-        Ok(PreparedRequest {
-            encoding: Encoding::of(&self.inner.config),
-            request,
-            preamble,
-            inline,
-        })
+    pub fn prepare(&self, request: Request) -> Result<PreparedRequest, Error> {
+        let config = &self.inner.config;
+        PreparedRequest::new(request, config, config.keep_alive)
     }
 
     /// Sends a request encoded by [`Client::prepare`], as [`Client::stream`]
     /// does. A client whose settings encode requests differently (keep-alive,
     /// parameter limits) than the preparing one encodes it afresh.
     pub fn stream_prepared(&self, prepared: &PreparedRequest) -> Result<ResponseStream, Error> {
-        let request = &prepared.request;
-        let bodies = (
-            clone_replayable(&request.body),
-            clone_replayable(&request.data),
-            request.role,
-        );
-        if prepared.encoding == Encoding::of(&self.inner.config) {
-            return self.send(&prepared.preamble, prepared.inline, bodies, true);
+        let bodies = (prepared.body(), prepared.data(), prepared.role());
+        let config = &self.inner.config;
+        if let Some((preamble, inline)) = prepared.records_for(config, config.keep_alive) {
+            return self.send(preamble, inline, bodies, true);
         }
-        let (preamble, inline) = self.encode_start(request)?;
+        let (preamble, inline) = self.encode_start(&prepared.request())?;
         self.send(&preamble, inline, bodies, true)
     }
 
@@ -469,13 +414,6 @@ impl Client {
             | io::ErrorKind::UnexpectedEof => Error::ConnectionClosed { address, received },
             _ => Error::Io { address, source },
         }
-    }
-}
-
-fn clone_replayable(body: &Body) -> Body {
-    match body {
-        Body::Bytes(b) => Body::Bytes(b.clone()),
-        _ => Body::Empty,
     }
 }
 
@@ -1124,6 +1062,15 @@ fn write_all_vectored(stream: &mut Stream, header: &[u8], data: &[u8]) -> io::Re
         }
     }
     Ok(())
+}
+
+/// A copy of a body held in memory (cheap: bytes are shared); other bodies
+/// give [`Body::Empty`].
+fn clone_replayable(body: &Body) -> Body {
+    match body {
+        Body::Bytes(b) => Body::Bytes(b.clone()),
+        _ => Body::Empty,
+    }
 }
 
 #[cfg(test)]

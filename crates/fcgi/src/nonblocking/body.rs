@@ -1,8 +1,9 @@
 //! The request body writer: a task per request whose body is not sent with
 //! its preamble. It turns the body (bytes, a blocking reader, an `AsyncRead`
-//! or a `Stream`) into STDIN (and DATA) records and hands them to the
-//! connection, which writes them as the server takes them: the bounded write
-//! channel makes a slow server slow the body source down.
+//! or a `Stream`) into STDIN (and DATA) records and either hands them to a
+//! multiplexed connection's driver (whose bounded write channel makes a slow
+//! server slow the body source down) or writes them straight to the write
+//! half of a connection the request has to itself.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -11,16 +12,16 @@ use bytes::{Bytes, BytesMut};
 use fcgi_proto::encode::{encode_stream, stream_record_header};
 use fcgi_proto::record::{RecordType, STREAM_CHUNK_LEN};
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
 
 use super::conn::{ConnHandle, Failure, RequestShared, WriteItem};
+use super::socket::{write_parts, WriteHalf};
 use crate::error::Error;
 use crate::exchange::trace_sent_records;
 use crate::request::{AsyncSource, Body};
 
 /// Why writing stopped early.
 enum Stop {
-    /// The connection is gone; its driver reports why.
+    /// The connection is gone; its reading side reports why.
     Gone,
     Failed(Error),
 }
@@ -32,17 +33,32 @@ impl From<Error> for Stop {
 }
 
 /// Where body records go.
-struct Sink<'a> {
-    writes: &'a mpsc::Sender<WriteItem>,
-    id: u16,
-    generation: u64,
+pub(crate) enum Sink {
+    /// To the driver of a multiplexed connection.
+    Driver {
+        conn: Arc<ConnHandle>,
+        id: u16,
+        generation: u64,
+    },
+    /// Straight to the socket of a connection this request has alone.
+    Direct {
+        half: WriteHalf,
+        id: u16,
+        shared: Arc<RequestShared>,
+    },
 }
 
-impl Sink<'_> {
-    async fn record(&self, record_type: RecordType, data: Bytes) -> Result<(), Stop> {
+impl Sink {
+    fn id(&self) -> u16 {
+        match self {
+            Sink::Driver { id, .. } | Sink::Direct { id, .. } => *id,
+        }
+    }
+
+    async fn record(&mut self, record_type: RecordType, data: Bytes) -> Result<(), Stop> {
         for start in (0..data.len()).step_by(STREAM_CHUNK_LEN) {
             let piece = data.slice(start..data.len().min(start + STREAM_CHUNK_LEN));
-            let header = stream_record_header(record_type, self.id, piece.len());
+            let header = stream_record_header(record_type, self.id(), piece.len());
             trace_sent_records(&header);
             self.send(vec![Bytes::copy_from_slice(&header), piece], false)
                 .await?;
@@ -50,56 +66,80 @@ impl Sink<'_> {
         Ok(())
     }
 
-    async fn end(&self, record_type: RecordType, last: bool) -> Result<(), Stop> {
+    async fn end(&mut self, record_type: RecordType, last: bool) -> Result<(), Stop> {
         let mut end = Vec::with_capacity(8);
-        encode_stream(record_type, self.id, &[], true, &mut end);
+        encode_stream(record_type, self.id(), &[], true, &mut end);
         trace_sent_records(&end);
         self.send(vec![Bytes::from(end)], last).await
     }
 
-    async fn send(&self, parts: Vec<Bytes>, last: bool) -> Result<(), Stop> {
-        let item = WriteItem {
-            id: self.id,
-            generation: self.generation,
-            parts,
-            last,
-        };
-        self.writes.send(item).await.map_err(|_| Stop::Gone)
+    async fn send(&mut self, parts: Vec<Bytes>, last: bool) -> Result<(), Stop> {
+        match self {
+            Sink::Driver {
+                conn,
+                id,
+                generation,
+            } => {
+                let item = WriteItem {
+                    id: *id,
+                    generation: *generation,
+                    parts,
+                    last,
+                };
+                conn.writes.send(item).await.map_err(|_| Stop::Gone)
+            }
+            Sink::Direct { half, shared, .. } => {
+                write_parts(half, &parts).await.map_err(|_| Stop::Gone)?;
+                shared.touch();
+                Ok(())
+            }
+        }
     }
 }
 
-/// Writes the body (and DATA when given) of request `id`; on failure tells
-/// the request why and cancels it on its connection.
+/// Writes `preamble` (when given), then the body (and DATA when given) of
+/// the sink's request; returns the sink when everything went out. On a
+/// body failure tells the request why (and cancels it on a driver).
 pub(crate) async fn write_body(
-    conn: Arc<ConnHandle>,
-    id: u16,
-    generation: u64,
+    mut sink: Sink,
+    preamble: Option<Bytes>,
     body: Body,
     data: Option<Body>,
     shared: Arc<RequestShared>,
-) {
-    let sink = Sink {
-        writes: &conn.writes,
-        id,
-        generation,
-    };
+) -> Option<Sink> {
     let result = async {
+        if let Some(preamble) = preamble {
+            sink.send(vec![preamble], false).await?;
+        }
         let data_follows = data.is_some();
-        write_stream(&sink, RecordType::Stdin, body).await?;
+        write_stream(&mut sink, RecordType::Stdin, body).await?;
         sink.end(RecordType::Stdin, !data_follows).await?;
         if let Some(data) = data {
-            write_stream(&sink, RecordType::Data, data).await?;
+            write_stream(&mut sink, RecordType::Data, data).await?;
             sink.end(RecordType::Data, true).await?;
         }
         Ok::<(), Stop>(())
     }
     .await;
-    if let Err(Stop::Failed(error)) = result {
-        shared.fail(Failure {
-            error,
-            retryable: false,
-        });
-        conn.cancel(id, generation);
+    match result {
+        Ok(()) => Some(sink),
+        Err(Stop::Gone) => None,
+        Err(Stop::Failed(error)) => {
+            shared.fail(Failure {
+                error,
+                retryable: false,
+            });
+            match sink {
+                Sink::Driver {
+                    conn,
+                    id,
+                    generation,
+                } => conn.cancel(id, generation),
+                // The request's reader closes the connection.
+                Sink::Direct { half, .. } => half.forget(),
+            }
+            None
+        }
     }
 }
 
@@ -117,7 +157,7 @@ fn want(len: Option<u64>, sent: u64) -> usize {
     }
 }
 
-async fn write_stream(sink: &Sink<'_>, record_type: RecordType, body: Body) -> Result<(), Stop> {
+async fn write_stream(sink: &mut Sink, record_type: RecordType, body: Body) -> Result<(), Stop> {
     match body {
         Body::Empty => Ok(()),
         Body::Bytes(bytes) => sink.record(record_type, bytes).await,
@@ -181,7 +221,7 @@ async fn write_stream(sink: &Sink<'_>, record_type: RecordType, body: Body) -> R
 
 /// A blocking reader, read on tokio's blocking pool one record at a time.
 async fn write_reader(
-    sink: &Sink<'_>,
+    sink: &mut Sink,
     record_type: RecordType,
     reader: Box<dyn Read + Send>,
     len: Option<u64>,

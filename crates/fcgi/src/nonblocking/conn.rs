@@ -1,6 +1,8 @@
-//! One pooled connection: its socket and the task that drives it.
+//! One multiplexed connection: its socket and the task that drives it.
+//! (Connections that carry one request at a time need no task: see
+//! [`super::direct`].)
 //!
-//! Every connection is owned by one tokio task (the driver). The driver reads
+//! A multiplexed connection is owned by one tokio task (the driver), which reads
 //! the server's records with the sans-IO [`Decoder`] and routes each event by
 //! request id to that request's bounded channel; it writes the records that
 //! requests hand it (preambles from [`Ctl::Start`], body records from the
@@ -10,27 +12,24 @@
 //!
 //! Backpressure: when a request's channel is full the driver stops reading
 //! the socket until the reader takes a chunk, so a slow reader slows the
-//! server down instead of growing a buffer. On a multiplexed connection this
-//! stalls every request on it (FastCGI has no per-request flow control).
+//! server down instead of growing a buffer. This stalls every request on the
+//! connection (FastCGI has no per-request flow control).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fcgi_proto::decode::{Decoder, EndRequest, Event};
 use fcgi_proto::encode::encode_abort_request;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::pool::Pool;
-use crate::address::Address;
-use crate::error::{Error, TimeoutPhase};
+use super::socket::{is_closed, Socket};
+use crate::error::Error;
 use crate::exchange::{trace_event, trace_sent_records};
 
 /// Bytes asked of the socket per read: one full php-fpm record fits.
@@ -42,94 +41,6 @@ pub(crate) const FRAME_CHANNEL_CAPACITY: usize = 4;
 pub(crate) const WRITE_CHANNEL_CAPACITY: usize = 4;
 /// Largest number of buffers handed to one vectored write.
 const MAX_WRITE_SLICES: usize = 16;
-
-/// A connected socket of either kind.
-#[derive(Debug)]
-pub(crate) enum Socket {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
-
-/// Connects within `timeout`, with TCP_NODELAY on TCP.
-pub(crate) async fn connect(address: &Address, timeout: Duration) -> Result<Socket, Error> {
-    let attempt = async {
-        match address {
-            Address::Unix(path) => UnixStream::connect(path).await.map(Socket::Unix),
-            Address::Tcp { host, port } => {
-                let stream = TcpStream::connect((host.as_str(), *port)).await?;
-                stream.set_nodelay(true)?;
-                Ok(Socket::Tcp(stream))
-            }
-        }
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(socket)) => Ok(socket),
-        Ok(Err(source)) => Err(Error::Connect {
-            address: address.to_string(),
-            source,
-        }),
-        Err(_) => Err(Error::Timeout {
-            phase: TimeoutPhase::Connect,
-            after: timeout,
-            address: address.to_string(),
-        }),
-    }
-}
 
 /// What a request and its connection driver share.
 #[derive(Debug)]
@@ -209,14 +120,11 @@ pub(crate) struct Start {
 /// Messages from requests to their connection's driver.
 pub(crate) enum Ctl {
     Start(Start),
-    /// The request was dropped or failed: stop it (ABORT_REQUEST on a
-    /// multiplexed connection, else close the connection).
+    /// The request was dropped or failed: stop it with ABORT_REQUEST.
     Cancel {
         id: u16,
         generation: u64,
     },
-    /// The pool evicts this idle connection.
-    Close,
 }
 
 /// One body record (or its last piece) from a request's body writer.
@@ -243,11 +151,6 @@ impl ConnHandle {
         self.ctl.send(Ctl::Start(start)).is_ok()
     }
 
-    /// Asks an idle connection to close (ignored while it carries requests).
-    pub(crate) fn close(&self) {
-        let _ = self.ctl.send(Ctl::Close);
-    }
-
     pub(crate) fn cancel(&self, id: u16, generation: u64) {
         // A driver that is gone has nothing left to cancel.
         let _ = self.ctl.send(Ctl::Cancel { id, generation });
@@ -258,8 +161,6 @@ impl ConnHandle {
 #[derive(Debug, Clone)]
 pub(crate) struct DriverSettings {
     pub(crate) address: String,
-    pub(crate) multiplexed: bool,
-    pub(crate) keep_alive: bool,
     pub(crate) pool_idle_timeout: Duration,
 }
 
@@ -310,7 +211,7 @@ struct OutItem {
 
 /// Why the driver stops.
 enum Stop {
-    /// Closed on purpose (cancel without multiplexing, idle, no keep-alive).
+    /// Closed on purpose (idle, or the pool is gone).
     Quiet,
     /// The connection failed; every request on it fails with this.
     Failed { error: Error, closed: bool },
@@ -416,14 +317,7 @@ impl Driver {
     }
 
     fn io_stop(&self, e: io::Error) -> Stop {
-        let closed = matches!(
-            e.kind(),
-            io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe
-                | io::ErrorKind::UnexpectedEof
-                | io::ErrorKind::NotConnected
-        );
+        let closed = is_closed(&e);
         let address = self.settings.address.clone();
         let error = if closed {
             Error::ConnectionClosed {
@@ -441,9 +335,8 @@ impl Driver {
             Ctl::Start(start) => {
                 trace_sent_records(&start.preamble);
                 start.shared.touch();
-                let conflict = self.active.contains_key(&start.id)
-                    || self.aborted.contains_key(&start.id)
-                    || (!self.settings.multiplexed && !self.active.is_empty());
+                let conflict =
+                    self.active.contains_key(&start.id) || self.aborted.contains_key(&start.id);
                 if conflict {
                     // The pool never does this; refuse rather than corrupt.
                     start.shared.fail(Failure {
@@ -479,8 +372,6 @@ impl Driver {
                 }
                 self.abandon(id)
             }
-            Ctl::Close if self.active.is_empty() => Err(Stop::Quiet),
-            Ctl::Close => Ok(()),
         }
     }
 
@@ -491,15 +382,6 @@ impl Driver {
         };
         if matches!(&self.blocked, Some((b, _)) if *b == id) {
             self.blocked = None;
-        }
-        if !self.settings.multiplexed {
-            // php-fpm ignores ABORT_REQUEST; closing stops the script.
-            tracing::debug!(
-                conn = self.serial,
-                id,
-                "request cancelled: closing its connection"
-            );
-            return Err(Stop::Quiet);
         }
         tracing::debug!(
             conn = self.serial,
@@ -652,16 +534,6 @@ impl Driver {
         let Some(active) = self.active.remove(&id) else {
             return Ok(());
         };
-        let reusable = active.body_done && self.settings.keep_alive;
-        if !self.settings.multiplexed {
-            if !reusable || !self.pending.is_empty() {
-                // The server answered before reading the whole body, sent
-                // more than asked, or will close (no keep-alive).
-                return Err(Stop::Quiet);
-            }
-            self.release(id, true);
-            return Ok(());
-        }
         if !active.body_done {
             // Drop the rest of its body; the server is done with it.
             let generation = active.generation;

@@ -70,9 +70,12 @@
 
 mod body;
 mod conn;
+mod direct;
 mod pool;
 mod response;
+mod socket;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,12 +86,17 @@ use tokio::sync::mpsc;
 use crate::address::Address;
 use crate::config::{Config, Timeouts};
 use crate::error::{Error, TimeoutPhase};
-use crate::exchange::{encode_request_start, ResponseMachine, SINGLE_REQUEST_ID};
-use crate::request::{Body, Request};
+use crate::exchange::{
+    encode_request_start, keep_conn_flag, set_keep_conn, set_request_id, ResponseMachine,
+    SINGLE_REQUEST_ID,
+};
+use crate::request::{Body, PreparedRequest, Request, Role, PREAMBLE_CAPACITY};
 use crate::response::Response;
+use body::Sink;
 use conn::{Failure, RequestShared, Start, FRAME_CHANNEL_CAPACITY};
-use pool::{Availability, Lease, Upstream};
-use response::{Outstanding, Parts};
+use direct::{DirectLease, Exchange};
+use pool::{Availability, Lease, SharedLease, Upstream};
+use response::{DriverLink, Link, Outstanding, Parts};
 
 pub use crate::blocking::Trailer;
 pub use response::{Chunk, ResponseStream};
@@ -437,14 +445,96 @@ impl Client {
     ) -> Result<ResponseStream, Error> {
         request.settle_content_length()?;
         let settings = &self.inner.settings;
-        // Refuse a request that cannot be encoded before connecting anywhere.
-        encode_request_start(
+        // Encoded once (which refuses a request that cannot be encoded
+        // before connecting anywhere), then sent under each attempt's id.
+        let mut records = Vec::with_capacity(PREAMBLE_CAPACITY);
+        let complete = encode_request_start(
             SINGLE_REQUEST_ID,
             &request,
             &settings.config,
             settings.keep_alive,
-            &mut Vec::new(),
+            &mut records,
         )?;
+        let outgoing = Outgoing {
+            records: Bytes::from(records),
+            complete,
+            body: request.body,
+            data: request.data,
+            role: request.role,
+        };
+        self.send(outgoing, timeouts).await
+    }
+
+    /// Encodes `request` once for sending many times with
+    /// [`Client::execute_prepared`] or [`Client::stream_prepared`] (its body
+    /// must be in memory): for load generators and anything else that
+    /// repeats one request. The same [`PreparedRequest`] also serves the
+    /// blocking client.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), fcgi::Error> {
+    /// use fcgi::{AsyncClient, Request};
+    /// let client = AsyncClient::new("127.0.0.1:9000")?;
+    /// let prepared = client.prepare(Request::get("/srv/www/ping.php"))?;
+    /// for _ in 0..3 {
+    ///     let response = client.execute_prepared(&prepared).await?;
+    ///     assert_eq!(response.status, 200);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn prepare(&self, request: Request) -> Result<PreparedRequest, Error> {
+        let settings = &self.inner.settings;
+        PreparedRequest::new(request, &settings.config, settings.keep_alive)
+    }
+
+    /// Sends a request encoded by [`Client::prepare`] and collects the whole
+    /// response, as [`Client::execute`] does.
+    pub fn execute_prepared(
+        &self,
+        prepared: &PreparedRequest,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
+        let stream = self.stream_prepared(prepared);
+        async move {
+            stream
+                .await?
+                .into_response(self.inner.settings.config.limits.max_body_bytes)
+                .await
+        }
+    }
+
+    /// Sends a request encoded by [`Client::prepare`], as [`Client::stream`]
+    /// does. A client whose settings encode requests differently (keep-alive,
+    /// parameter limits) than the preparing one encodes it afresh.
+    pub fn stream_prepared(
+        &self,
+        prepared: &PreparedRequest,
+    ) -> impl Future<Output = Result<ResponseStream, Error>> + Send + '_ {
+        let settings = &self.inner.settings;
+        let start = match prepared.records_for(&settings.config, settings.keep_alive) {
+            Some((records, complete)) => Ok(Outgoing {
+                records: records.clone(),
+                complete,
+                body: prepared.body(),
+                data: prepared.data(),
+                role: prepared.role(),
+            }),
+            None => Err(prepared.request()),
+        };
+        async move {
+            match start {
+                Ok(outgoing) => self.send(outgoing, settings.config.timeouts).await,
+                Err(request) => self.stream(request).await,
+            }
+        }
+    }
+
+    /// Sends an encoded request: picks an upstream, fails over to another
+    /// when a connect fails.
+    async fn send(
+        &self,
+        mut outgoing: Outgoing,
+        timeouts: Timeouts,
+    ) -> Result<ResponseStream, Error> {
         let timer = Timer::new(timeouts);
         let mut tried = Vec::new();
         loop {
@@ -452,7 +542,7 @@ impl Client {
                 return Err(Error::InvalidRequest("no upstream left to try".into()));
             };
             let upstream = &self.inner.upstreams[index];
-            match self.attempt(upstream, &mut request, &timer).await {
+            match self.attempt(upstream, &mut outgoing, &timer).await {
                 Ok(stream) => return Ok(stream),
                 Err(error) => {
                     let never_reached = matches!(
@@ -533,18 +623,22 @@ impl Client {
     async fn attempt(
         &self,
         upstream: &Arc<Upstream>,
-        request: &mut Request,
+        outgoing: &mut Outgoing,
         timer: &Timer,
     ) -> Result<ResponseStream, Error> {
-        let replayable = request.body.is_replayable() && request.data.is_replayable();
+        let replayable = outgoing.body.is_replayable() && outgoing.data.is_replayable();
         let mut outstanding = Some(Outstanding::new(upstream));
         let mut fresh = false;
         loop {
             let lease = upstream.acquire(timer, fresh).await?;
-            match self
-                .open(upstream, lease, request, timer, &mut outstanding)
-                .await
-            {
+            let opened = match lease {
+                Lease::Direct(lease) => self.open_direct(upstream, lease, outgoing, timer).await,
+                Lease::Shared(lease) => self.open_shared(upstream, lease, outgoing, timer).await,
+            };
+            match opened.map(|mut stream| {
+                stream.set_outstanding(outstanding.take());
+                stream
+            }) {
                 Ok(stream) => return Ok(stream),
                 Err((failure, reused)) => {
                     if failure.retryable && replayable && reused && !fresh {
@@ -558,36 +652,39 @@ impl Client {
         }
     }
 
-    /// Starts the request on its leased connection and waits for the head.
-    async fn open(
+    /// Starts the request on a connection of its own and waits for the head.
+    async fn open_direct(
         &self,
         upstream: &Arc<Upstream>,
-        mut lease: Lease,
-        request: &mut Request,
+        lease: DirectLease,
+        outgoing: &mut Outgoing,
         timer: &Timer,
-        outstanding: &mut Option<Outstanding>,
     ) -> Result<ResponseStream, (Failure, bool)> {
-        let settings = &self.inner.settings;
+        let id = lease.id();
+        let span = tracing::debug_span!(
+            "fcgi_request",
+            upstream = %upstream.address_text,
+            request_id = id,
+            conn = lease.serial(),
+        );
+        span.in_scope(|| tracing::debug!(reused = lease.reused(), "request sent"));
+        let records = outgoing.records_for(id, self.inner.settings.keep_alive);
+        let body = (!outgoing.complete).then(|| outgoing.take_bodies());
+        let exchange = Exchange::start(lease, records, body);
+        self.wait_for_head(upstream, id, Link::Direct(exchange), timer, span)
+            .await
+    }
+
+    /// Starts the request on a multiplexed connection and waits for the head.
+    async fn open_shared(
+        &self,
+        upstream: &Arc<Upstream>,
+        mut lease: SharedLease,
+        outgoing: &mut Outgoing,
+        timer: &Timer,
+    ) -> Result<ResponseStream, (Failure, bool)> {
         let reused = lease.reused;
-        let fail = |error| {
-            (
-                Failure {
-                    error,
-                    retryable: false,
-                },
-                reused,
-            )
-        };
-        let keep_conn = settings.keep_alive || lease.multiplexed();
-        let mut preamble = Vec::new();
-        let complete = encode_request_start(
-            lease.id,
-            request,
-            &settings.config,
-            keep_conn,
-            &mut preamble,
-        )
-        .map_err(fail)?;
+        let complete = outgoing.complete;
         let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(RequestShared::new());
         let (frames, rx) = mpsc::channel(FRAME_CHANNEL_CAPACITY);
@@ -600,7 +697,7 @@ impl Client {
         let started = lease.conn.start(Start {
             id: lease.id,
             generation,
-            preamble: Bytes::from(preamble),
+            preamble: outgoing.records_for(lease.id, true),
             complete,
             frames,
             shared: Arc::clone(&shared),
@@ -622,41 +719,90 @@ impl Client {
         let writer = if complete {
             None
         } else {
-            let body = take_body(&mut request.body);
-            let data = (request.role == crate::Role::Filter).then(|| take_body(&mut request.data));
-            Some(tokio::spawn(body::write_body(
-                Arc::clone(&lease.conn),
-                lease.id,
+            let (body, data) = outgoing.take_bodies();
+            let sink = Sink::Driver {
+                conn: Arc::clone(&lease.conn),
+                id: lease.id,
                 generation,
+            };
+            Some(tokio::spawn(body::write_body(
+                sink,
+                None,
                 body,
                 data,
                 Arc::clone(&shared),
             )))
         };
-        let mut stream = ResponseStream::new(Parts {
-            id: lease.id,
+        let id = lease.id;
+        let link = Link::Driver(DriverLink {
             generation,
             rx,
-            machine: ResponseMachine::new(
-                lease.id,
-                settings.config.limits,
-                upstream.address_text.clone(),
-            ),
             shared,
-            timer: *timer,
             lease,
             writer,
+        });
+        self.wait_for_head(upstream, id, link, timer, span).await
+    }
+
+    /// Waits for the head of a request started on `link`.
+    async fn wait_for_head(
+        &self,
+        upstream: &Arc<Upstream>,
+        id: u16,
+        link: Link,
+        timer: &Timer,
+        span: tracing::Span,
+    ) -> Result<ResponseStream, (Failure, bool)> {
+        let mut stream = ResponseStream::new(Parts {
+            id,
+            link,
+            machine: ResponseMachine::new(
+                id,
+                self.inner.settings.config.limits,
+                Arc::clone(&upstream.address_shared),
+            ),
+            timer: *timer,
             outstanding: None,
-            address: upstream.address_text.clone(),
+            address: Arc::clone(&upstream.address_shared),
             span,
         });
         match std::future::poll_fn(|cx| stream.poll_head(cx)).await {
-            Ok(()) => {
-                stream.set_outstanding(outstanding.take());
-                Ok(stream)
-            }
+            Ok(()) => Ok(stream),
             Err(failure) => Err((failure, stream.reused())),
         }
+    }
+}
+
+/// A request on its way: its first records, encoded once under
+/// [`SINGLE_REQUEST_ID`], and what follows them.
+struct Outgoing {
+    records: Bytes,
+    /// The body (and DATA) is in `records` too.
+    complete: bool,
+    body: Body,
+    data: Body,
+    role: Role,
+}
+
+impl Outgoing {
+    /// The records for one attempt under request id `id`, asking the server
+    /// to keep the connection or not (a shared reference when nothing needs
+    /// to change).
+    fn records_for(&self, id: u16, keep_conn: bool) -> Bytes {
+        let keep_flag = keep_conn_flag(&self.records);
+        if id == SINGLE_REQUEST_ID && keep_flag == Some(keep_conn) {
+            return self.records.clone();
+        }
+        let mut records = self.records.to_vec();
+        set_request_id(&mut records, id);
+        set_keep_conn(&mut records, keep_conn);
+        Bytes::from(records)
+    }
+
+    /// The body and DATA (when the role uses it) for one attempt.
+    fn take_bodies(&mut self) -> (Body, Option<Body>) {
+        let data = (self.role == Role::Filter).then(|| take_body(&mut self.data));
+        (take_body(&mut self.body), data)
     }
 }
 

@@ -1,5 +1,7 @@
 //! Upstreams and their connection pools: multiplexing discovery, bounded
-//! connections, fair waiting, request id allocation, health.
+//! connections, fair waiting, request id allocation, health. An upstream
+//! that multiplexes gets a [`Pool`] of driven connections ([`super::conn`]);
+//! one that does not gets a [`DirectPool`] ([`super::direct`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -12,10 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{self, ConnHandle, DriverSettings};
+use super::direct::{DirectLease, DirectPool};
+use super::socket::{self, Socket};
 use super::{Multiplexing, Settings, Timer};
 use crate::address::Address;
 use crate::error::{Error, TimeoutPhase};
-use crate::exchange::{ValuesAnswer, SINGLE_REQUEST_ID};
+use crate::exchange::ValuesAnswer;
 
 /// How long the FCGI_GET_VALUES question may take before the upstream is
 /// taken not to multiplex.
@@ -48,8 +52,10 @@ struct Health {
 pub(crate) struct Upstream {
     pub(crate) address: Address,
     pub(crate) address_text: String,
+    /// `address_text` for errors and machines, shared without copying.
+    pub(crate) address_shared: Arc<str>,
     settings: Arc<Settings>,
-    pool: tokio::sync::OnceCell<Arc<Pool>>,
+    pool: tokio::sync::OnceCell<Pools>,
     /// Requests chosen for this upstream and not finished.
     pub(crate) outstanding: AtomicUsize,
     health: Mutex<Health>,
@@ -59,6 +65,7 @@ impl Upstream {
     pub(crate) fn new(address: Address, settings: Arc<Settings>) -> Upstream {
         Upstream {
             address_text: address.to_string(),
+            address_shared: address.to_string().into(),
             address,
             settings,
             pool: tokio::sync::OnceCell::new(),
@@ -108,15 +115,15 @@ impl Upstream {
 
     /// Whether the upstream multiplexes, once known.
     pub(crate) fn multiplexed(&self) -> Option<bool> {
-        self.pool.get().map(|p| p.multiplexed)
+        self.pool.get().map(|p| matches!(p, Pools::Shared(_)))
     }
 
-    async fn connect(&self, timer: &Timer) -> Result<conn::Socket, Error> {
+    async fn connect(&self, timer: &Timer) -> Result<Socket, Error> {
         let limit = self.settings.config.timeouts.connect.min(timer.remaining());
         if limit.is_zero() {
             return Err(timer.expired(&self.address_text, TimeoutPhase::Deadline));
         }
-        match conn::connect(&self.address, limit).await {
+        match socket::connect(&self.address, limit).await {
             Ok(socket) => {
                 self.connect_succeeded();
                 Ok(socket)
@@ -128,7 +135,7 @@ impl Upstream {
         }
     }
 
-    async fn pool(self: &Arc<Self>, timer: &Timer) -> Result<Arc<Pool>, Error> {
+    async fn pool(self: &Arc<Self>, timer: &Timer) -> Result<Pools, Error> {
         self.pool
             .get_or_try_init(|| self.discover(timer))
             .await
@@ -137,7 +144,7 @@ impl Upstream {
 
     /// Builds the pool, asking the server about multiplexing first unless
     /// the settings say.
-    async fn discover(self: &Arc<Self>, timer: &Timer) -> Result<Arc<Pool>, Error> {
+    async fn discover(self: &Arc<Self>, timer: &Timer) -> Result<Pools, Error> {
         let settings = &self.settings;
         let (multiplexed, max_reqs, max_conns) = match settings.multiplexing {
             Multiplexing::Disabled => (false, None, None),
@@ -189,22 +196,27 @@ impl Upstream {
             max_connections,
             "pool ready"
         );
-        Ok(Arc::new_cyclic(|me| Pool {
+        if !multiplexed {
+            return Ok(Pools::Direct(DirectPool::new(
+                self.address_text.clone(),
+                max_connections,
+                settings.keep_alive,
+                settings.pool_idle_timeout,
+            )));
+        }
+        Ok(Pools::Shared(Arc::new_cyclic(|me| Pool {
             me: me.clone(),
             semaphore: Arc::new(Semaphore::new(max_connections * cap)),
             cap,
             max_connections,
-            multiplexed,
             state: Mutex::new(PoolState::default()),
             changed: Notify::new(),
             next_serial: AtomicU64::new(1),
             driver: DriverSettings {
                 address: self.address_text.clone(),
-                multiplexed,
-                keep_alive: settings.keep_alive || multiplexed,
                 pool_idle_timeout: settings.pool_idle_timeout,
             },
-        }))
+        })))
     }
 
     /// FCGI_GET_VALUES over a connection of its own, closed afterwards.
@@ -265,65 +277,106 @@ impl Upstream {
         timer: &Timer,
         fresh: bool,
     ) -> Result<Lease, Error> {
-        let pool = self.pool(timer).await?;
-        let pool_wait = self.settings.pool_wait_timeout;
-        let wait_error = |timer: &Timer| {
-            if pool_wait <= timer.remaining() {
-                Error::Timeout {
-                    phase: TimeoutPhase::PoolWait,
-                    after: pool_wait,
-                    address: self.address_text.clone(),
-                }
-            } else {
-                timer.expired(&self.address_text, TimeoutPhase::Deadline)
+        match self.pool(timer).await? {
+            Pools::Direct(pool) => {
+                let permit = self.permit(&pool.semaphore, timer).await?;
+                let conn = match pool.take_idle(fresh) {
+                    Some(conn) => conn,
+                    None => pool.new_conn(self.connect(timer).await?),
+                };
+                Ok(Lease::Direct(DirectLease { pool, permit, conn }))
             }
-        };
-        let wait_until = tokio::time::Instant::now() + pool_wait.min(timer.remaining());
-        let permit =
-            match tokio::time::timeout_at(wait_until, Arc::clone(&pool.semaphore).acquire_owned())
-                .await
-            {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(_)) => {
-                    return Err(Error::protocol(&self.address_text, "internal: pool closed"))
-                }
-                Err(_) => return Err(wait_error(timer)),
-            };
+            Pools::Shared(pool) => self.acquire_shared(pool, timer).await,
+        }
+    }
+
+    /// When the wait for a pool slot ends: the pool wait limit or the
+    /// request's deadline, whichever comes first.
+    fn wait_until(&self, timer: &Timer) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.settings.pool_wait_timeout.min(timer.remaining())
+    }
+
+    /// The error of a pool wait that ran out.
+    fn wait_error(&self, timer: &Timer) -> Error {
+        let pool_wait = self.settings.pool_wait_timeout;
+        if pool_wait <= timer.remaining() {
+            Error::Timeout {
+                phase: TimeoutPhase::PoolWait,
+                after: pool_wait,
+                address: self.address_text.clone(),
+            }
+        } else {
+            timer.expired(&self.address_text, TimeoutPhase::Deadline)
+        }
+    }
+
+    /// A slot of `semaphore`, waited for in FIFO order within the limits.
+    async fn permit(
+        &self,
+        semaphore: &Arc<Semaphore>,
+        timer: &Timer,
+    ) -> Result<OwnedSemaphorePermit, Error> {
+        match tokio::time::timeout_at(
+            self.wait_until(timer),
+            Arc::clone(semaphore).acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(Error::protocol(&self.address_text, "internal: pool closed")),
+            Err(_) => Err(self.wait_error(timer)),
+        }
+    }
+
+    async fn acquire_shared(
+        self: &Arc<Self>,
+        pool: Arc<Pool>,
+        timer: &Timer,
+    ) -> Result<Lease, Error> {
+        let permit = self.permit(&pool.semaphore, timer).await?;
+        let wait_until = self.wait_until(timer);
         loop {
             let notified = pool.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match pool.assign(fresh) {
+            match pool.assign() {
                 Assign::Ready { conn, id, reused } => {
-                    return Ok(Lease {
+                    return Ok(Lease::Shared(SharedLease {
                         pool: Arc::clone(&pool),
                         conn,
                         id,
                         reused,
                         started: false,
                         permit: Some(permit),
-                    })
+                    }))
                 }
                 Assign::Connect(slot) => {
                     let socket = self.connect(timer).await?;
                     let (conn, id) = pool.add(slot, socket);
-                    return Ok(Lease {
+                    return Ok(Lease::Shared(SharedLease {
                         pool: Arc::clone(&pool),
                         conn,
                         id,
                         reused: false,
                         started: false,
                         permit: Some(permit),
-                    });
+                    }));
                 }
                 Assign::Wait => {
                     if tokio::time::timeout_at(wait_until, notified).await.is_err() {
-                        return Err(wait_error(timer));
+                        return Err(self.wait_error(timer));
                     }
                 }
             }
         }
     }
+}
+
+/// The pool of an upstream, by whether it multiplexes.
+#[derive(Debug, Clone)]
+enum Pools {
+    Shared(Arc<Pool>),
+    Direct(Arc<DirectPool>),
 }
 
 #[derive(Debug)]
@@ -336,19 +389,14 @@ struct Entry {
 }
 
 impl Entry {
-    fn allocate(&mut self, multiplexed: bool) -> u16 {
-        let id = if multiplexed {
-            // Ids go round, so a late record of an old request never meets
-            // a new request with the same id.
-            let mut id = self.next_id.max(1);
-            while self.ids.contains(&id) {
-                id = if id == u16::MAX { 1 } else { id + 1 };
-            }
-            self.next_id = if id == u16::MAX { 1 } else { id + 1 };
-            id
-        } else {
-            SINGLE_REQUEST_ID
-        };
+    fn allocate(&mut self) -> u16 {
+        // Ids go round, so a late record of an old request never meets a
+        // new request with the same id.
+        let mut id = self.next_id.max(1);
+        while self.ids.contains(&id) {
+            id = if id == u16::MAX { 1 } else { id + 1 };
+        }
+        self.next_id = if id == u16::MAX { 1 } else { id + 1 };
         self.ids.push(id);
         id
     }
@@ -385,7 +433,7 @@ impl Drop for ConnectSlot {
     }
 }
 
-/// The connections of one upstream.
+/// The connections of one upstream that multiplexes.
 #[derive(Debug)]
 pub(crate) struct Pool {
     me: Weak<Pool>,
@@ -394,7 +442,6 @@ pub(crate) struct Pool {
     semaphore: Arc<Semaphore>,
     cap: usize,
     max_connections: usize,
-    pub(crate) multiplexed: bool,
     state: Mutex<PoolState>,
     changed: Notify,
     next_serial: AtomicU64,
@@ -402,7 +449,10 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    fn assign(&self, fresh: bool) -> Assign {
+    /// A slot on the least busy connection, else a new connection while
+    /// under the limit. (A retry after a failed connection needs nothing
+    /// special: the failed one has left the pool.)
+    fn assign(&self) -> Assign {
         let mut state = lock(&self.state);
         let ready = |state: &mut PoolState| {
             let entry = state
@@ -411,30 +461,18 @@ impl Pool {
                 .filter(|e| e.ids.len() < self.cap)
                 .min_by_key(|e| e.ids.len())?;
             let reused = entry.served > 0 || !entry.ids.is_empty();
-            let id = entry.allocate(self.multiplexed);
+            let id = entry.allocate();
             Some(Assign::Ready {
                 conn: Arc::clone(&entry.conn),
                 id,
                 reused,
             })
         };
-        if !fresh || self.multiplexed {
-            if let Some(ready) = ready(&mut state) {
-                return ready;
-            }
+        if let Some(ready) = ready(&mut state) {
+            return ready;
         }
         if state.entries.len() + state.connecting < self.max_connections {
             return self.connect_slot(&mut state);
-        }
-        if fresh {
-            if let Some(at) = state.entries.iter().position(|e| e.ids.is_empty()) {
-                let evicted = state.entries.remove(at);
-                evicted.conn.close();
-                return self.connect_slot(&mut state);
-            }
-            if let Some(ready) = ready(&mut state) {
-                return ready;
-            }
         }
         Assign::Wait
     }
@@ -449,7 +487,7 @@ impl Pool {
         }
     }
 
-    fn add(&self, mut slot: ConnectSlot, socket: conn::Socket) -> (Arc<ConnHandle>, u16) {
+    fn add(&self, mut slot: ConnectSlot, socket: Socket) -> (Arc<ConnHandle>, u16) {
         slot.armed = false;
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         let conn = conn::spawn(socket, serial, self.me.clone(), self.driver.clone());
@@ -459,7 +497,7 @@ impl Pool {
             next_id: 1,
             served: 0,
         };
-        let id = entry.allocate(self.multiplexed);
+        let id = entry.allocate();
         let mut state = lock(&self.state);
         state.connecting -= 1;
         state.entries.push(entry);
@@ -505,16 +543,20 @@ impl Pool {
             None => true,
         }
     }
-
-    /// Open connections (for tests and diagnostics).
-    pub(crate) fn connections(&self) -> usize {
-        lock(&self.state).entries.len()
-    }
 }
 
-/// A request slot on a connection, held from assignment to the response's end.
+/// A request's hold on a connection, from assignment to the response's end.
 #[derive(Debug)]
-pub(crate) struct Lease {
+pub(crate) enum Lease {
+    /// A slot on a multiplexed connection.
+    Shared(SharedLease),
+    /// A connection of its own.
+    Direct(DirectLease),
+}
+
+/// A request slot on a multiplexed connection.
+#[derive(Debug)]
+pub(crate) struct SharedLease {
     pool: Arc<Pool>,
     pub(crate) conn: Arc<ConnHandle>,
     pub(crate) id: u16,
@@ -524,7 +566,7 @@ pub(crate) struct Lease {
     permit: Option<OwnedSemaphorePermit>,
 }
 
-impl Lease {
+impl SharedLease {
     /// The driver owns the id from now on.
     pub(crate) fn mark_started(&mut self) {
         self.started = true;
@@ -534,23 +576,12 @@ impl Lease {
     pub(crate) fn release_permit(&mut self) {
         self.permit = None;
     }
-
-    pub(crate) fn multiplexed(&self) -> bool {
-        self.pool.multiplexed
-    }
 }
 
-impl Drop for Lease {
+impl Drop for SharedLease {
     fn drop(&mut self) {
         if !self.started {
             self.pool.release(self.conn.serial, self.id, false);
         }
-    }
-}
-
-impl Pool {
-    #[allow(dead_code)]
-    pub(crate) fn stats(&self) -> (usize, usize) {
-        (self.connections(), self.semaphore.available_permits())
     }
 }

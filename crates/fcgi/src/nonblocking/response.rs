@@ -14,8 +14,10 @@ use fcgi_proto::head::Headers;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::body::Sink;
 use super::conn::{Failure, Frame, RequestShared};
-use super::pool::{Lease, Upstream};
+use super::direct::Exchange;
+use super::pool::{SharedLease, Upstream};
 use super::Timer;
 use crate::blocking::Trailer;
 use crate::error::{Error, Limit, TimeoutPhase};
@@ -67,16 +69,107 @@ enum Out {
 /// Everything a live exchange needs, handed over by the client.
 pub(crate) struct Parts {
     pub(crate) id: u16,
+    pub(crate) link: Link,
+    pub(crate) machine: ResponseMachine,
+    pub(crate) timer: Timer,
+    pub(crate) outstanding: Option<Outstanding>,
+    pub(crate) address: Arc<str>,
+    pub(crate) span: tracing::Span,
+}
+
+/// Where a request's answer comes from. (The variants differ in size; the
+/// larger is the common one, and boxing it would cost an allocation per
+/// request.)
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Link {
+    /// A multiplexed connection's driver, through a channel.
+    Driver(DriverLink),
+    /// A connection of its own, read from this task.
+    Direct(Exchange),
+}
+
+/// A request on a multiplexed connection.
+pub(crate) struct DriverLink {
     pub(crate) generation: u64,
     pub(crate) rx: mpsc::Receiver<Frame>,
-    pub(crate) machine: ResponseMachine,
     pub(crate) shared: Arc<RequestShared>,
-    pub(crate) timer: Timer,
-    pub(crate) lease: Lease,
-    pub(crate) writer: Option<JoinHandle<()>>,
-    pub(crate) outstanding: Option<Outstanding>,
-    pub(crate) address: String,
-    pub(crate) span: tracing::Span,
+    pub(crate) lease: SharedLease,
+    pub(crate) writer: Option<JoinHandle<Option<Sink>>>,
+}
+
+impl Link {
+    fn reused(&self) -> bool {
+        match self {
+            Link::Driver(d) => d.lease.reused,
+            Link::Direct(x) => x.reused(),
+        }
+    }
+
+    fn last_activity(&self) -> Instant {
+        match self {
+            Link::Driver(d) => d.shared.last_activity(),
+            Link::Direct(x) => x.last_activity(),
+        }
+    }
+
+    /// The next frame if one is there (no time limits here).
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        address: &str,
+        received: u64,
+    ) -> Poll<Result<Frame, Failure>> {
+        let d = match self {
+            Link::Direct(x) => return x.poll_frame(cx),
+            Link::Driver(d) => d,
+        };
+        match d.rx.poll_recv(cx) {
+            Poll::Ready(Some(frame)) => {
+                d.shared.touch();
+                Poll::Ready(Ok(frame))
+            }
+            Poll::Ready(None) => {
+                Poll::Ready(Err(d.shared.take_failure().unwrap_or_else(|| Failure {
+                    error: Error::ConnectionClosed {
+                        address: address.to_string(),
+                        received,
+                    },
+                    retryable: false,
+                })))
+            }
+            Poll::Pending => {
+                // A body error ends the request even while the server is silent.
+                if d.writer.as_ref().is_some_and(|w| w.is_finished()) {
+                    if let Some(failure) = d.shared.take_failure() {
+                        return Poll::Ready(Err(failure));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The request is over: free its pool slot.
+    fn release(&mut self) {
+        match self {
+            Link::Driver(d) => {
+                if let Some(writer) = d.writer.take() {
+                    // The server has answered; the rest of the body is not needed.
+                    writer.abort();
+                }
+                d.lease.release_permit();
+            }
+            Link::Direct(x) => x.release(),
+        }
+    }
+
+    /// Stops request `id` before its end.
+    fn cancel(&mut self, id: u16) {
+        match self {
+            Link::Driver(d) => d.lease.conn.cancel(id, d.generation),
+            Link::Direct(x) => x.cancel(),
+        }
+    }
 }
 
 /// A response whose head has arrived. Read the body with
@@ -94,6 +187,9 @@ pub struct ResponseStream {
     headers: Headers,
     parts: Parts,
     sleep: Pin<Box<tokio::time::Sleep>>,
+    /// When `sleep` is set to fire; moved only when a limit comes sooner
+    /// or it fired, so most requests register one timer.
+    armed_at: Instant,
     pending: Option<Bytes>,
     state: State,
     app_status: u32,
@@ -121,6 +217,7 @@ impl ResponseStream {
             headers: Headers::new(),
             parts,
             sleep: Box::pin(tokio::time::sleep_until(due.into())),
+            armed_at: due,
             pending: None,
             state: State::Open,
             app_status: 0,
@@ -139,7 +236,7 @@ impl ResponseStream {
 
     /// The connection had carried requests before this one.
     pub(crate) fn reused(&self) -> bool {
-        self.parts.lease.reused
+        self.parts.link.reused()
     }
 
     /// HTTP status code.
@@ -174,7 +271,7 @@ impl ResponseStream {
                 State::Ended => return Poll::Ready(Ok(None)),
                 State::Failed => {
                     return Poll::Ready(Err(Error::ConnectionClosed {
-                        address: self.parts.address.clone(),
+                        address: self.parts.address.to_string(),
                         received: self.received,
                     }))
                 }
@@ -331,33 +428,14 @@ impl ResponseStream {
     /// The next frame, or why there is none, within the time limits.
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, Failure>> {
         loop {
-            match self.parts.rx.poll_recv(cx) {
-                Poll::Ready(Some(frame)) => {
-                    self.parts.shared.touch();
-                    return Poll::Ready(Ok(frame));
-                }
-                Poll::Ready(None) => {
-                    let failure = self.parts.shared.take_failure().unwrap_or_else(|| Failure {
-                        error: Error::ConnectionClosed {
-                            address: self.parts.address.clone(),
-                            received: self.received,
-                        },
-                        retryable: false,
-                    });
-                    return Poll::Ready(Err(failure));
-                }
-                Poll::Pending => {}
+            let parts = &mut self.parts;
+            if let Poll::Ready(frame) = parts.link.poll_frame(cx, &parts.address, self.received) {
+                return Poll::Ready(frame);
             }
-            // A body error ends the request even while the server is silent.
-            if self.parts.writer.as_ref().is_some_and(|w| w.is_finished()) {
-                if let Some(failure) = self.parts.shared.take_failure() {
-                    return Poll::Ready(Err(failure));
-                }
-            }
-            let timer = &self.parts.timer;
+            let timer = &parts.timer;
             let now = Instant::now();
             let deadline_at = timer.deadline_at();
-            let idle_at = self.parts.shared.last_activity() + timer.timeouts.idle;
+            let idle_at = parts.link.last_activity() + timer.timeouts.idle;
             let phase = if now >= deadline_at {
                 Some(TimeoutPhase::Deadline)
             } else if now >= idle_at {
@@ -367,11 +445,15 @@ impl ResponseStream {
             };
             if let Some(phase) = phase {
                 return Poll::Ready(Err(Failure {
-                    error: timer.expired(&self.parts.address, phase),
+                    error: timer.expired(&parts.address, phase),
                     retryable: false,
                 }));
             }
-            self.sleep.as_mut().reset(deadline_at.min(idle_at).into());
+            let wake_at = deadline_at.min(idle_at);
+            if wake_at < self.armed_at || self.armed_at <= now {
+                self.sleep.as_mut().reset(wake_at.into());
+                self.armed_at = wake_at;
+            }
             if self.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -397,21 +479,14 @@ impl ResponseStream {
 
     /// Gives the pool slot back after the request ended normally.
     fn release(&mut self) {
-        if let Some(writer) = self.parts.writer.take() {
-            // The server has answered; the rest of the body is not needed.
-            writer.abort();
-        }
-        self.parts.lease.release_permit();
+        self.parts.link.release();
         self.parts.outstanding = None;
     }
 
     /// Stops the request early: cancel on its connection, stop the writer.
     fn abort(&mut self) {
         if self.state == State::Open {
-            self.parts
-                .lease
-                .conn
-                .cancel(self.parts.id, self.parts.generation);
+            self.parts.link.cancel(self.parts.id);
         }
         self.state = State::Failed;
         self.release();

@@ -1,0 +1,75 @@
+//! The floor of an async FastCGI client: the replay client's work (write
+//! pre-encoded request bytes, scan the answer for END_REQUEST) on the same
+//! tokio runtime the async contenders use, one task and one kept connection
+//! per `--c`. What an async client costs beyond this is its own.
+//!
+//! replay-async ADDR REQUEST_FILE --c CONNS --n REQUESTS  → prints `requests N ok N`
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fcgi_bench_helpers::{runtime, Args, EndScanner, READ_BUF};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+fn main() {
+    let args = Args::parse();
+    let addr = args.positional[0].clone();
+    let request: Arc<[u8]> = std::fs::read(&args.positional[1])
+        .expect("request file")
+        .into();
+    let conns = args.num("c", 1);
+    let total = args.num("n", 1000);
+    let issued = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    runtime().block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (addr, request) = (addr.clone(), request.clone());
+            let (issued, ok) = (issued.clone(), ok.clone());
+            tasks.push(tokio::spawn(async move {
+                match addr.strip_prefix("unix:") {
+                    Some(path) => {
+                        let conn = UnixStream::connect(path).await.expect("connect");
+                        replay(conn, &request, &issued, &ok, total).await
+                    }
+                    None => {
+                        let conn = tokio::net::TcpStream::connect(&addr)
+                            .await
+                            .expect("connect");
+                        conn.set_nodelay(true).expect("nodelay");
+                        replay(conn, &request, &issued, &ok, total).await
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
+    });
+    println!("requests {} ok {}", total, ok.load(Ordering::Relaxed));
+}
+
+async fn replay<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: S,
+    request: &[u8],
+    issued: &AtomicU64,
+    ok: &AtomicU64,
+    total: u64,
+) {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut scanner = EndScanner::default();
+    while issued.fetch_add(1, Ordering::Relaxed) < total {
+        conn.write_all(request).await.expect("write");
+        loop {
+            let n = conn.read(&mut buf).await.expect("read");
+            if n == 0 {
+                return;
+            }
+            if scanner.feed(&buf[..n]) {
+                ok.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! Connections that carry one request at a time: every upstream that does
+//! not multiplex, php-fpm among them.
+//!
+//! No task sits between a request and its socket. An idle connection waits
+//! in the pool; a request takes it, writes its records and reads the answer
+//! from the caller's own task, and puts it back after a clean END_REQUEST.
+//! A small request costs one write and one read, with no hand-off between
+//! tasks. Only a body that is not in memory gets a task of its own, which
+//! writes it through the socket's write half while the caller reads (full
+//! duplex) and hands the half back when done.
+//!
+//! Pool invariant: open connections (idle plus in use) never exceed the
+//! semaphore's permits, because a request opens a connection only when no
+//! idle one is left for it (or after closing one, for a fresh retry).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use fcgi_proto::decode::{Decoder, Event};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::body::{self, Sink};
+use super::conn::{Failure, Frame, RequestShared, READ_CHUNK_LEN};
+use super::socket::{is_closed, ReadHalf, Socket, WriteHalf};
+use crate::error::Error;
+use crate::exchange::{trace_event, SINGLE_REQUEST_ID};
+use crate::request::Body;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data stays consistent across a panic (a plain list).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A kept connection and what it remembers between requests.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    socket: Socket,
+    serial: u64,
+    /// Requests it completed.
+    served: u64,
+    /// Request ids go round on a kept connection, so a late record of an
+    /// earlier request is caught instead of being read as this one's.
+    next_id: u16,
+    /// Kept across requests: it knows where the byte stream stands.
+    decoder: Decoder,
+    /// Kept across requests: its room is reused once the previous answer's
+    /// chunks are dropped.
+    rbuf: BytesMut,
+}
+
+#[derive(Debug)]
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+#[derive(Debug, Default)]
+struct IdleList {
+    /// Most recently used last.
+    conns: Vec<Idle>,
+    /// A task closes connections idle for too long while this is set.
+    reaper: bool,
+}
+
+/// The connections of one upstream that does not multiplex.
+#[derive(Debug)]
+pub(crate) struct DirectPool {
+    me: Weak<DirectPool>,
+    /// One permit per connection; tokio's semaphore is fair (FIFO).
+    pub(crate) semaphore: Arc<Semaphore>,
+    idle: Mutex<IdleList>,
+    next_serial: AtomicU64,
+    pub(crate) address: String,
+    keep_alive: bool,
+    idle_timeout: Duration,
+}
+
+impl DirectPool {
+    pub(crate) fn new(
+        address: String,
+        max_connections: usize,
+        keep_alive: bool,
+        idle_timeout: Duration,
+    ) -> Arc<DirectPool> {
+        Arc::new_cyclic(|me| DirectPool {
+            me: me.clone(),
+            semaphore: Arc::new(Semaphore::new(max_connections)),
+            idle: Mutex::new(IdleList::default()),
+            next_serial: AtomicU64::new(1),
+            address,
+            keep_alive,
+            idle_timeout,
+        })
+    }
+
+    /// The most recently used idle connection, unless `fresh` asks for a new
+    /// one (then one idle connection is closed to make room for it).
+    pub(crate) fn take_idle(&self, fresh: bool) -> Option<Conn> {
+        let now = Instant::now();
+        let mut list = lock(&self.idle);
+        let expired = self.split_off_expired(&mut list, now);
+        let conn = list.conns.pop().map(|idle| idle.conn);
+        drop(list);
+        drop(expired);
+        if fresh {
+            drop(conn);
+            return None;
+        }
+        conn
+    }
+
+    /// Wraps a socket just connected.
+    pub(crate) fn new_conn(&self, socket: Socket) -> Conn {
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(upstream = %self.address, conn = serial, "connected");
+        Conn {
+            socket,
+            serial,
+            served: 0,
+            next_id: SINGLE_REQUEST_ID,
+            decoder: Decoder::for_request(SINGLE_REQUEST_ID),
+            rbuf: BytesMut::new(),
+        }
+    }
+
+    /// Puts a connection whose request ended cleanly back for the next one.
+    fn park(&self, conn: Conn) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime to close it when idle: close it now
+        };
+        let mut list = lock(&self.idle);
+        list.conns.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+        if !list.reaper {
+            list.reaper = true;
+            runtime.spawn(reap(self.me.clone()));
+        }
+    }
+
+    /// Removes the connections idle for the idle timeout or longer (the
+    /// oldest are first).
+    fn split_off_expired(&self, list: &mut IdleList, now: Instant) -> Vec<Idle> {
+        let fresh_from = list
+            .conns
+            .iter()
+            .position(|idle| now.duration_since(idle.since) < self.idle_timeout)
+            .unwrap_or(list.conns.len());
+        list.conns.drain(..fresh_from).collect()
+    }
+}
+
+/// Closes connections of `pool` once they have been idle for its idle
+/// timeout; ends when none is left idle (the next park starts another).
+async fn reap(pool: Weak<DirectPool>) {
+    loop {
+        let next = {
+            let Some(pool) = pool.upgrade() else { return };
+            let mut list = lock(&pool.idle);
+            let expired = pool.split_off_expired(&mut list, Instant::now());
+            for idle in &expired {
+                tracing::debug!(upstream = %pool.address, conn = idle.conn.serial, "idle connection closed");
+            }
+            let next = match list.conns.first() {
+                Some(oldest) => oldest.since + pool.idle_timeout,
+                None => {
+                    list.reaper = false;
+                    return;
+                }
+            };
+            drop(list);
+            drop(expired);
+            next
+        };
+        tokio::time::sleep_until(next.into()).await;
+    }
+}
+
+/// A connection and its pool slot, held by one request.
+#[derive(Debug)]
+pub(crate) struct DirectLease {
+    pub(crate) pool: Arc<DirectPool>,
+    pub(crate) permit: OwnedSemaphorePermit,
+    pub(crate) conn: Conn,
+}
+
+impl DirectLease {
+    /// The request id this request uses on its connection.
+    pub(crate) fn id(&self) -> u16 {
+        self.conn.next_id
+    }
+
+    pub(crate) fn serial(&self) -> u64 {
+        self.conn.serial
+    }
+
+    /// The connection served requests before: a failure may mean it was stale.
+    pub(crate) fn reused(&self) -> bool {
+        self.conn.served > 0
+    }
+}
+
+/// The socket while a request uses it.
+enum Io {
+    /// The caller writes and reads.
+    Whole(Socket),
+    /// A body task has the write half.
+    Split(ReadHalf),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Whole(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Split(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+/// One request on a connection of its own, driven from the caller's task.
+pub(crate) struct Exchange {
+    pool: Arc<DirectPool>,
+    permit: Option<OwnedSemaphorePermit>,
+    io: Option<Io>,
+    serial: u64,
+    served: u64,
+    id: u16,
+    decoder: Decoder,
+    /// Records still to write from this task (the whole request when it is
+    /// in memory), and how much of them went out.
+    out: Bytes,
+    out_offset: usize,
+    /// Why writing failed; reported only if the answer does not come.
+    write_error: Option<io::Error>,
+    /// The body task, which returns the write half when the body is sent.
+    writer: Option<JoinHandle<Option<Sink>>>,
+    /// The write half back from the body task: the whole body went out.
+    body_sent: Option<WriteHalf>,
+    shared: Option<Arc<RequestShared>>,
+    rbuf: BytesMut,
+    /// Read but not yet decoded.
+    pending: Bytes,
+    last_activity: Instant,
+    received: u64,
+}
+
+impl Exchange {
+    /// Starts the request: `records` are its encoded BEGIN_REQUEST, PARAMS
+    /// (and body, when `body` is `None`); `body` and `data` are streamed by
+    /// a task of their own.
+    pub(crate) fn start(
+        lease: DirectLease,
+        records: Bytes,
+        body: Option<(Body, Option<Body>)>,
+    ) -> Exchange {
+        let DirectLease { pool, permit, conn } = lease;
+        let Conn {
+            socket,
+            serial,
+            served,
+            next_id,
+            mut decoder,
+            rbuf,
+        } = conn;
+        decoder.expect_request(next_id);
+        let mut exchange = Exchange {
+            pool,
+            permit: Some(permit),
+            io: None,
+            serial,
+            served,
+            id: next_id,
+            decoder,
+            out: Bytes::new(),
+            out_offset: 0,
+            write_error: None,
+            writer: None,
+            body_sent: None,
+            shared: None,
+            rbuf,
+            pending: Bytes::new(),
+            last_activity: Instant::now(),
+            received: 0,
+        };
+        match body {
+            None => {
+                exchange.out = records;
+                exchange.io = Some(Io::Whole(socket));
+            }
+            Some((body, data)) => {
+                let (read, write) = socket.into_split();
+                let shared = Arc::new(RequestShared::new());
+                let sink = Sink::Direct {
+                    half: write,
+                    id: next_id,
+                    shared: Arc::clone(&shared),
+                };
+                exchange.writer = Some(tokio::spawn(body::write_body(
+                    sink,
+                    Some(records),
+                    body,
+                    data,
+                    Arc::clone(&shared),
+                )));
+                exchange.shared = Some(shared);
+                exchange.io = Some(Io::Split(read));
+            }
+        }
+        exchange
+    }
+
+    pub(crate) fn reused(&self) -> bool {
+        self.served > 0
+    }
+
+    pub(crate) fn last_activity(&self) -> Instant {
+        match &self.shared {
+            Some(shared) => shared.last_activity().max(self.last_activity),
+            None => self.last_activity,
+        }
+    }
+
+    fn failure(&self, error: Error) -> Failure {
+        Failure {
+            error,
+            retryable: false,
+        }
+    }
+
+    /// The connection closed: nothing of the answer came, so the server
+    /// never took the request (a stale kept connection), or it came in part.
+    fn closed(&self) -> Failure {
+        Failure {
+            error: Error::ConnectionClosed {
+                address: self.pool.address.clone(),
+                received: self.received,
+            },
+            retryable: self.received == 0,
+        }
+    }
+
+    fn io_failure(&self, e: io::Error) -> Failure {
+        if is_closed(&e) {
+            return self.closed();
+        }
+        self.failure(Error::Io {
+            address: self.pool.address.clone(),
+            source: e,
+        })
+    }
+
+    /// The next record's worth of answer; on END_REQUEST the connection
+    /// goes back to the pool when it is fit for another request.
+    pub(crate) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, Failure>> {
+        loop {
+            if !self.pending.is_empty() {
+                let input = self.pending.clone();
+                let (used, event) = self
+                    .decoder
+                    .decode(&input)
+                    .map_err(|e| self.failure(Error::from_decode(&self.pool.address, e)))?;
+                let frame = event.and_then(|event| {
+                    trace_event("recv", &event);
+                    match event {
+                        Event::Stdout(_, b) => Some(Frame::Stdout(input.slice_ref(b))),
+                        Event::Stderr(_, b) => Some(Frame::Stderr(input.slice_ref(b))),
+                        Event::End(_, end) => Some(Frame::End(end)),
+                        // Management answers are not expected here; ignore.
+                        Event::Values(_) | Event::UnknownType(_) => None,
+                    }
+                });
+                self.pending = input.slice(used..);
+                match frame {
+                    Some(Frame::End(end)) => {
+                        self.on_end(cx);
+                        return Poll::Ready(Ok(Frame::End(end)));
+                    }
+                    Some(frame) => return Poll::Ready(Ok(frame)),
+                    None => continue,
+                }
+            }
+            let Some(io) = self.io.as_mut() else {
+                return Poll::Ready(Err(self.closed()));
+            };
+            while self.out_offset < self.out.len() && self.write_error.is_none() {
+                let Io::Whole(socket) = io else { break };
+                match Pin::new(&mut *socket).poll_write(cx, &self.out[self.out_offset..]) {
+                    Poll::Ready(Ok(0)) => self.write_error = Some(io::ErrorKind::WriteZero.into()),
+                    Poll::Ready(Ok(n)) => {
+                        self.out_offset += n;
+                        self.last_activity = Instant::now();
+                    }
+                    // The server may have answered and closed before
+                    // reading everything: read what it said first.
+                    Poll::Ready(Err(e)) => self.write_error = Some(e),
+                    Poll::Pending => break,
+                }
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK_LEN / 4 {
+                self.rbuf.reserve(READ_CHUNK_LEN);
+            }
+            let read = {
+                let reading = io.read_buf(&mut self.rbuf);
+                tokio::pin!(reading);
+                reading.poll(cx)
+            };
+            match read {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(match self.write_error.take() {
+                        Some(e) if !is_closed(&e) => self.io_failure(e),
+                        _ => self.closed(),
+                    }))
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.received += n as u64;
+                    self.last_activity = Instant::now();
+                    self.pending = self.rbuf.split().freeze();
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_failure(e))),
+                Poll::Pending => return self.poll_writer(cx),
+            }
+        }
+    }
+
+    /// Checks on the body task (its end wakes this task): a body that
+    /// failed ends the request even while the server is silent.
+    fn poll_writer(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, Failure>> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Poll::Pending;
+        };
+        let Poll::Ready(done) = Pin::new(writer).poll(cx) else {
+            return Poll::Pending;
+        };
+        self.writer = None;
+        if let Ok(Some(Sink::Direct { half, .. })) = done {
+            self.body_sent = Some(half);
+            return Poll::Pending;
+        }
+        match self.shared.as_ref().and_then(|s| s.take_failure()) {
+            Some(failure) => Poll::Ready(Err(failure)),
+            // A write failed: the reading side tells why.
+            None => Poll::Pending,
+        }
+    }
+
+    /// END_REQUEST arrived: keep the connection when the whole request went
+    /// out, nothing follows the answer and keep-alive is on; else close it.
+    fn on_end(&mut self, cx: &mut Context<'_>) {
+        let _ = self.decoder.decode(&[]); // past END_REQUEST's padding, if any
+        let clean = self.pending.is_empty() && self.decoder.is_idle();
+        let socket = match self.io.take() {
+            Some(Io::Whole(socket)) => {
+                let sent = self.out_offset == self.out.len() && self.write_error.is_none();
+                sent.then_some(socket)
+            }
+            Some(Io::Split(read)) => {
+                // A body task still running: the server answered before it
+                // read the whole body.
+                let _ = self.poll_writer(cx);
+                match (self.writer.take(), self.body_sent.take()) {
+                    (None, Some(half)) => Socket::reunite(read, half),
+                    (writer, _) => {
+                        if let Some(writer) = writer {
+                            writer.abort();
+                        }
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        if let Some(socket) = socket.filter(|_| clean && self.pool.keep_alive) {
+            let decoder = std::mem::replace(&mut self.decoder, Decoder::for_request(0));
+            self.pool.park(Conn {
+                socket,
+                serial: self.serial,
+                served: self.served + 1,
+                next_id: self.id.checked_add(1).unwrap_or(SINGLE_REQUEST_ID),
+                decoder,
+                rbuf: std::mem::take(&mut self.rbuf),
+            });
+        } else {
+            tracing::debug!(upstream = %self.pool.address, conn = self.serial, "connection closed after its request");
+        }
+        // After parking, so the next waiter finds the connection idle.
+        self.permit = None;
+    }
+
+    /// Ends the request early: closes the connection, stops the body task
+    /// and frees the pool slot.
+    pub(crate) fn cancel(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.abort();
+        }
+        if self.io.take().is_some() {
+            tracing::debug!(upstream = %self.pool.address, conn = self.serial, "request stopped: closing its connection");
+        }
+        self.permit = None;
+    }
+
+    /// Frees what a finished request still holds.
+    pub(crate) fn release(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.abort();
+        }
+        self.io = None;
+        self.permit = None;
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.abort();
+        }
+    }
+}

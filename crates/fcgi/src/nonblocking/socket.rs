@@ -1,0 +1,214 @@
+//! Sockets of either kind (TCP, Unix), whole or split into halves, and
+//! connecting within a time limit.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{tcp, unix, TcpStream, UnixStream};
+
+use crate::address::Address;
+use crate::error::{Error, TimeoutPhase};
+
+/// A connected socket of either kind.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// The reading half of a split [`Socket`].
+#[derive(Debug)]
+pub(crate) enum ReadHalf {
+    Tcp(tcp::OwnedReadHalf),
+    Unix(unix::OwnedReadHalf),
+}
+
+/// The writing half of a split [`Socket`]; dropping it shuts the socket's
+/// write side down.
+#[derive(Debug)]
+pub(crate) enum WriteHalf {
+    Tcp(tcp::OwnedWriteHalf),
+    Unix(unix::OwnedWriteHalf),
+}
+
+/// Runs `$body` with `$s` bound to the pinned inner stream of whichever
+/// variant `$value` is.
+macro_rules! each_kind {
+    ($kind:ident, $value:expr, $s:ident => $body:expr) => {
+        match $value {
+            $kind::Tcp($s) => {
+                let $s = Pin::new($s);
+                $body
+            }
+            $kind::Unix($s) => {
+                let $s = Pin::new($s);
+                $body
+            }
+        }
+    };
+}
+
+impl Socket {
+    /// Splits into halves that can be used from different tasks.
+    pub(crate) fn into_split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Socket::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+            }
+            Socket::Unix(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Unix(r), WriteHalf::Unix(w))
+            }
+        }
+    }
+
+    /// Puts halves of one socket back together; `None` when they are not
+    /// from the same socket (which the callers never do).
+    pub(crate) fn reunite(read: ReadHalf, write: WriteHalf) -> Option<Socket> {
+        match (read, write) {
+            (ReadHalf::Tcp(r), WriteHalf::Tcp(w)) => r.reunite(w).ok().map(Socket::Tcp),
+            (ReadHalf::Unix(r), WriteHalf::Unix(w)) => r.reunite(w).ok().map(Socket::Unix),
+            _ => None,
+        }
+    }
+}
+
+impl WriteHalf {
+    /// Drops the half without shutting the write side down: the server must
+    /// not take a failed body for a complete one. The socket closes when
+    /// the read half goes.
+    pub(crate) fn forget(self) {
+        match self {
+            WriteHalf::Tcp(w) => w.forget(),
+            WriteHalf::Unix(w) => w.forget(),
+        }
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each_kind!(Socket, self.get_mut(), s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each_kind!(ReadHalf, self.get_mut(), s => s.poll_read(cx, buf))
+    }
+}
+
+/// [`AsyncWrite`] by delegation to the inner stream of each variant.
+macro_rules! delegate_write {
+    ($kind:ident) => {
+        impl AsyncWrite for $kind {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                each_kind!($kind, self.get_mut(), s => s.poll_write(cx, buf))
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                each_kind!($kind, self.get_mut(), s => s.poll_write_vectored(cx, bufs))
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                each_kind!($kind, self.get_mut(), s => s.poll_flush(cx))
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                each_kind!($kind, self.get_mut(), s => s.poll_shutdown(cx))
+            }
+        }
+    };
+}
+
+delegate_write!(Socket);
+delegate_write!(WriteHalf);
+
+/// Connects within `timeout`, with TCP_NODELAY on TCP.
+pub(crate) async fn connect(address: &Address, timeout: Duration) -> Result<Socket, Error> {
+    let attempt = async {
+        match address {
+            Address::Unix(path) => UnixStream::connect(path).await.map(Socket::Unix),
+            Address::Tcp { host, port } => {
+                let stream = TcpStream::connect((host.as_str(), *port)).await?;
+                stream.set_nodelay(true)?;
+                Ok(Socket::Tcp(stream))
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(socket)) => Ok(socket),
+        Ok(Err(source)) => Err(Error::Connect {
+            address: address.to_string(),
+            source,
+        }),
+        Err(_) => Err(Error::Timeout {
+            phase: TimeoutPhase::Connect,
+            after: timeout,
+            address: address.to_string(),
+        }),
+    }
+}
+
+/// Whether an I/O error means the peer closed the connection.
+pub(crate) fn is_closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected
+    )
+}
+
+/// Writes all of `parts` (a record header and its content, say) with
+/// vectored writes.
+pub(crate) async fn write_parts<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    parts: &[bytes::Bytes],
+) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (mut index, mut offset) = (0, 0);
+    while index < parts.len() {
+        let slices: Vec<IoSlice<'_>> = parts[index..]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| IoSlice::new(if i == 0 { &p[offset..] } else { &p[..] }))
+            .collect();
+        let mut n = writer.write_vectored(&slices).await?;
+        if n == 0 && slices.iter().any(|s| !s.is_empty()) {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while index < parts.len() && n >= parts[index].len() - offset {
+            n -= parts[index].len() - offset;
+            index += 1;
+            offset = 0;
+        }
+        offset += n;
+    }
+    Ok(())
+}
