@@ -390,3 +390,37 @@ pub(crate) fn trace_event(direction: &str, event: &Event<'_>) {
     };
     trace_record(direction, record_type as u8, id, len);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_readdressed_without_encoding_it_again() {
+        let request = Request::get("/x.php").param("A", "1");
+        let mut records = Vec::new();
+        let complete = encode_request_start(
+            SINGLE_REQUEST_ID,
+            &request,
+            &Config::default(),
+            false,
+            &mut records,
+        )
+        .unwrap();
+        assert!(complete);
+        assert_eq!(keep_conn_flag(&records), Some(false));
+        set_keep_conn(&mut records, true);
+        set_request_id(&mut records, 7);
+        let mut expected = Vec::new();
+        encode_request_start(7, &request, &Config::default(), true, &mut expected).unwrap();
+        assert_eq!(records, expected);
+        assert_eq!(keep_conn_flag(&records), Some(true));
+        set_keep_conn(&mut records, false);
+        assert_eq!(keep_conn_flag(&records), Some(false));
+        // Bytes that do not start with BEGIN_REQUEST are left alone.
+        let mut other = vec![1, 4, 0, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
+        set_keep_conn(&mut other, false);
+        assert_eq!(other[10], 1);
+        assert_eq!(keep_conn_flag(&other), None);
+    }
+}

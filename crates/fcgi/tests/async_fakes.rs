@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use fcgi::nonblocking::{Client, Multiplexing};
 use fcgi::{Error, ProtocolStatus, Request, TimeoutPhase, Timeouts};
-use fcgi_testkit::fake::{respond_ok, serve, silent};
+use fcgi_testkit::fake::{respond_ok, serve, silent, FakeConn};
 use fcgi_testkit::raw::{self, RawRecord};
 use fcgi_testkit::{pattern_at, FakeServer};
 
@@ -744,4 +744,99 @@ async fn a_down_upstream_is_skipped_then_probed_back() {
         "the upstream was not probed back: {} requests",
         back.load(Ordering::SeqCst)
     );
+}
+
+/// A client for `server` that does not ask about multiplexing.
+fn one_at_a_time(server: &FakeServer) -> Client {
+    Client::builder()
+        .upstream(server.address().as_str())
+        .multiplexing(Multiplexing::Disabled)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_on_a_kept_connection_carries_a_new_request_id() {
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&ids);
+    let server = FakeServer::tcp(serve(move |conn, req| {
+        seen.lock().unwrap().push(req.id);
+        conn.respond(req.id, b"Status: 200 OK\r\n\r\nok");
+    }));
+    let client = one_at_a_time(&server);
+    for _ in 0..4 {
+        let response = within(
+            Duration::from_secs(10),
+            client.execute(Request::get("/x.php")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.body, b"ok");
+    }
+    assert_eq!(server.connections(), 1);
+    assert_eq!(*ids.lock().unwrap(), [1, 2, 3, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_records_after_a_response_never_reach_the_next_request() {
+    let server = FakeServer::tcp(|conn: &mut FakeConn| {
+        if let Ok(req) = conn.read_request() {
+            conn.respond(req.id, b"Status: 200 OK\r\n\r\nfirst");
+            // A late record for the same id, after END_REQUEST.
+            thread::sleep(Duration::from_millis(20));
+            conn.write_stdout(req.id, b"Status: 500 Stale\r\n\r\nstale");
+        }
+        if let Ok(req) = conn.read_request() {
+            conn.respond(req.id, b"Status: 200 OK\r\n\r\nsecond");
+        }
+    });
+    let client = one_at_a_time(&server);
+    let get = || {
+        within(
+            Duration::from_secs(10),
+            client.execute(Request::get("/x.php")),
+        )
+    };
+    assert_eq!(get().await.unwrap().body, b"first");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The polluted connection is dropped; a fresh one answers "first" again.
+    let response = get().await.unwrap();
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"first"[..])
+    );
+    assert_eq!(server.connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_given_before_the_request_was_read_is_returned() {
+    // The server reads BEGIN_REQUEST only, answers and closes, while the
+    // client still has megabytes of params to write.
+    let server = FakeServer::unix(|conn: &mut FakeConn| {
+        if let Ok(Some(begin)) = conn.read_record() {
+            conn.respond(begin.request_id, b"Status: 403 Forbidden\r\n\r\nno");
+            conn.close();
+        }
+    });
+    let client = one_at_a_time(&server);
+    let mut request = Request::get("/x.php");
+    for i in 0..40 {
+        request = request.param(format!("HTTP_X_FILLER_{i}"), "v".repeat(60_000));
+    }
+    let response = within(Duration::from_secs(10), client.execute(request))
+        .await
+        .unwrap();
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (403, &b"no"[..])
+    );
+    // That connection is not kept: the next request opens another.
+    let response = within(
+        Duration::from_secs(10),
+        client.execute(Request::get("/x.php")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status, 403);
+    assert_eq!(server.connections(), 2);
 }

@@ -377,3 +377,55 @@ fn the_blocking_client_refuses_an_async_body_before_sending() {
     let err = client.execute(request).unwrap_err();
     assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_request_is_shared_by_tasks_and_sent_many_times() {
+    let fpm = PhpFpm::start();
+    let client = Client::new(fpm.unix_address().as_str()).unwrap();
+    // Larger than what goes out with the params: the body is streamed.
+    let data = pattern(200_000);
+    let request = Request::post(
+        &script(&fpm, "input_hash.php"),
+        "application/octet-stream",
+        data.clone(),
+    );
+    let prepared = std::sync::Arc::new(client.prepare(request).unwrap());
+    assert_eq!(
+        prepared.request().params().get("CONTENT_LENGTH"),
+        Some(&b"200000"[..])
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (client, prepared) = (client.clone(), prepared.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hashes = Vec::new();
+            for _ in 0..5 {
+                let response = client.execute_prepared(&prepared).await.unwrap();
+                hashes.push(json(&response.body)["sha256"].as_str().unwrap().to_string());
+            }
+            hashes
+        }));
+    }
+    for task in tasks {
+        let hashes = within(Duration::from_secs(60), task).await.unwrap();
+        assert_eq!(hashes, vec![sha256_hex(&data); 5]);
+    }
+    // A body that can be read only once cannot be prepared.
+    let once = Body::from_reader(std::io::Cursor::new(data.clone()), Some(200_000));
+    let err = client
+        .prepare(Request::post("/x.php", "application/octet-stream", once))
+        .unwrap_err();
+    assert!(err.to_string().contains("body in memory"), "{err}");
+    // Its kept connections pin php-fpm's workers: let them go.
+    drop(client);
+    // A client that encodes differently (no keep-alive) encodes it afresh.
+    let other = Client::builder()
+        .upstream(fpm.unix_address().as_str())
+        .keep_alive(false)
+        .build()
+        .unwrap();
+    let response = within(Duration::from_secs(10), other.execute_prepared(&prepared))
+        .await
+        .unwrap();
+    assert_eq!(json(&response.body)["sha256"], sha256_hex(&data));
+}

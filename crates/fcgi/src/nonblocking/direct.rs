@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use fcgi_proto::decode::{Decoder, Event};
+use fcgi_proto::decode::{DecodeError, Decoder, Event};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -255,6 +255,8 @@ pub(crate) struct Exchange {
     pending: Bytes,
     last_activity: Instant,
     received: u64,
+    /// A record of this request's answer was handed out.
+    answered: bool,
 }
 
 impl Exchange {
@@ -294,6 +296,7 @@ impl Exchange {
             pending: Bytes::new(),
             last_activity: Instant::now(),
             received: 0,
+            answered: false,
         };
         match body {
             None => {
@@ -368,10 +371,17 @@ impl Exchange {
         loop {
             if !self.pending.is_empty() {
                 let input = self.pending.clone();
-                let (used, event) = self
-                    .decoder
-                    .decode(&input)
-                    .map_err(|e| self.failure(Error::from_decode(&self.pool.address, e)))?;
+                let (used, event) = self.decoder.decode(&input).map_err(|e| {
+                    // A record for another id before any of this answer:
+                    // leftovers of an earlier request on this kept
+                    // connection. This request never started; it may go
+                    // again on a fresh connection.
+                    let stray = matches!(e, DecodeError::UnexpectedRequestId { .. });
+                    Failure {
+                        retryable: stray && !self.answered,
+                        error: Error::from_decode(&self.pool.address, e),
+                    }
+                })?;
                 let frame = event.and_then(|event| {
                     trace_event("recv", &event);
                     match event {
@@ -383,6 +393,7 @@ impl Exchange {
                     }
                 });
                 self.pending = input.slice(used..);
+                self.answered |= frame.is_some();
                 match frame {
                     Some(Frame::End(end)) => {
                         self.on_end(cx);
