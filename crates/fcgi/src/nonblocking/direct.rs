@@ -160,21 +160,32 @@ impl DirectPool {
 }
 
 /// Closes connections of `pool` once they have been idle for its idle
-/// timeout; ends when none is left idle (the next park starts another).
+/// timeout. Ends after a whole idle timeout with no idle connection (the
+/// next park starts another), so a busy pool keeps one reaper rather than
+/// starting one per request.
 async fn reap(pool: Weak<DirectPool>) {
+    let mut quiet = false;
     loop {
         let next = {
             let Some(pool) = pool.upgrade() else { return };
+            let now = Instant::now();
             let mut list = lock(&pool.idle);
-            let expired = pool.split_off_expired(&mut list, Instant::now());
+            let expired = pool.split_off_expired(&mut list, now);
             for idle in &expired {
                 tracing::debug!(upstream = %pool.address, conn = idle.conn.serial, "idle connection closed");
             }
             let next = match list.conns.first() {
-                Some(oldest) => oldest.since + pool.idle_timeout,
-                None => {
+                Some(oldest) => {
+                    quiet = false;
+                    oldest.since + pool.idle_timeout
+                }
+                None if quiet => {
                     list.reaper = false;
                     return;
+                }
+                None => {
+                    quiet = true;
+                    now + pool.idle_timeout
                 }
             };
             drop(list);

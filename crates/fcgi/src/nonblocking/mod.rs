@@ -493,11 +493,15 @@ impl Client {
         &self,
         prepared: &PreparedRequest,
     ) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
-        let stream = self.stream_prepared(prepared);
+        let start = self.outgoing(prepared);
+        let settings = &self.inner.settings;
         async move {
+            let stream = match start {
+                Ok(outgoing) => self.send(outgoing, settings.config.timeouts).await?,
+                Err(request) => self.stream(request).await?,
+            };
             stream
-                .await?
-                .into_response(self.inner.settings.config.limits.max_body_bytes)
+                .into_response(settings.config.limits.max_body_bytes)
                 .await
         }
     }
@@ -509,8 +513,23 @@ impl Client {
         &self,
         prepared: &PreparedRequest,
     ) -> impl Future<Output = Result<ResponseStream, Error>> + Send + '_ {
+        let start = self.outgoing(prepared);
+        async move {
+            match start {
+                Ok(outgoing) => {
+                    self.send(outgoing, self.inner.settings.config.timeouts)
+                        .await
+                }
+                Err(request) => self.stream(request).await,
+            }
+        }
+    }
+
+    /// What to send for `prepared`: its encoded records when this client
+    /// encodes the same way, else the request to encode afresh.
+    fn outgoing(&self, prepared: &PreparedRequest) -> Result<Outgoing, Request> {
         let settings = &self.inner.settings;
-        let start = match prepared.records_for(&settings.config, settings.keep_alive) {
+        match prepared.records_for(&settings.config, settings.keep_alive) {
             Some((records, complete)) => Ok(Outgoing {
                 records: records.clone(),
                 complete,
@@ -519,12 +538,6 @@ impl Client {
                 role: prepared.role(),
             }),
             None => Err(prepared.request()),
-        };
-        async move {
-            match start {
-                Ok(outgoing) => self.send(outgoing, settings.config.timeouts).await,
-                Err(request) => self.stream(request).await,
-            }
         }
     }
 
@@ -632,34 +645,36 @@ impl Client {
         loop {
             let lease = upstream.acquire(timer, fresh).await?;
             let opened = match lease {
-                Lease::Direct(lease) => self.open_direct(upstream, lease, outgoing, timer).await,
-                Lease::Shared(lease) => self.open_shared(upstream, lease, outgoing, timer).await,
+                Lease::Direct(lease) => Ok(self.open_direct(upstream, lease, outgoing, timer)),
+                Lease::Shared(lease) => self.open_shared(upstream, lease, outgoing, timer),
             };
-            match opened.map(|mut stream| {
-                stream.set_outstanding(outstanding.take());
-                stream
-            }) {
-                Ok(stream) => return Ok(stream),
-                Err((failure, reused)) => {
-                    if failure.retryable && replayable && reused && !fresh {
-                        tracing::debug!(upstream = %upstream.address_text, error = %failure.error, "stale pooled connection; retrying on a fresh one");
-                        fresh = true;
-                        continue;
+            let (failure, reused) = match opened {
+                Ok(mut stream) => match std::future::poll_fn(|cx| stream.poll_head(cx)).await {
+                    Ok(()) => {
+                        stream.set_outstanding(outstanding.take());
+                        return Ok(stream);
                     }
-                    return Err(failure.error);
-                }
+                    Err(failure) => (failure, stream.reused()),
+                },
+                Err(failed) => failed,
+            };
+            if failure.retryable && replayable && reused && !fresh {
+                tracing::debug!(upstream = %upstream.address_text, error = %failure.error, "stale pooled connection; retrying on a fresh one");
+                fresh = true;
+                continue;
             }
+            return Err(failure.error);
         }
     }
 
-    /// Starts the request on a connection of its own and waits for the head.
-    async fn open_direct(
+    /// Starts the request on a connection of its own.
+    fn open_direct(
         &self,
         upstream: &Arc<Upstream>,
         lease: DirectLease,
         outgoing: &mut Outgoing,
         timer: &Timer,
-    ) -> Result<ResponseStream, (Failure, bool)> {
+    ) -> ResponseStream {
         let id = lease.id();
         let span = tracing::debug_span!(
             "fcgi_request",
@@ -671,12 +686,12 @@ impl Client {
         let records = outgoing.records_for(id, self.inner.settings.keep_alive);
         let body = (!outgoing.complete).then(|| outgoing.take_bodies());
         let exchange = Exchange::start(lease, records, body);
-        self.wait_for_head(upstream, id, Link::Direct(exchange), timer, span)
-            .await
+        self.new_stream(upstream, id, Link::Direct(exchange), timer, span)
     }
 
-    /// Starts the request on a multiplexed connection and waits for the head.
-    async fn open_shared(
+    /// Starts the request on a multiplexed connection; the failure (and
+    /// whether the connection was reused) when its driver is gone.
+    fn open_shared(
         &self,
         upstream: &Arc<Upstream>,
         mut lease: SharedLease,
@@ -741,19 +756,19 @@ impl Client {
             lease,
             writer,
         });
-        self.wait_for_head(upstream, id, link, timer, span).await
+        Ok(self.new_stream(upstream, id, link, timer, span))
     }
 
-    /// Waits for the head of a request started on `link`.
-    async fn wait_for_head(
+    /// The response stream of a request started on `link`.
+    fn new_stream(
         &self,
         upstream: &Arc<Upstream>,
         id: u16,
         link: Link,
         timer: &Timer,
         span: tracing::Span,
-    ) -> Result<ResponseStream, (Failure, bool)> {
-        let mut stream = ResponseStream::new(Parts {
+    ) -> ResponseStream {
+        ResponseStream::new(Parts {
             id,
             link,
             machine: ResponseMachine::new(
@@ -765,11 +780,7 @@ impl Client {
             outstanding: None,
             address: Arc::clone(&upstream.address_shared),
             span,
-        });
-        match std::future::poll_fn(|cx| stream.poll_head(cx)).await {
-            Ok(()) => Ok(stream),
-            Err(failure) => Err((failure, stream.reused())),
-        }
+        })
     }
 }
 

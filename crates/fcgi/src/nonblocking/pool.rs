@@ -137,7 +137,7 @@ impl Upstream {
 
     async fn pool(self: &Arc<Self>, timer: &Timer) -> Result<Pools, Error> {
         self.pool
-            .get_or_try_init(|| self.discover(timer))
+            .get_or_try_init(|| Box::pin(self.discover(timer)))
             .await
             .cloned()
     }
@@ -282,7 +282,9 @@ impl Upstream {
                 let permit = self.permit(&pool.semaphore, timer).await?;
                 let conn = match pool.take_idle(fresh) {
                     Some(conn) => conn,
-                    None => pool.new_conn(self.connect(timer).await?),
+                    // Boxed: connecting is rare, and its future would
+                    // otherwise grow every request's future.
+                    None => pool.new_conn(Box::pin(self.connect(timer)).await?),
                 };
                 Ok(Lease::Direct(DirectLease { pool, permit, conn }))
             }
@@ -351,7 +353,7 @@ impl Upstream {
                     }))
                 }
                 Assign::Connect(slot) => {
-                    let socket = self.connect(timer).await?;
+                    let socket = Box::pin(self.connect(timer)).await?;
                     let (conn, id) = pool.add(slot, socket);
                     return Ok(Lease::Shared(SharedLease {
                         pool: Arc::clone(&pool),

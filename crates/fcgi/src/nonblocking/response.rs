@@ -185,7 +185,9 @@ pub struct ResponseStream {
     status: u16,
     reason: String,
     headers: Headers,
-    parts: Parts,
+    /// Boxed: the stream is moved through several futures, and a pointer
+    /// moves cheaper than the whole exchange.
+    parts: Box<Parts>,
     sleep: Pin<Box<tokio::time::Sleep>>,
     /// When `sleep` is set to fire; moved only when a limit comes sooner
     /// or it fired, so most requests register one timer.
@@ -215,7 +217,7 @@ impl ResponseStream {
             status: 0,
             reason: String::new(),
             headers: Headers::new(),
-            parts,
+            parts: Box::new(parts),
             sleep: Box::pin(tokio::time::sleep_until(due.into())),
             armed_at: due,
             pending: None,
