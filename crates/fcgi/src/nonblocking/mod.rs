@@ -21,6 +21,14 @@
 //!   [`Builder::max_requests_per_connection`], lowered to FCGI_MAX_REQS when
 //!   the server gives it). php-fpm answers 0: one request per connection at
 //!   a time. [`Builder::multiplexing`] overrides the discovery;
+//! - **no task per connection** when the server does not multiplex
+//!   (php-fpm): a request takes an idle connection from the pool, writes
+//!   and reads it from the caller's own task and puts it back after a clean
+//!   END_REQUEST, so a small request costs one write and one read and no
+//!   hand-off between tasks. Multiplexed connections have a driver task that
+//!   routes records by request id;
+//! - **prepared requests**: [`Client::prepare`] encodes a request once,
+//!   [`Client::execute_prepared`] sends it any number of times;
 //! - **full duplex**: the body is written while the response is read;
 //! - **streaming with backpressure**: [`ResponseStream`] buffers a few
 //!   chunks at most, so a slow reader slows the server down;
