@@ -1,6 +1,6 @@
-//! Faults under load: while client threads drive a real php-fpm pool, the
-//! pool is reloaded, workers are killed, the master is restarted, or every
-//! worker is busy. Every request is counted: succeeded (body checked byte for
+//! Faults under load: while client threads (or the tasks of the async
+//! client) drive a real php-fpm pool, the pool is reloaded, workers are
+//! killed, the master is restarted, or every worker is busy. Every request is counted: succeeded (body checked byte for
 //! byte), failed with a typed error (by kind), hung (a time limit fired:
 //! must be zero), corrupted (wrong bytes: must be zero).
 //!
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fcgi::{Client, Config, Error, Request};
+use fcgi::{AsyncClient, Client, Config, Error, Request};
 use fcgi_testkit::{pattern_at, PhpFpm};
 
 const CLIENT_THREADS: usize = 8;
@@ -77,23 +77,7 @@ fn under_load<R>(
                     let len = 1_000 + (i * 7_919) % 150_000;
                     let started = Instant::now();
                     let outcome = client.execute(Request::get(&format!("{script}?bytes={len}")));
-                    let mut tally = tally.lock().unwrap();
-                    match outcome {
-                        Ok(r)
-                            if r.status == 200
-                                && r.body.len() == len
-                                && r.body == pattern_at(0, len) =>
-                        {
-                            tally.succeeded += 1
-                        }
-                        Ok(_) => tally.corrupted += 1,
-                        Err(e) if e.timeout_phase().is_some() => tally.hung += 1,
-                        Err(e) => *tally.failed.entry(kind(&e)).or_default() += 1,
-                    }
-                    assert!(
-                        started.elapsed() < Duration::from_secs(11),
-                        "a request outlived its deadline"
-                    );
+                    count(&tally, outcome, len, started);
                 }
             });
         }
@@ -103,6 +87,33 @@ fn under_load<R>(
         stop.store(true, Ordering::Relaxed);
         faulted
     });
+    report(name, tally, faulted)
+}
+
+/// Adds one request's outcome to the tally.
+fn count(
+    tally: &Mutex<Tally>,
+    outcome: Result<fcgi::Response, Error>,
+    len: usize,
+    started: Instant,
+) {
+    let mut tally = tally.lock().unwrap();
+    match outcome {
+        Ok(r) if r.status == 200 && r.body.len() == len && r.body == pattern_at(0, len) => {
+            tally.succeeded += 1
+        }
+        Ok(_) => tally.corrupted += 1,
+        Err(e) if e.timeout_phase().is_some() => tally.hung += 1,
+        Err(e) => *tally.failed.entry(kind(&e)).or_default() += 1,
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(11),
+        "a request outlived its deadline"
+    );
+}
+
+/// Prints the tally line of test `name`.
+fn report<R>(name: &str, tally: Arc<Mutex<Tally>>, faulted: R) -> (Tally, R) {
     let tally = Arc::try_unwrap(tally).unwrap().into_inner().unwrap();
     eprintln!(
         "fault-matrix: {name}: requests={} succeeded={} failed_cleanly={} {:?} hung={} corrupted={}",
@@ -114,6 +125,59 @@ fn under_load<R>(
         tally.corrupted
     );
     (tally, faulted)
+}
+
+/// [`under_load`] with the async client: one client per address (TCP and
+/// Unix), each pooling `WORKERS / 2` kept connections, shared by
+/// `CLIENT_THREADS` tasks on a two-worker runtime.
+fn under_load_async<R>(name: &str, fpm: &PhpFpm, fault: impl FnOnce(&PhpFpm) -> R) -> (Tally, R) {
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let script = fpm.script("output.php").to_string_lossy().into_owned();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let clients: Vec<AsyncClient> = fpm
+        .addresses()
+        .iter()
+        .map(|address| {
+            AsyncClient::builder()
+                .upstream(address.as_str())
+                .config(config(true))
+                .max_connections(WORKERS / 2)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let tasks: Vec<_> = (0..CLIENT_THREADS)
+        .map(|t| {
+            let (tally, stop, script) = (Arc::clone(&tally), Arc::clone(&stop), script.clone());
+            let client = clients[t % 2].clone();
+            runtime.spawn(async move {
+                let mut i = t * 1_000_003;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let len = 1_000 + (i * 7_919) % 150_000;
+                    let started = Instant::now();
+                    let request = Request::get(&format!("{script}?bytes={len}"));
+                    let outcome = client.execute(request).await;
+                    count(&tally, outcome, len, started);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(FAULT_AT);
+    let faulted = fault(fpm);
+    std::thread::sleep(LOAD_TIME.saturating_sub(FAULT_AT));
+    stop.store(true, Ordering::Relaxed);
+    runtime.block_on(async {
+        for task in tasks {
+            task.await.expect("a load task panicked");
+        }
+    });
+    report(name, tally, faulted)
 }
 
 fn pool() -> PhpFpm {
@@ -190,5 +254,39 @@ fn full_pool_under_load() {
     assert!(
         tally.failed.is_empty(),
         "a full pool only delays requests: {tally:?}"
+    );
+}
+
+#[test]
+fn async_client_through_a_graceful_reload() {
+    let fpm = pool();
+    let (tally, ()) = under_load_async("async: reload (SIGUSR2)", &fpm, |fpm| fpm.reload());
+    assert_healthy(&tally);
+}
+
+#[test]
+fn async_client_with_workers_killed() {
+    let fpm = pool();
+    let (tally, ()) = under_load_async("async: workers killed (SIGKILL x3)", &fpm, |fpm| {
+        for _ in 0..3 {
+            fpm.kill_worker().expect("a worker to kill");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    assert_healthy(&tally);
+    assert!(tally.failed.keys().all(|k| *k == "closed"), "{tally:?}");
+}
+
+#[test]
+fn async_client_through_a_master_restart() {
+    let fpm = pool();
+    let (tally, ()) = under_load_async("async: master restarted", &fpm, |fpm| fpm.restart());
+    assert_healthy(&tally);
+    assert!(
+        tally
+            .failed
+            .keys()
+            .all(|k| matches!(*k, "closed" | "connect")),
+        "{tally:?}"
     );
 }
