@@ -196,6 +196,18 @@ impl FakeServer {
         wait_until(timeout, || self.finished() >= n)
     }
 
+    /// Waits until every accepted connection's handler has returned (panics
+    /// after 30 s), then 100 ms for their threads to be reaped: for tests
+    /// that count this process's threads and file descriptors.
+    pub fn settle(&self) {
+        assert!(
+            wait_until(Duration::from_secs(30), || self.finished()
+                >= self.connections()),
+            "fake server handlers did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     /// Panic messages of handlers that panicked (an assertion in a handler
     /// does not fail the test by itself: check this).
     pub fn handler_panics(&self) -> Vec<String> {
@@ -668,6 +680,18 @@ pub fn echo_stdin() -> impl Handler {
         let mut out = b"Content-Type: application/octet-stream\r\n\r\n".to_vec();
         out.extend_from_slice(&req.stdin);
         conn.respond(req.id, &out);
+    })
+}
+
+/// Answers every request with the length of its STDIN in decimal as the body
+/// (`Content-Type: text/plain`), honouring keep-alive ([`serve`]).
+pub fn respond_stdin_len() -> impl Handler {
+    serve(|conn, req| {
+        let body = req.stdin.len().to_string();
+        conn.respond(
+            req.id,
+            format!("Content-Type: text/plain\r\n\r\n{body}").as_bytes(),
+        );
     })
 }
 

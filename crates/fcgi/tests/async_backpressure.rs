@@ -9,16 +9,9 @@ use fcgi::nonblocking::{Chunk, Client};
 use fcgi::Request;
 use fcgi_testkit::{pattern, PhpFpm};
 
-/// Resident set size of this process in bytes, from /proc/self/status.
+/// Resident set size of this process in bytes.
 fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kb * 1024
+    fcgi_testkit::usage::rss_kb() * 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
