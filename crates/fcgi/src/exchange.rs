@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use fcgi_proto::decode::{DecodeError, Decoder, EndRequest, Event};
+use fcgi_proto::decode::{Decoder, EndRequest, Event};
 use fcgi_proto::encode::{encode_begin_request, encode_params, encode_stream, ParamsOptions};
 use fcgi_proto::head::{Head, HeadParser};
 use fcgi_proto::record::{type_name, Header, RecordType, FLAG_KEEP_CONN, HEADER_LEN};
@@ -234,8 +234,6 @@ pub(crate) struct ResponseMachine {
     pub(crate) stderr_dropped: u64,
     end: Option<EndRequest>,
     address: Arc<str>,
-    /// The first record that arrived was for another request id.
-    stray_record: bool,
 }
 
 impl ResponseMachine {
@@ -255,18 +253,7 @@ impl ResponseMachine {
             stderr_dropped: 0,
             end: None,
             address: address.into(),
-            stray_record: false,
         }
-    }
-
-    /// True when decoding failed on a record for another request id: on a
-    /// kept connection, leftovers of an earlier request, not this response.
-    pub(crate) fn saw_stray_record(&self) -> bool {
-        self.stray_record
-            && self.head.is_none()
-            && self.stderr.is_empty()
-            && self.stderr_dropped == 0
-            && self.head_parser.as_ref().is_some_and(|p| p.buffered() == 0)
     }
 
     /// Response bytes (records included) consumed so far.
@@ -289,10 +276,10 @@ impl ResponseMachine {
 
     /// Consumes input until something happens; returns bytes used and what.
     pub(crate) fn feed(&mut self, input: &[u8]) -> Result<(usize, Step), Error> {
-        let (used, event) = self.decoder.decode(input).map_err(|e| {
-            self.stray_record = matches!(e, DecodeError::UnexpectedRequestId { .. });
-            Error::from_decode(&self.address, e)
-        })?;
+        let (used, event) = self
+            .decoder
+            .decode(input)
+            .map_err(|e| Error::from_decode(&self.address, e))?;
         if let Some(event) = &event {
             trace_event("recv", event);
         }

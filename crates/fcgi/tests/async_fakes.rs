@@ -791,9 +791,12 @@ async fn stray_records_after_a_response_never_reach_the_next_request() {
             conn.write_stdout(req.id, b"Status: 500 Stale\r\n\r\nstale");
         }
         if let Ok(req) = conn.read_request() {
+            // Never: the polluted connection must not carry another request.
             conn.respond(req.id, b"Status: 200 OK\r\n\r\nsecond");
+            SENT_ON_POLLUTED.fetch_add(1, Ordering::SeqCst);
         }
     });
+    static SENT_ON_POLLUTED: AtomicUsize = AtomicUsize::new(0);
     let client = one_at_a_time(&server);
     let get = || {
         within(
@@ -803,13 +806,116 @@ async fn stray_records_after_a_response_never_reach_the_next_request() {
     };
     assert_eq!(get().await.unwrap().body, b"first");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // The polluted connection is dropped; a fresh one answers "first" again.
+    // The polluted connection is seen to hold bytes before it is reused and
+    // dropped; a fresh one answers "first" again, and the request went out
+    // once.
     let response = get().await.unwrap();
     assert_eq!(
         (response.status, response.body.as_slice()),
         (200, &b"first"[..])
     );
     assert_eq!(server.connections(), 2);
+    // Closing the pool lets the handlers finish.
+    drop(client);
+    server.settle();
+    assert_eq!(SENT_ON_POLLUTED.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_the_server_closed_is_not_reused_even_for_a_streamed_body() {
+    // Each connection serves one request and closes, as php-fpm does at
+    // pm.max_requests; the answer is the length of the request body.
+    let server = FakeServer::tcp(|conn: &mut FakeConn| {
+        if let Ok(req) = conn.read_request() {
+            let body = format!("Status: 200 OK\r\n\r\n{}", req.stdin.len());
+            conn.respond(req.id, body.as_bytes());
+        }
+    });
+    let client = one_at_a_time(&server);
+    let response = within(
+        Duration::from_secs(10),
+        client.execute(Request::get("/x.php")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.body, b"0");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A streamed body cannot be sent twice, so no retry could save it: the
+    // closed connection must be noticed before it is used.
+    let chunks: Vec<std::io::Result<bytes::Bytes>> = vec![Ok(bytes::Bytes::from_static(b"12345"))];
+    let body = fcgi::Body::from_stream(futures_util::stream::iter(chunks), Some(5));
+    let request = Request::post("/x.php", "text/plain", body);
+    let response = within(Duration::from_secs(10), client.execute(request))
+        .await
+        .unwrap();
+    assert_eq!(response.body, b"5");
+    assert_eq!(server.connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_padded_end_request_leaves_the_connection_reusable() {
+    let server = FakeServer::tcp(serve(|conn, req| {
+        let mut bytes = raw::record(raw::STDOUT, req.id, b"Status: 200 OK\r\n\r\nok");
+        let end = raw::end_request_body(0, raw::REQUEST_COMPLETE, [0; 3]);
+        bytes.extend_from_slice(&raw::record_with(
+            raw::VERSION,
+            raw::END_REQUEST,
+            req.id,
+            &end,
+            8,
+        ));
+        conn.write_raw(&bytes);
+    }));
+    let client = one_at_a_time(&server);
+    for _ in 0..3 {
+        let response = within(
+            Duration::from_secs(10),
+            client.execute(Request::get("/x.php")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.body, b"ok");
+    }
+    assert_eq!(server.connections(), 1);
+}
+
+#[test]
+fn a_client_outlives_the_runtime_it_was_first_used_on() {
+    let server = FakeServer::tcp(respond_ok("hi"));
+    let client = Client::builder()
+        .upstream(server.address().as_str())
+        .multiplexing(Multiplexing::Disabled)
+        .pool_idle_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    for _ in 0..3 {
+        // The connection parked under the previous runtime is not usable
+        // under this one: it is closed and another opened.
+        let response = runtime()
+            .block_on(client.execute(Request::get("/x.php")))
+            .unwrap();
+        assert_eq!(response.body, b"hi");
+    }
+    assert_eq!(server.connections(), 3);
+    // The last runtime is gone with its reaper; the next park starts one on
+    // this runtime, which closes the idle connection after 200 ms.
+    let rt = runtime();
+    rt.block_on(async {
+        client.execute(Request::get("/x.php")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    });
+    assert!(
+        server.wait_for_finished(4, Duration::from_secs(5)),
+        "idle connections left open: {} of {} closed",
+        server.finished(),
+        server.connections()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

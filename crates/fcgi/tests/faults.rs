@@ -1167,6 +1167,12 @@ fn stray_bytes_after_a_response_never_reach_the_next_request() {
     let client = client(&server, config().keep_alive(true));
     assert_eq!(execute(&client, get()).unwrap().body, b"first");
     thread::sleep(Duration::from_millis(100));
+    // The next request went out on the polluted connection (the server took
+    // it), so it fails with a protocol error naming the stray record rather
+    // than being sent a second time, and never returns the stale answer.
+    let err = execute(&client, get()).unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    assert!(err.to_string().contains("request id 1"), "{err}");
     // The polluted connection is dropped; a fresh one answers "first" again.
     let response = execute(&client, get()).unwrap();
     assert_eq!(

@@ -760,11 +760,12 @@ impl ResponseStream {
                 }
                 Ok(Out::End) => break,
                 Err(error) => {
-                    // Nothing of this response arrived: the connection was
-                    // closed, or held only records of an earlier request.
-                    let retryable = stream.machine.saw_stray_record()
-                        || (stream.machine.received() == 0
-                            && matches!(error, Error::ConnectionClosed { .. }));
+                    // Nothing arrived and the connection was closed: the
+                    // server never took the request. (Records of an earlier
+                    // request are a protocol error, not a reason to send
+                    // again: this request was delivered.)
+                    let retryable = stream.machine.received() == 0
+                        && matches!(error, Error::ConnectionClosed { .. });
                     let error = stream.abort(error);
                     return Err(Failure { error, retryable });
                 }

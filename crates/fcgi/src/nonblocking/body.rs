@@ -14,7 +14,7 @@ use fcgi_proto::record::{RecordType, STREAM_CHUNK_LEN};
 use tokio::io::AsyncReadExt;
 
 use super::conn::{ConnHandle, Failure, RequestShared, WriteItem};
-use super::socket::{write_parts, WriteHalf};
+use super::socket::{is_closed, write_parts, WriteHalf};
 use crate::error::Error;
 use crate::exchange::trace_sent_records;
 use crate::request::{AsyncSource, Body};
@@ -45,6 +45,8 @@ pub(crate) enum Sink {
         half: WriteHalf,
         id: u16,
         shared: Arc<RequestShared>,
+        /// The server's address, for errors.
+        address: String,
     },
 }
 
@@ -88,8 +90,27 @@ impl Sink {
                 };
                 conn.writes.send(item).await.map_err(|_| Stop::Gone)
             }
-            Sink::Direct { half, shared, .. } => {
-                write_parts(half, &parts).await.map_err(|_| Stop::Gone)?;
+            Sink::Direct {
+                half,
+                shared,
+                address,
+                ..
+            } => {
+                if let Err(e) = write_parts(half, &parts).await {
+                    // The server closing shows on the reading side (which
+                    // may still get its answer); any other error is the
+                    // request's.
+                    if !is_closed(&e) {
+                        shared.fail(Failure {
+                            error: Error::Io {
+                                address: address.clone(),
+                                source: e,
+                            },
+                            retryable: false,
+                        });
+                    }
+                    return Err(Stop::Gone);
+                }
                 shared.touch();
                 Ok(())
             }
@@ -123,7 +144,12 @@ pub(crate) async fn write_body(
     .await;
     match result {
         Ok(()) => Some(sink),
-        Err(Stop::Gone) => None,
+        Err(Stop::Gone) => {
+            if let Sink::Direct { half, .. } = sink {
+                half.forget();
+            }
+            None
+        }
         Err(Stop::Failed(error)) => {
             shared.fail(Failure {
                 error,

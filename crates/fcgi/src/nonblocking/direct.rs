@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use fcgi_proto::decode::{DecodeError, Decoder, Event};
+use fcgi_proto::decode::{Decoder, Event};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -101,20 +101,30 @@ impl DirectPool {
         })
     }
 
-    /// The most recently used idle connection, unless `fresh` asks for a new
-    /// one (then one idle connection is closed to make room for it).
-    pub(crate) fn take_idle(&self, fresh: bool) -> Option<Conn> {
-        let now = Instant::now();
-        let mut list = lock(&self.idle);
-        let expired = self.split_off_expired(&mut list, now);
-        let conn = list.conns.pop().map(|idle| idle.conn);
-        drop(list);
-        drop(expired);
-        if fresh {
-            drop(conn);
-            return None;
+    /// The most recently used idle connection that is still fit (see
+    /// [`Socket::still_idle`]), unless `fresh` asks for a new one (then the
+    /// oldest idle connection is closed to make room for it).
+    pub(crate) fn take_idle(&self, fresh: bool, cx: &mut Context<'_>) -> Option<Conn> {
+        loop {
+            let now = Instant::now();
+            let mut list = lock(&self.idle);
+            let expired = self.split_off_expired(&mut list, now);
+            let idle = if fresh {
+                (!list.conns.is_empty()).then(|| list.conns.remove(0))
+            } else {
+                list.conns.pop()
+            };
+            drop(list);
+            drop(expired);
+            let conn = idle?.conn;
+            if fresh {
+                return None; // `conn` is closed here
+            }
+            if conn.socket.still_idle(cx) {
+                return Some(conn);
+            }
+            tracing::debug!(upstream = %self.address, conn = conn.serial, "idle connection closed by the server (or sent bytes unasked); not reused");
         }
-        conn
     }
 
     /// Wraps a socket just connected.
@@ -143,7 +153,10 @@ impl DirectPool {
         });
         if !list.reaper {
             list.reaper = true;
-            runtime.spawn(reap(self.me.clone()));
+            runtime.spawn(reap(ReaperGuard {
+                pool: self.me.clone(),
+                armed: true,
+            }));
         }
     }
 
@@ -159,15 +172,36 @@ impl DirectPool {
     }
 }
 
-/// Closes connections of `pool` once they have been idle for its idle
-/// timeout. Ends after a whole idle timeout with no idle connection (the
-/// next park starts another), so a busy pool keeps one reaper rather than
-/// starting one per request.
-async fn reap(pool: Weak<DirectPool>) {
+/// Clears the pool's reaper flag when the reaper task is dropped before it
+/// ends on its own (its runtime shut down), so that the next park starts
+/// another. Moved into the task when it is spawned, so it also acts if the
+/// task never ran.
+struct ReaperGuard {
+    pool: Weak<DirectPool>,
+    armed: bool,
+}
+
+impl Drop for ReaperGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Some(pool) = self.pool.upgrade() {
+                lock(&pool.idle).reaper = false;
+            }
+        }
+    }
+}
+
+/// Closes connections of the guard's pool once they have been idle for its
+/// idle timeout. Ends after a whole idle timeout with no idle connection
+/// (the next park starts another), so a busy pool keeps one reaper rather
+/// than starting one per request.
+async fn reap(mut guard: ReaperGuard) {
     let mut quiet = false;
     loop {
         let next = {
-            let Some(pool) = pool.upgrade() else { return };
+            let Some(pool) = guard.pool.upgrade() else {
+                return;
+            };
             let now = Instant::now();
             let mut list = lock(&pool.idle);
             let expired = pool.split_off_expired(&mut list, now);
@@ -181,6 +215,7 @@ async fn reap(pool: Weak<DirectPool>) {
                 }
                 None if quiet => {
                     list.reaper = false;
+                    guard.armed = false;
                     return;
                 }
                 None => {
@@ -266,8 +301,6 @@ pub(crate) struct Exchange {
     pending: Bytes,
     last_activity: Instant,
     received: u64,
-    /// A record of this request's answer was handed out.
-    answered: bool,
 }
 
 impl Exchange {
@@ -307,7 +340,6 @@ impl Exchange {
             pending: Bytes::new(),
             last_activity: Instant::now(),
             received: 0,
-            answered: false,
         };
         match body {
             None => {
@@ -321,6 +353,7 @@ impl Exchange {
                     half: write,
                     id: next_id,
                     shared: Arc::clone(&shared),
+                    address: exchange.pool.address.clone(),
                 };
                 exchange.writer = Some(tokio::spawn(body::write_body(
                     sink,
@@ -382,17 +415,10 @@ impl Exchange {
         loop {
             if !self.pending.is_empty() {
                 let input = self.pending.clone();
-                let (used, event) = self.decoder.decode(&input).map_err(|e| {
-                    // A record for another id before any of this answer:
-                    // leftovers of an earlier request on this kept
-                    // connection. This request never started; it may go
-                    // again on a fresh connection.
-                    let stray = matches!(e, DecodeError::UnexpectedRequestId { .. });
-                    Failure {
-                        retryable: stray && !self.answered,
-                        error: Error::from_decode(&self.pool.address, e),
-                    }
-                })?;
+                let (used, event) = self
+                    .decoder
+                    .decode(&input)
+                    .map_err(|e| self.failure(Error::from_decode(&self.pool.address, e)))?;
                 let frame = event.and_then(|event| {
                     trace_event("recv", &event);
                     match event {
@@ -404,7 +430,6 @@ impl Exchange {
                     }
                 });
                 self.pending = input.slice(used..);
-                self.answered |= frame.is_some();
                 match frame {
                     Some(Frame::End(end)) => {
                         self.on_end(cx);
@@ -452,7 +477,18 @@ impl Exchange {
                     self.pending = self.rbuf.split().freeze();
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_failure(e))),
-                Poll::Pending => return self.poll_writer(cx),
+                Poll::Pending => {
+                    // A write that failed for another reason than the
+                    // server closing (which the read will show) is the
+                    // answer's end too.
+                    if let Some(e) = self.write_error.take() {
+                        if !is_closed(&e) {
+                            return Poll::Ready(Err(self.io_failure(e)));
+                        }
+                        self.write_error = Some(e);
+                    }
+                    return self.poll_writer(cx);
+                }
             }
         }
     }
@@ -481,8 +517,11 @@ impl Exchange {
     /// END_REQUEST arrived: keep the connection when the whole request went
     /// out, nothing follows the answer and keep-alive is on; else close it.
     fn on_end(&mut self, cx: &mut Context<'_>) {
-        let _ = self.decoder.decode(&[]); // past END_REQUEST's padding, if any
-        let clean = self.pending.is_empty() && self.decoder.is_idle();
+        // Reusable only at a record boundary with nothing unread: take what
+        // follows END_REQUEST in this read (its padding, if any).
+        let rest = std::mem::take(&mut self.pending);
+        let clean = matches!(self.decoder.decode(&rest), Ok((used, None)) if used == rest.len())
+            && self.decoder.is_idle();
         let socket = match self.io.take() {
             Some(Io::Whole(socket)) => {
                 let sent = self.out_offset == self.out.len() && self.write_error.is_none();

@@ -280,7 +280,10 @@ impl Upstream {
         match self.pool(timer).await? {
             Pools::Direct(pool) => {
                 let permit = self.permit(&pool.semaphore, timer).await?;
-                let conn = match pool.take_idle(fresh) {
+                let idle =
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(pool.take_idle(fresh, cx)))
+                        .await;
+                let conn = match idle {
                     Some(conn) => conn,
                     // Boxed: connecting is rare, and its future would
                     // otherwise grow every request's future.

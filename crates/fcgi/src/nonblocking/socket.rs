@@ -77,10 +77,42 @@ impl Socket {
     }
 }
 
+impl Socket {
+    /// Whether a kept connection is still fit for a request: the server has
+    /// neither closed it nor sent anything since the last answer, and the
+    /// runtime it was registered with still runs. Costs no system call
+    /// unless the runtime has seen the socket become readable. (A pending
+    /// check leaves `cx`'s waker registered for readability; a later wake
+    /// is spurious and harmless.)
+    pub(crate) fn still_idle(&self, cx: &mut Context<'_>) -> bool {
+        let readiness = match self {
+            Socket::Tcp(s) => s.poll_read_ready(cx),
+            Socket::Unix(s) => s.poll_read_ready(cx),
+        };
+        match readiness {
+            // Nothing to read, and its runtime is alive.
+            Poll::Pending => true,
+            // Its runtime is gone (or the socket failed).
+            Poll::Ready(Err(_)) => false,
+            // Readable: closed, bytes nobody asked for, or a stale event.
+            Poll::Ready(Ok(())) => {
+                let mut byte = [0u8; 1];
+                let probe = match self {
+                    Socket::Tcp(s) => s.try_read(&mut byte),
+                    Socket::Unix(s) => s.try_read(&mut byte),
+                };
+                matches!(probe, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
 impl WriteHalf {
-    /// Drops the half without shutting the write side down: the server must
-    /// not take a failed body for a complete one. The socket closes when
-    /// the read half goes.
+    /// Drops the half without shutting the write side down, so that the
+    /// server does not see the end of input (and answer as if the body were
+    /// complete) before the request is failed and its socket closed with
+    /// the read half. (php-fpm may still run the script with the body cut
+    /// short; the caller gets the body's error either way.)
     pub(crate) fn forget(self) {
         match self {
             WriteHalf::Tcp(w) => w.forget(),
