@@ -126,6 +126,19 @@ pub(crate) fn set_request_id(records: &mut [u8], request_id: u16) {
     }
 }
 
+/// Copies the encoded request `records` into `out` (cleared first) under
+/// request id `id`, asking the server to keep the connection or not.
+pub(crate) fn readdress(records: &[u8], id: u16, keep_conn: bool, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(records);
+    if id != SINGLE_REQUEST_ID {
+        set_request_id(out, id);
+    }
+    if keep_conn_flag(out) != Some(keep_conn) {
+        set_keep_conn(out, keep_conn);
+    }
+}
+
 /// Byte of BEGIN_REQUEST's flags in an encoded request (its first record).
 const BEGIN_FLAGS_AT: usize = HEADER_LEN + 2;
 

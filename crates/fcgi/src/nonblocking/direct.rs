@@ -31,7 +31,7 @@ use super::body::{self, Sink};
 use super::conn::{Failure, Frame, RequestShared, READ_CHUNK_LEN};
 use super::socket::{is_closed, ReadHalf, Socket, WriteHalf};
 use crate::error::Error;
-use crate::exchange::{trace_event, SINGLE_REQUEST_ID};
+use crate::exchange::{readdress, trace_event, SINGLE_REQUEST_ID};
 use crate::request::Body;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -54,6 +54,22 @@ pub(crate) struct Conn {
     /// Kept across requests: its room is reused once the previous answer's
     /// chunks are dropped.
     rbuf: BytesMut,
+    /// Kept across requests: the next request's records are copied here.
+    out: Vec<u8>,
+}
+
+/// Largest send buffer an idle connection keeps for its next request;
+/// larger ones (a request with an inline body) are freed.
+const KEPT_OUT_CAPACITY: usize = 8 * 1024;
+
+/// How a request starts on its connection.
+pub(crate) enum Start<'a> {
+    /// The whole request is in these records (encoded under request id 1),
+    /// sent with FCGI_KEEP_CONN as given; this task writes them.
+    Inline(&'a Bytes, bool),
+    /// These records (already under the connection's id), then a body (and
+    /// DATA) that a task of its own streams.
+    Streamed(Bytes, (Body, Option<Body>)),
 }
 
 #[derive(Debug)]
@@ -138,6 +154,7 @@ impl DirectPool {
             next_id: SINGLE_REQUEST_ID,
             decoder: Decoder::for_request(SINGLE_REQUEST_ID),
             rbuf: BytesMut::new(),
+            out: Vec::new(),
         }
     }
 
@@ -287,7 +304,7 @@ pub(crate) struct Exchange {
     decoder: Decoder,
     /// Records still to write from this task (the whole request when it is
     /// in memory), and how much of them went out.
-    out: Bytes,
+    out: Vec<u8>,
     out_offset: usize,
     /// Why writing failed; reported only if the answer does not come.
     write_error: Option<io::Error>,
@@ -300,18 +317,15 @@ pub(crate) struct Exchange {
     /// Read but not yet decoded.
     pending: Bytes,
     last_activity: Instant,
+    /// Bytes moved since `last_activity` was set: it is moved to the time
+    /// of the next wait, which reads the clock anyway.
+    progressed: bool,
     received: u64,
 }
 
 impl Exchange {
-    /// Starts the request: `records` are its encoded BEGIN_REQUEST, PARAMS
-    /// (and body, when `body` is `None`); `body` and `data` are streamed by
-    /// a task of their own.
-    pub(crate) fn start(
-        lease: DirectLease,
-        records: Bytes,
-        body: Option<(Body, Option<Body>)>,
-    ) -> Exchange {
+    /// Starts the request on its leased connection.
+    pub(crate) fn start(lease: DirectLease, start: Start<'_>) -> Exchange {
         let DirectLease { pool, permit, conn } = lease;
         let Conn {
             socket,
@@ -320,6 +334,7 @@ impl Exchange {
             next_id,
             mut decoder,
             rbuf,
+            mut out,
         } = conn;
         decoder.expect_request(next_id);
         let mut exchange = Exchange {
@@ -330,7 +345,7 @@ impl Exchange {
             served,
             id: next_id,
             decoder,
-            out: Bytes::new(),
+            out: Vec::new(),
             out_offset: 0,
             write_error: None,
             writer: None,
@@ -339,14 +354,16 @@ impl Exchange {
             rbuf,
             pending: Bytes::new(),
             last_activity: Instant::now(),
+            progressed: false,
             received: 0,
         };
-        match body {
-            None => {
-                exchange.out = records;
+        match start {
+            Start::Inline(records, keep_conn) => {
+                readdress(records, next_id, keep_conn, &mut out);
+                exchange.out = out;
                 exchange.io = Some(Io::Whole(socket));
             }
-            Some((body, data)) => {
+            Start::Streamed(records, (body, data)) => {
                 let (read, write) = socket.into_split();
                 let shared = Arc::new(RequestShared::new());
                 let sink = Sink::Direct {
@@ -373,7 +390,12 @@ impl Exchange {
         self.served > 0
     }
 
-    pub(crate) fn last_activity(&self) -> Instant {
+    /// When a byte last moved for this request; `now` is the time of the
+    /// wait that asks.
+    pub(crate) fn last_activity(&mut self, now: Instant) -> Instant {
+        if std::mem::take(&mut self.progressed) {
+            self.last_activity = now;
+        }
         match &self.shared {
             Some(shared) => shared.last_activity().max(self.last_activity),
             None => self.last_activity,
@@ -448,7 +470,7 @@ impl Exchange {
                     Poll::Ready(Ok(0)) => self.write_error = Some(io::ErrorKind::WriteZero.into()),
                     Poll::Ready(Ok(n)) => {
                         self.out_offset += n;
-                        self.last_activity = Instant::now();
+                        self.progressed = true;
                     }
                     // The server may have answered and closed before
                     // reading everything: read what it said first.
@@ -473,7 +495,7 @@ impl Exchange {
                 }
                 Poll::Ready(Ok(n)) => {
                     self.received += n as u64;
-                    self.last_activity = Instant::now();
+                    self.progressed = true;
                     self.pending = self.rbuf.split().freeze();
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_failure(e))),
@@ -552,6 +574,7 @@ impl Exchange {
                 next_id: self.id.checked_add(1).unwrap_or(SINGLE_REQUEST_ID),
                 decoder,
                 rbuf: std::mem::take(&mut self.rbuf),
+                out: kept_out(std::mem::take(&mut self.out)),
             });
         } else {
             tracing::debug!(upstream = %self.pool.address, conn = self.serial, "connection closed after its request");
@@ -588,4 +611,14 @@ impl Drop for Exchange {
             writer.abort();
         }
     }
+}
+
+/// A send buffer to keep with an idle connection: emptied, and freed when
+/// it grew large.
+fn kept_out(mut out: Vec<u8>) -> Vec<u8> {
+    if out.capacity() > KEPT_OUT_CAPACITY {
+        return Vec::new();
+    }
+    out.clear();
+    out
 }

@@ -95,14 +95,13 @@ use crate::address::Address;
 use crate::config::{Config, Timeouts};
 use crate::error::{Error, TimeoutPhase};
 use crate::exchange::{
-    encode_request_start, keep_conn_flag, set_keep_conn, set_request_id, ResponseMachine,
-    SINGLE_REQUEST_ID,
+    encode_request_start, keep_conn_flag, readdress, ResponseMachine, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, Role, PREAMBLE_CAPACITY};
 use crate::response::Response;
 use body::Sink;
 use conn::{Failure, RequestShared, Start, FRAME_CHANNEL_CAPACITY};
-use direct::{DirectLease, Exchange};
+use direct::{DirectLease, Exchange, Start as DirectStart};
 use pool::{Availability, Lease, SharedLease, Upstream};
 use response::{DriverLink, Link, Outstanding, Parts};
 
@@ -691,9 +690,16 @@ impl Client {
             conn = lease.serial(),
         );
         span.in_scope(|| tracing::debug!(reused = lease.reused(), "request sent"));
-        let records = outgoing.records_for(id, self.inner.settings.keep_alive);
-        let body = (!outgoing.complete).then(|| outgoing.take_bodies());
-        let exchange = Exchange::start(lease, records, body);
+        let keep_alive = self.inner.settings.keep_alive;
+        let exchange = if outgoing.complete {
+            Exchange::start(lease, DirectStart::Inline(&outgoing.records, keep_alive))
+        } else {
+            let records = outgoing.records_for(id, keep_alive);
+            Exchange::start(
+                lease,
+                DirectStart::Streamed(records, outgoing.take_bodies()),
+            )
+        };
         self.new_stream(upstream, id, Link::Direct(exchange), timer, span)
     }
 
@@ -808,13 +814,11 @@ impl Outgoing {
     /// to keep the connection or not (a shared reference when nothing needs
     /// to change).
     fn records_for(&self, id: u16, keep_conn: bool) -> Bytes {
-        let keep_flag = keep_conn_flag(&self.records);
-        if id == SINGLE_REQUEST_ID && keep_flag == Some(keep_conn) {
+        if id == SINGLE_REQUEST_ID && keep_conn_flag(&self.records) == Some(keep_conn) {
             return self.records.clone();
         }
-        let mut records = self.records.to_vec();
-        set_request_id(&mut records, id);
-        set_keep_conn(&mut records, keep_conn);
+        let mut records = Vec::new();
+        readdress(&self.records, id, keep_conn, &mut records);
         Bytes::from(records)
     }
 

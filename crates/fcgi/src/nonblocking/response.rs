@@ -105,10 +105,11 @@ impl Link {
         }
     }
 
-    fn last_activity(&self) -> Instant {
+    /// When a byte last moved; `now` is the time of the wait that asks.
+    fn last_activity(&mut self, now: Instant) -> Instant {
         match self {
             Link::Driver(d) => d.shared.last_activity(),
-            Link::Direct(x) => x.last_activity(),
+            Link::Direct(x) => x.last_activity(now),
         }
     }
 
@@ -437,7 +438,7 @@ impl ResponseStream {
             let timer = &parts.timer;
             let now = Instant::now();
             let deadline_at = timer.deadline_at();
-            let idle_at = parts.link.last_activity() + timer.timeouts.idle;
+            let idle_at = parts.link.last_activity(now) + timer.timeouts.idle;
             let phase = if now >= deadline_at {
                 Some(TimeoutPhase::Deadline)
             } else if now >= idle_at {
