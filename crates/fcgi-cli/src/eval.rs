@@ -51,7 +51,8 @@ able to read: php-fpm run by systemd often has a private /tmp, so give
 chrooted pool, --chroot-prefix PREFIX is stripped from the file's path to
 make SCRIPT_FILENAME (--tmp-dir must then be inside the chroot). `<?php` is
 added when the code does not start with it. The file is removed afterwards,
-also on errors and time-outs.
+also on errors and time-outs, and on Ctrl-C, SIGTERM or SIGHUP (exit code
+128 + the signal's number).
 
 What the code prints goes to standard output; PHP's errors (the FastCGI
 stderr, and the body of a 500 answer) to standard error. Exit 9 on a PHP
@@ -245,12 +246,50 @@ pub fn eval(args: &EvalArgs) -> Result<(), Failure> {
     // Checked before the file exists, so a bad prefix leaves nothing behind.
     script_filename(&dir.join("x.php"), args.chroot_prefix.as_deref())?;
     let script = write_script(&dir, &wrap_code(&code))?;
+    remove_on_interrupt(script.path().to_path_buf())?;
     let filename = script_filename(script.path(), args.chroot_prefix.as_deref())?;
     let mut server = Server::open(&args.spawn, address)?;
     let result = run(args, &server, &filename);
     server.stop();
     drop(script);
     result
+}
+
+/// Removes `path` and exits with 128 + the signal's number when SIGINT,
+/// SIGTERM or SIGHUP arrives before `fcgi eval` ends (normal ends, errors
+/// and timeouts remove the script through its guard): the temporary script
+/// must not outlive the command. The handlers are in place when this
+/// returns.
+fn remove_on_interrupt(path: PathBuf) -> Result<(), Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let failed = |e: io::Error| Failure::new(OTHER, format!("cannot watch for signals: {e}"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(failed)?;
+    let (mut interrupt, mut terminate, mut hangup) = {
+        let _context = runtime.enter();
+        (
+            signal(SignalKind::interrupt()).map_err(failed)?,
+            signal(SignalKind::terminate()).map_err(failed)?,
+            signal(SignalKind::hangup()).map_err(failed)?,
+        )
+    };
+    std::thread::Builder::new()
+        .name("eval-signals".into())
+        .spawn(move || {
+            let code = runtime.block_on(async {
+                tokio::select! {
+                    _ = interrupt.recv() => 128 + 2,
+                    _ = terminate.recv() => 128 + 15,
+                    _ = hangup.recv() => 128 + 1,
+                }
+            });
+            let _ = fs::remove_file(&path);
+            std::process::exit(code);
+        })
+        .map_err(failed)?;
+    Ok(())
 }
 
 fn run(args: &EvalArgs, server: &Server, filename: &str) -> Result<(), Failure> {

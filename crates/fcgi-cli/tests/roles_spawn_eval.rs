@@ -8,6 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{fcgi, Run};
 use fcgi_testkit::fake;
@@ -445,6 +446,49 @@ fn eval_removes_its_temporary_script_after_a_timeout() {
         "0.5",
     ]);
     run.expect_code(4);
+    assert!(names_in(tmp.path()).is_empty(), "temporary script left");
+}
+
+#[test]
+fn eval_interrupted_removes_its_temporary_script_and_exits_130() {
+    let fpm = PhpFpm::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fcgi"))
+        .args([
+            "eval",
+            &fpm.unix_address(),
+            "sleep(20);",
+            "--tmp-dir",
+            &tmp.path().display().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the fcgi binary");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names_in(tmp.path()).is_empty() {
+        assert!(Instant::now() < deadline, "no temporary script appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The request is under way (the script sleeps); then Ctrl-C.
+    std::thread::sleep(Duration::from_millis(300));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fcgi eval did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(130));
     assert!(names_in(tmp.path()).is_empty(), "temporary script left");
 }
 
