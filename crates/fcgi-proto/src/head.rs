@@ -87,9 +87,15 @@ impl Headers {
     }
 
     fn push(&mut self, name: &str, value: &[u8]) {
+        self.push_raw(name.as_bytes(), value);
+    }
+
+    /// [`Headers::push`] for a name already known to be UTF-8 (the parser's
+    /// names are ASCII token bytes).
+    fn push_raw(&mut self, name: &[u8], value: &[u8]) {
         self.bytes.extend_from_slice(&name.len().to_ne_bytes());
         self.bytes.extend_from_slice(&value.len().to_ne_bytes());
-        self.bytes.extend_from_slice(name.as_bytes());
+        self.bytes.extend_from_slice(name);
         self.bytes.extend_from_slice(value);
         self.count += 1;
     }
@@ -263,8 +269,9 @@ fn find_blank_line(bytes: &[u8]) -> Option<(usize, usize)> {
 }
 
 fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
-    let lines = block.iter().filter(|&&b| b == b'\n').count();
-    let mut headers = Headers::with_capacity(block.len() + 2 * LEN_BYTES * lines);
+    // Room for the names, the values and the lengths of a few headers (more
+    // grow the buffer), without counting the lines first.
+    let mut headers = Headers::with_capacity(block.len() + 8 * 2 * LEN_BYTES);
     let mut status: Option<(u16, String)> = None;
     let mut location = false;
     let lines = block.split(|&b| b == b'\n').filter(|l| !l.is_empty());
@@ -274,19 +281,23 @@ fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
             line: index + 1,
             text: String::from_utf8_lossy(line).chars().take(80).collect(),
         };
-        let colon = line.iter().position(|&b| b == b':').ok_or_else(bad_line)?;
-        let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+        // The name is token bytes up to the colon: the first byte that is
+        // not a token byte must be that colon, and not the first byte.
+        let colon = line
+            .iter()
+            .position(|&b| !is_token_byte(b))
+            .ok_or_else(bad_line)?;
+        if colon == 0 || line[colon] != b':' {
             return Err(bad_line());
         }
+        let name = &line[..colon];
         let value = trim(&line[colon + 1..]);
-        // Token bytes are ASCII, so this never fails.
-        let name = std::str::from_utf8(name).map_err(|_| bad_line())?;
-        if name.eq_ignore_ascii_case("status") {
+        // Token bytes are ASCII: the name is stored as it is.
+        if name.eq_ignore_ascii_case(b"status") {
             status = Some(parse_status(value)?);
         } else {
-            location |= name.eq_ignore_ascii_case("location");
-            headers.push(name, value);
+            location |= name.eq_ignore_ascii_case(b"location");
+            headers.push_raw(name, value);
         }
     }
     let (status, reason) = match status {
@@ -575,6 +586,22 @@ mod tests {
             parse_all(b"X: 1\r\n folded\r\n\r\n", 50),
             Err(HeadError::BadLine { line: 2, .. })
         ));
+        // An empty name, a name with a space or other non-token byte, and a
+        // line whose only colon follows a bad byte.
+        for bad in [
+            &b": v\r\n\r\n"[..],
+            b"Bad Name: v\r\n\r\n",
+            b"X(1): v\r\n\r\n",
+            b"Name\t: v\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_all(bad, 50), Err(HeadError::BadLine { line: 1, .. })),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let (head, _) = parse_all(b"X-Token_!#$%&'*+-.^`|~9: v\r\n\r\n", 60).unwrap();
+        assert_eq!(head.headers.get("x-token_!#$%&'*+-.^`|~9"), Some("v"));
         assert!(matches!(
             parse_all(b"Status: abc\r\n\r\n", 50),
             Err(HeadError::BadStatus(_))
