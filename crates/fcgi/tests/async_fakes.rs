@@ -750,6 +750,15 @@ async fn a_down_upstream_is_skipped_then_probed_back() {
     );
 }
 
+/// GET /x.php through `client`, failing the test after 10 s.
+async fn get_x(client: &Client) -> Result<fcgi::Response, Error> {
+    within(
+        Duration::from_secs(10),
+        client.execute(Request::get("/x.php")),
+    )
+    .await
+}
+
 /// A client for `server` that does not ask about multiplexing.
 fn one_at_a_time(server: &FakeServer) -> Client {
     Client::builder()
@@ -769,12 +778,7 @@ async fn each_request_on_a_kept_connection_carries_a_new_request_id() {
     }));
     let client = one_at_a_time(&server);
     for _ in 0..4 {
-        let response = within(
-            Duration::from_secs(10),
-            client.execute(Request::get("/x.php")),
-        )
-        .await
-        .unwrap();
+        let response = get_x(&client).await.unwrap();
         assert_eq!(response.body, b"ok");
     }
     assert_eq!(server.connections(), 1);
@@ -798,12 +802,7 @@ async fn stray_records_after_a_response_never_reach_the_next_request() {
     });
     static SENT_ON_POLLUTED: AtomicUsize = AtomicUsize::new(0);
     let client = one_at_a_time(&server);
-    let get = || {
-        within(
-            Duration::from_secs(10),
-            client.execute(Request::get("/x.php")),
-        )
-    };
+    let get = || get_x(&client);
     assert_eq!(get().await.unwrap().body, b"first");
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The polluted connection is seen to hold bytes before it is reused and
@@ -832,12 +831,7 @@ async fn a_kept_connection_the_server_closed_is_not_reused_even_for_a_streamed_b
         }
     });
     let client = one_at_a_time(&server);
-    let response = within(
-        Duration::from_secs(10),
-        client.execute(Request::get("/x.php")),
-    )
-    .await
-    .unwrap();
+    let response = get_x(&client).await.unwrap();
     assert_eq!(response.body, b"0");
     tokio::time::sleep(Duration::from_millis(100)).await;
     // A streamed body cannot be sent twice, so no retry could save it: the
@@ -868,12 +862,7 @@ async fn a_padded_end_request_leaves_the_connection_reusable() {
     }));
     let client = one_at_a_time(&server);
     for _ in 0..3 {
-        let response = within(
-            Duration::from_secs(10),
-            client.execute(Request::get("/x.php")),
-        )
-        .await
-        .unwrap();
+        let response = get_x(&client).await.unwrap();
         assert_eq!(response.body, b"ok");
     }
     assert_eq!(server.connections(), 1);
@@ -941,12 +930,7 @@ async fn an_answer_given_before_the_request_was_read_is_returned() {
         (403, &b"no"[..])
     );
     // That connection is not kept: the next request opens another.
-    let response = within(
-        Duration::from_secs(10),
-        client.execute(Request::get("/x.php")),
-    )
-    .await
-    .unwrap();
+    let response = get_x(&client).await.unwrap();
     assert_eq!(response.status, 403);
     assert_eq!(server.connections(), 2);
 }
