@@ -184,6 +184,19 @@ fn pool() -> PhpFpm {
     PhpFpm::builder().max_children(WORKERS).start()
 }
 
+/// Three workers killed (SIGKILL), 200 ms apart.
+fn kill_three_workers(fpm: &PhpFpm) {
+    for _ in 0..3 {
+        fpm.kill_worker().expect("a worker to kill");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every failed request failed as one of `kinds`.
+fn assert_failed_only_as(tally: &Tally, kinds: &[&str]) {
+    assert!(tally.failed.keys().all(|k| kinds.contains(k)), "{tally:?}");
+}
+
 fn assert_healthy(tally: &Tally) {
     assert!(tally.succeeded > 0, "no request succeeded: {tally:?}");
     assert_eq!(tally.hung, 0, "requests hit a time limit: {tally:?}");
@@ -200,15 +213,15 @@ fn graceful_reload_under_load() {
 #[test]
 fn workers_killed_under_load() {
     let fpm = pool();
-    let (tally, ()) = under_load("workers killed (SIGKILL x3)", &fpm, true, |fpm| {
-        for _ in 0..3 {
-            fpm.kill_worker().expect("a worker to kill");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    });
+    let (tally, ()) = under_load(
+        "workers killed (SIGKILL x3)",
+        &fpm,
+        true,
+        kill_three_workers,
+    );
     assert_healthy(&tally);
     // Only the requests on a killed worker may fail, and only as a closed connection.
-    assert!(tally.failed.keys().all(|k| *k == "closed"), "{tally:?}");
+    assert_failed_only_as(&tally, &["closed"]);
 }
 
 #[test]
@@ -216,13 +229,7 @@ fn master_restarted_under_load() {
     let fpm = pool();
     let (tally, ()) = under_load("master restarted", &fpm, true, |fpm| fpm.restart());
     assert_healthy(&tally);
-    assert!(
-        tally
-            .failed
-            .keys()
-            .all(|k| matches!(*k, "closed" | "connect")),
-        "{tally:?}"
-    );
+    assert_failed_only_as(&tally, &["closed", "connect"]);
 }
 
 #[test]
@@ -267,14 +274,13 @@ fn async_client_through_a_graceful_reload() {
 #[test]
 fn async_client_with_workers_killed() {
     let fpm = pool();
-    let (tally, ()) = under_load_async("async: workers killed (SIGKILL x3)", &fpm, |fpm| {
-        for _ in 0..3 {
-            fpm.kill_worker().expect("a worker to kill");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    });
+    let (tally, ()) = under_load_async(
+        "async: workers killed (SIGKILL x3)",
+        &fpm,
+        kill_three_workers,
+    );
     assert_healthy(&tally);
-    assert!(tally.failed.keys().all(|k| *k == "closed"), "{tally:?}");
+    assert_failed_only_as(&tally, &["closed"]);
 }
 
 #[test]
@@ -282,11 +288,5 @@ fn async_client_through_a_master_restart() {
     let fpm = pool();
     let (tally, ()) = under_load_async("async: master restarted", &fpm, |fpm| fpm.restart());
     assert_healthy(&tally);
-    assert!(
-        tally
-            .failed
-            .keys()
-            .all(|k| matches!(*k, "closed" | "connect")),
-        "{tally:?}"
-    );
+    assert_failed_only_as(&tally, &["closed", "connect"]);
 }
