@@ -19,6 +19,20 @@ use crate::request::{Body, Request};
 /// whole, so the write cannot wait on the server.
 pub(crate) const INLINE_REQUEST_MAX: usize = 64 * 1024;
 
+/// Largest send buffer an idle connection keeps for its next request start
+/// (both transports); larger ones (a request with an inline body) are freed.
+const KEPT_OUT_CAPACITY: usize = 8 * 1024;
+
+/// A send buffer to keep with a connection for its next request: emptied,
+/// or freed when it grew past [`KEPT_OUT_CAPACITY`].
+pub(crate) fn kept_out(mut out: Vec<u8>) -> Vec<u8> {
+    if out.capacity() > KEPT_OUT_CAPACITY {
+        return Vec::new();
+    }
+    out.clear();
+    out
+}
+
 /// The `tracing` target of the record trace: one TRACE event per record
 /// encoded for sending and per event decoded from the server (record type,
 /// request id, content length). `fcgi -v` prints them.

@@ -20,16 +20,12 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::error::{Error, TimeoutPhase};
 use crate::exchange::{
-    encode_request_start, set_request_id, trace_sent_records, ResponseMachine, Step, ValuesAnswer,
-    SINGLE_REQUEST_ID,
+    encode_request_start, kept_out, set_request_id, trace_sent_records, ResponseMachine, Step,
+    ValuesAnswer, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, PREAMBLE_CAPACITY};
 use crate::response::Response;
 use conn::{connect, Stream, READ_BUFFER_LEN};
-
-/// Largest send buffer an idle connection keeps for its next request start;
-/// larger ones (a request with an inline body) are freed after the write.
-const KEPT_OUT_CAPACITY: usize = 8 * 1024;
 
 impl From<Infallible> for Error {
     fn from(never: Infallible) -> Error {
@@ -697,10 +693,8 @@ impl ResponseStream {
     ) -> Result<ResponseStream, Failure> {
         let limits = client.inner.config.limits;
         let written = conn.stream.write_all(&conn.out);
-        if conn.out.capacity() > KEPT_OUT_CAPACITY {
-            // A large inline body: do not keep its buffer on an idle connection.
-            conn.out = Vec::new();
-        }
+        // A large inline body: do not keep its buffer on an idle connection.
+        conn.out = kept_out(std::mem::take(&mut conn.out));
         if let Err(e) = written {
             let retryable = matches!(
                 e.kind(),

@@ -22,11 +22,12 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use fcgi_proto::decode::{Decoder, EndRequest, Event};
+use fcgi_proto::decode::{DecodeError, Decoder, EndRequest, Event};
 use fcgi_proto::encode::encode_abort_request;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::lock;
 use super::pool::Pool;
 use super::socket::{is_closed, Socket};
 use crate::error::Error;
@@ -83,17 +84,14 @@ impl RequestShared {
 
     /// Records why the request failed, unless a reason is already known.
     pub(crate) fn fail(&self, failure: Failure) {
-        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.failure);
         if slot.is_none() {
             *slot = Some(failure);
         }
     }
 
     pub(crate) fn take_failure(&self) -> Option<Failure> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        lock(&self.failure).take()
     }
 }
 
@@ -103,6 +101,37 @@ pub(crate) enum Frame {
     Stdout(Bytes),
     Stderr(Bytes),
     End(EndRequest),
+}
+
+/// Decodes the next event from `pending` (bytes read, not yet decoded) and
+/// drops what it used; STDOUT and STDERR share `pending`'s buffer. Returns
+/// the frame and its request id, or `None` when the bytes used made no
+/// frame (a partial record, or a management answer, which is ignored).
+pub(crate) fn next_frame(
+    decoder: &mut Decoder,
+    pending: &mut Bytes,
+) -> Result<Option<(u16, Frame)>, DecodeError> {
+    let input = std::mem::take(pending);
+    let (used, event) = decoder.decode(&input)?;
+    let frame = event.and_then(|event| {
+        trace_event("recv", &event);
+        match event {
+            Event::Stdout(id, b) => Some((id, Frame::Stdout(input.slice_ref(b)))),
+            Event::Stderr(id, b) => Some((id, Frame::Stderr(input.slice_ref(b)))),
+            Event::End(id, end) => Some((id, Frame::End(end))),
+            Event::Values(_) | Event::UnknownType(_) => None,
+        }
+    });
+    *pending = input.slice(used..);
+    Ok(frame)
+}
+
+/// Makes room in `rbuf` for one more read of up to [`READ_CHUNK_LEN`] bytes
+/// when little is left.
+pub(crate) fn reserve_read(rbuf: &mut BytesMut) {
+    if rbuf.capacity() - rbuf.len() < READ_CHUNK_LEN / 4 {
+        rbuf.reserve(READ_CHUNK_LEN);
+    }
 }
 
 /// A request starting on a connection.
@@ -251,8 +280,8 @@ impl Driver {
                 .and_then(|(id, _)| self.active.get(id))
                 .map(|a| a.frames.clone());
             let can_read = self.blocked.is_none() && self.pending.is_empty();
-            if can_read && rbuf.capacity() - rbuf.len() < READ_CHUNK_LEN / 4 {
-                rbuf.reserve(READ_CHUNK_LEN);
+            if can_read {
+                reserve_read(&mut rbuf);
             }
             let result: Result<(), Stop> = tokio::select! {
                 biased;
@@ -456,25 +485,11 @@ impl Driver {
     /// request's channel is full.
     fn process_input(&mut self) -> Result<(), Stop> {
         while !self.pending.is_empty() && self.blocked.is_none() {
-            let input = self.pending.clone();
-            let (used, event) = self.decoder.decode(&input).map_err(|e| Stop::Failed {
-                error: Error::from_decode(&self.settings.address, e),
-                closed: false,
-            })?;
-            let routed = match &event {
-                Some(e) => {
-                    trace_event("recv", e);
-                    match *e {
-                        Event::Stdout(id, b) => Some((id, Frame::Stdout(input.slice_ref(b)))),
-                        Event::Stderr(id, b) => Some((id, Frame::Stderr(input.slice_ref(b)))),
-                        Event::End(id, end) => Some((id, Frame::End(end))),
-                        // Management answers are not expected here; ignore.
-                        Event::Values(_) | Event::UnknownType(_) => None,
-                    }
-                }
-                None => None,
-            };
-            self.pending = input.slice(used..);
+            let routed =
+                next_frame(&mut self.decoder, &mut self.pending).map_err(|e| Stop::Failed {
+                    error: Error::from_decode(&self.settings.address, e),
+                    closed: false,
+                })?;
             if let Some((id, frame)) = routed {
                 self.route(id, frame)?;
             }

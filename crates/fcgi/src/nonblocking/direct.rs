@@ -17,27 +17,23 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use fcgi_proto::decode::{Decoder, Event};
+use fcgi_proto::decode::Decoder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::body::{self, Sink};
-use super::conn::{Failure, Frame, RequestShared, READ_CHUNK_LEN};
+use super::conn::{next_frame, reserve_read, Failure, Frame, RequestShared};
+use super::lock;
 use super::socket::{is_closed, ReadHalf, Socket, WriteHalf};
 use crate::error::Error;
-use crate::exchange::{readdress, trace_event, SINGLE_REQUEST_ID};
+use crate::exchange::{kept_out, readdress, SINGLE_REQUEST_ID};
 use crate::request::Body;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded data stays consistent across a panic (a plain list).
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A kept connection and what it remembers between requests.
 #[derive(Debug)]
@@ -57,10 +53,6 @@ pub(crate) struct Conn {
     /// Kept across requests: the next request's records are copied here.
     out: Vec<u8>,
 }
-
-/// Largest send buffer an idle connection keeps for its next request;
-/// larger ones (a request with an inline body) are freed.
-const KEPT_OUT_CAPACITY: usize = 8 * 1024;
 
 /// How a request starts on its connection.
 pub(crate) enum Start<'a> {
@@ -436,23 +428,10 @@ impl Exchange {
     pub(crate) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, Failure>> {
         loop {
             if !self.pending.is_empty() {
-                let input = self.pending.clone();
-                let (used, event) = self
-                    .decoder
-                    .decode(&input)
+                // The decoder refuses records for any other request id.
+                let frame = next_frame(&mut self.decoder, &mut self.pending)
                     .map_err(|e| self.failure(Error::from_decode(&self.pool.address, e)))?;
-                let frame = event.and_then(|event| {
-                    trace_event("recv", &event);
-                    match event {
-                        Event::Stdout(_, b) => Some(Frame::Stdout(input.slice_ref(b))),
-                        Event::Stderr(_, b) => Some(Frame::Stderr(input.slice_ref(b))),
-                        Event::End(_, end) => Some(Frame::End(end)),
-                        // Management answers are not expected here; ignore.
-                        Event::Values(_) | Event::UnknownType(_) => None,
-                    }
-                });
-                self.pending = input.slice(used..);
-                match frame {
+                match frame.map(|(_, frame)| frame) {
                     Some(Frame::End(end)) => {
                         self.on_end(cx);
                         return Poll::Ready(Ok(Frame::End(end)));
@@ -478,9 +457,7 @@ impl Exchange {
                     Poll::Pending => break,
                 }
             }
-            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK_LEN / 4 {
-                self.rbuf.reserve(READ_CHUNK_LEN);
-            }
+            reserve_read(&mut self.rbuf);
             let read = {
                 let reading = io.read_buf(&mut self.rbuf);
                 tokio::pin!(reading);
@@ -586,13 +563,10 @@ impl Exchange {
     /// Ends the request early: closes the connection, stops the body task
     /// and frees the pool slot.
     pub(crate) fn cancel(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            writer.abort();
-        }
-        if self.io.take().is_some() {
+        if self.io.is_some() {
             tracing::debug!(upstream = %self.pool.address, conn = self.serial, "request stopped: closing its connection");
         }
-        self.permit = None;
+        self.release();
     }
 
     /// Frees what a finished request still holds.
@@ -611,14 +585,4 @@ impl Drop for Exchange {
             writer.abort();
         }
     }
-}
-
-/// A send buffer to keep with an idle connection: emptied, and freed when
-/// it grew large.
-fn kept_out(mut out: Vec<u8>) -> Vec<u8> {
-    if out.capacity() > KEPT_OUT_CAPACITY {
-        return Vec::new();
-    }
-    out.clear();
-    out
 }

@@ -371,6 +371,12 @@ struct Inner {
     rotation: AtomicUsize,
 }
 
+/// Locks `m`; the data the async client guards stays consistent across a
+/// panic (counters, lists), so a poisoned lock is taken as it is.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Tells one request's messages from the next user of its request id.
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 

@@ -4,7 +4,7 @@
 //! one that does not gets a [`DirectPool`] ([`super::direct`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -16,7 +16,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use super::conn::{self, ConnHandle, DriverSettings};
 use super::direct::{DirectLease, DirectPool};
 use super::socket::{self, Socket};
-use super::{Multiplexing, Settings, Timer};
+use super::{lock, Multiplexing, Settings, Timer};
 use crate::address::Address;
 use crate::error::{Error, TimeoutPhase};
 use crate::exchange::ValuesAnswer;
@@ -24,11 +24,6 @@ use crate::exchange::ValuesAnswer;
 /// How long the FCGI_GET_VALUES question may take before the upstream is
 /// taken not to multiplex.
 pub(crate) const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded data stays consistent across a panic (plain counters).
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Whether an upstream may be chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
