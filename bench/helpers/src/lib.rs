@@ -139,6 +139,30 @@ pub fn params_of(request: &[u8]) -> Vec<(String, String)> {
 }
 
 /// `--name value` options and positionals, nothing fancier.
+/// What every client contender takes: `ADDR REQUEST_FILE --c CONNS --n
+/// REQUESTS`, the request file being one recorded by `mini-responder --dump`.
+pub struct ClientArgs {
+    pub addr: String,
+    pub request: Vec<u8>,
+    pub conns: u64,
+    pub total: u64,
+    /// Everything given, for options of one contender.
+    pub args: Args,
+}
+
+impl ClientArgs {
+    pub fn parse() -> ClientArgs {
+        let args = Args::parse();
+        ClientArgs {
+            addr: args.positional[0].clone(),
+            request: std::fs::read(&args.positional[1]).expect("request file"),
+            conns: args.num("c", 1),
+            total: args.num("n", 1000),
+            args,
+        }
+    }
+}
+
 pub struct Args {
     pub positional: Vec<String>,
     pub options: Vec<(String, String)>,

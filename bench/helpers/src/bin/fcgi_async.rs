@@ -11,15 +11,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fcgi::{AsyncClient, Params, Request};
-use fcgi_bench_helpers::{params_of, runtime, Args};
+use fcgi_bench_helpers::{params_of, runtime, ClientArgs};
 
 fn main() {
-    let args = Args::parse();
-    let addr = args.positional[0].clone();
-    let recorded = std::fs::read(&args.positional[1]).expect("request file");
+    let ClientArgs {
+        addr,
+        request: recorded,
+        conns,
+        total,
+        ..
+    } = ClientArgs::parse();
     let params: Params = params_of(&recorded).into_iter().collect();
-    let conns = args.num("c", 1);
-    let total = args.num("n", 1000);
     let rt = runtime();
     let issued = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));

@@ -65,6 +65,28 @@ fn zeros_block() -> Vec<u8> {
     vec![b'x'; 1 << 20]
 }
 
+/// Reads until `buf[pos..filled]` holds at least `need` bytes, moving what
+/// is there to the front first; false when the peer closed.
+fn fill<S: Read>(
+    s: &mut S,
+    buf: &mut [u8],
+    pos: &mut usize,
+    filled: &mut usize,
+    need: usize,
+) -> io::Result<bool> {
+    while *filled - *pos < need {
+        buf.copy_within(*pos..*filled, 0);
+        *filled -= *pos;
+        *pos = 0;
+        let n = s.read(&mut buf[*filled..])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        *filled += n;
+    }
+    Ok(true)
+}
+
 fn serve_conn<S: Read + Write>(s: &mut S, mode: &Mode) -> io::Result<()> {
     if let Some(n) = mode.raw_send {
         let block = zeros_block();
@@ -99,30 +121,15 @@ fn serve_conn<S: Read + Write>(s: &mut S, mode: &Mode) -> io::Result<()> {
             None
         };
         loop {
-            // Need a header.
-            while filled - pos < HEADER_LEN {
-                buf.copy_within(pos..filled, 0);
-                filled -= pos;
-                pos = 0;
-                let n = s.read(&mut buf[filled..])?;
-                if n == 0 {
-                    return Ok(());
-                }
-                filled += n;
+            if !fill(s, &mut buf, &mut pos, &mut filled, HEADER_LEN)? {
+                return Ok(());
             }
             let (kind, rid, len, pad) = parse_header(&buf[pos..pos + HEADER_LEN]);
             let mut skip = HEADER_LEN + len + pad;
             if kind == BEGIN_REQUEST || kind == PARAMS || kind == GET_VALUES {
                 // Small records: keep them whole in the buffer.
-                while filled - pos < skip {
-                    buf.copy_within(pos..filled, 0);
-                    filled -= pos;
-                    pos = 0;
-                    let n = s.read(&mut buf[filled..])?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    filled += n;
+                if !fill(s, &mut buf, &mut pos, &mut filled, skip)? {
+                    return Ok(());
                 }
                 if kind == GET_VALUES && rid == 0 {
                     let pair = b"\x0f\x01FCGI_MPXS_CONNS0";

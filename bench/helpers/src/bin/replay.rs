@@ -11,11 +11,13 @@ use std::thread;
 use fcgi_bench_helpers::*;
 
 fn main() {
-    let args = Args::parse();
-    let addr = args.positional[0].clone();
-    let request = std::fs::read(&args.positional[1]).expect("request file");
-    let conns = args.num("c", 1);
-    let total = args.num("n", 1000);
+    let ClientArgs {
+        addr,
+        request,
+        conns,
+        total,
+        args,
+    } = ClientArgs::parse();
     // --timeout SECS: arm SO_RCVTIMEO like a client with time limits does.
     let timeout = args.num("timeout", 0);
     let issued = AtomicU64::new(0);

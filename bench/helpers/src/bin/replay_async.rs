@@ -8,18 +8,19 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use fcgi_bench_helpers::{runtime, Args, EndScanner, READ_BUF};
+use fcgi_bench_helpers::{runtime, ClientArgs, EndScanner, READ_BUF};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 fn main() {
-    let args = Args::parse();
-    let addr = args.positional[0].clone();
-    let request: Arc<[u8]> = std::fs::read(&args.positional[1])
-        .expect("request file")
-        .into();
-    let conns = args.num("c", 1);
-    let total = args.num("n", 1000);
+    let ClientArgs {
+        addr,
+        request,
+        conns,
+        total,
+        ..
+    } = ClientArgs::parse();
+    let request: Arc<[u8]> = request.into();
     let issued = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     runtime().block_on(async {
