@@ -695,6 +695,25 @@ pub fn respond_stdin_len() -> impl Handler {
     })
 }
 
+/// A server that misbehaves after its first answer: it answers the first
+/// request on a connection with `first`, then 20 ms later writes a late
+/// STDOUT record for the same request id (`Status: 500 Stale`). A second
+/// request on that polluted connection is answered `second` and counted in
+/// `second_requests`.
+pub fn late_record_after_first(second_requests: Arc<AtomicUsize>) -> impl Handler {
+    move |conn: &mut FakeConn| {
+        if let Ok(req) = conn.read_request() {
+            conn.respond(req.id, b"Status: 200 OK\r\n\r\nfirst");
+            std::thread::sleep(Duration::from_millis(20));
+            conn.write_stdout(req.id, b"Status: 500 Stale\r\n\r\nstale");
+        }
+        if let Ok(req) = conn.read_request() {
+            conn.respond(req.id, b"Status: 200 OK\r\n\r\nsecond");
+            second_requests.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Reads the request, never answers, and holds the connection open until the
 /// client closes it (or the server is dropped): for timeout tests.
 pub fn silent() -> impl Handler {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use fcgi::nonblocking::{Client, Multiplexing};
 use fcgi::{Error, ProtocolStatus, Request, TimeoutPhase, Timeouts};
-use fcgi_testkit::fake::{respond_ok, serve, silent, FakeConn};
+use fcgi_testkit::fake::{late_record_after_first, respond_ok, serve, silent, FakeConn};
 use fcgi_testkit::raw::{self, RawRecord};
 use fcgi_testkit::{pattern_at, FakeServer};
 
@@ -787,20 +787,10 @@ async fn each_request_on_a_kept_connection_carries_a_new_request_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stray_records_after_a_response_never_reach_the_next_request() {
-    let server = FakeServer::tcp(|conn: &mut FakeConn| {
-        if let Ok(req) = conn.read_request() {
-            conn.respond(req.id, b"Status: 200 OK\r\n\r\nfirst");
-            // A late record for the same id, after END_REQUEST.
-            thread::sleep(Duration::from_millis(20));
-            conn.write_stdout(req.id, b"Status: 500 Stale\r\n\r\nstale");
-        }
-        if let Ok(req) = conn.read_request() {
-            // Never: the polluted connection must not carry another request.
-            conn.respond(req.id, b"Status: 200 OK\r\n\r\nsecond");
-            SENT_ON_POLLUTED.fetch_add(1, Ordering::SeqCst);
-        }
-    });
-    static SENT_ON_POLLUTED: AtomicUsize = AtomicUsize::new(0);
+    // A late record for the same id, after END_REQUEST; the polluted
+    // connection must never carry another request.
+    let sent_on_polluted = Arc::new(AtomicUsize::new(0));
+    let server = FakeServer::tcp(late_record_after_first(Arc::clone(&sent_on_polluted)));
     let client = one_at_a_time(&server);
     let get = || get_x(&client);
     assert_eq!(get().await.unwrap().body, b"first");
@@ -817,7 +807,7 @@ async fn stray_records_after_a_response_never_reach_the_next_request() {
     // Closing the pool lets the handlers finish.
     drop(client);
     server.settle();
-    assert_eq!(SENT_ON_POLLUTED.load(Ordering::SeqCst), 0);
+    assert_eq!(sent_on_polluted.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1153,17 +1153,8 @@ fn server_closing_while_the_body_is_written_is_connection_closed() {
 
 #[test]
 fn stray_bytes_after_a_response_never_reach_the_next_request() {
-    let server = FakeServer::tcp(|conn: &mut FakeConn| {
-        if let Ok(req) = conn.read_request() {
-            conn.respond(req.id, b"Status: 200 OK\r\n\r\nfirst");
-            // A late record for the same id, after END_REQUEST.
-            thread::sleep(Duration::from_millis(20));
-            conn.write_stdout(req.id, b"Status: 500 Stale\r\n\r\nstale");
-        }
-        if let Ok(req) = conn.read_request() {
-            conn.respond(req.id, b"Status: 200 OK\r\n\r\nsecond");
-        }
-    });
+    // A late record for the same id, after END_REQUEST.
+    let server = FakeServer::tcp(fake::late_record_after_first(Arc::default()));
     let client = client(&server, config().keep_alive(true));
     assert_eq!(execute(&client, get()).unwrap().body, b"first");
     thread::sleep(Duration::from_millis(100));
