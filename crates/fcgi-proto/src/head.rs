@@ -14,10 +14,12 @@
 //! let mut parser = HeadParser::new(64 * 1024);
 //! assert!(parser.push(b"Status: 404 Not Found\nSet-Cookie: a=1\n").unwrap().is_none());
 //! let (head, used) = parser.push(b"Set-Cookie: b=2\n\nbody").unwrap().unwrap();
-//! assert_eq!((head.status, head.reason.as_str()), (404, "Not Found"));
+//! assert_eq!((head.status, &*head.reason), (404, "Not Found"));
 //! assert_eq!(head.headers.get_all("set-cookie").collect::<Vec<_>>(), [&b"a=1"[..], b"b=2"]);
 //! assert_eq!(used, 17); // "body" starts after the 17 bytes of this chunk
 //! ```
+
+use std::borrow::Cow;
 
 /// Default limit on the size of a response head: 64 KiB.
 pub const DEFAULT_MAX_HEAD_LEN: usize = 64 * 1024;
@@ -177,7 +179,8 @@ pub struct Head {
     /// HTTP status code.
     pub status: u16,
     /// Reason phrase: the one given in `Status`, else the standard one.
-    pub reason: String,
+    /// Standard phrases are borrowed, so most heads cost no allocation here.
+    pub reason: Cow<'static, str>,
     /// Every header but `Status`, in order.
     pub headers: Headers,
 }
@@ -225,7 +228,7 @@ impl HeadParser {
         }
         self.buf.extend_from_slice(&input[..take]);
         // Bytes before `scanned` hold no terminator; scan only the new ones.
-        while let Some(nl) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', &self.buf[self.scanned..]) {
             let nl = self.scanned + nl;
             let line = &self.buf[self.line_start..nl];
             if line.is_empty() || line == b"\r" {
@@ -257,8 +260,7 @@ impl HeadParser {
 /// including it.
 fn find_blank_line(bytes: &[u8]) -> Option<(usize, usize)> {
     let mut line_start = 0;
-    while let Some(nl) = bytes[line_start..].iter().position(|&b| b == b'\n') {
-        let nl = line_start + nl;
+    for nl in memchr::memchr_iter(b'\n', bytes) {
         let line = &bytes[line_start..nl];
         if line.is_empty() || line == b"\r" {
             return Some((line_start, nl + 1));
@@ -272,10 +274,9 @@ fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
     // Room for the names, the values and the lengths of a few headers (more
     // grow the buffer), without counting the lines first.
     let mut headers = Headers::with_capacity(block.len() + 8 * 2 * LEN_BYTES);
-    let mut status: Option<(u16, String)> = None;
+    let mut status: Option<(u16, Cow<'static, str>)> = None;
     let mut location = false;
-    let lines = block.split(|&b| b == b'\n').filter(|l| !l.is_empty());
-    for (index, raw) in lines.enumerate() {
+    for (index, raw) in lines(block).filter(|l| !l.is_empty()).enumerate() {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         let bad_line = || HeadError::BadLine {
             line: index + 1,
@@ -302,8 +303,8 @@ fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
     }
     let (status, reason) = match status {
         Some(s) => s,
-        None if location => (302, "Found".to_string()),
-        None => (200, "OK".to_string()),
+        None if location => (302, Cow::Borrowed(canonical_reason(302))),
+        None => (200, Cow::Borrowed(canonical_reason(200))),
     };
     Ok(Head {
         status,
@@ -312,7 +313,19 @@ fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
     })
 }
 
-fn parse_status(value: &[u8]) -> Result<(u16, String), HeadError> {
+/// The lines of `block`, split at LF (a CR before it stays with the line).
+fn lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', block)
+        .chain(std::iter::once(block.len()))
+        .map(move |end| {
+            let line = &block[start..end];
+            start = end + 1;
+            line
+        })
+}
+
+fn parse_status(value: &[u8]) -> Result<(u16, Cow<'static, str>), HeadError> {
     let text = String::from_utf8_lossy(value);
     let bad = || HeadError::BadStatus(text.chars().take(80).collect());
     let (code, reason) = match text.find([' ', '\t']) {
@@ -326,10 +339,11 @@ fn parse_status(value: &[u8]) -> Result<(u16, String), HeadError> {
     if code < 100 {
         return Err(bad());
     }
-    let reason = if reason.is_empty() {
-        canonical_reason(code).to_string()
+    let standard = canonical_reason(code);
+    let reason = if reason.is_empty() || reason == standard {
+        Cow::Borrowed(standard)
     } else {
-        reason.to_string()
+        Cow::Owned(reason.to_string())
     };
     Ok((code, reason))
 }
@@ -514,22 +528,38 @@ mod tests {
     #[test]
     fn bare_location_means_302() {
         let (head, _) = parse_all(b"Location: /elsewhere\r\n\r\n", 4).unwrap();
-        assert_eq!((head.status, head.reason.as_str()), (302, "Found"));
+        assert_eq!((head.status, &*head.reason), (302, "Found"));
     }
 
     #[test]
     fn no_status_means_200_ok() {
         let (head, _) = parse_all(b"Content-Type: text/plain\r\n\r\n", 4).unwrap();
-        assert_eq!((head.status, head.reason.as_str()), (200, "OK"));
+        assert_eq!((head.status, &*head.reason), (200, "OK"));
+    }
+
+    #[test]
+    fn standard_reasons_are_borrowed_and_others_kept_as_sent() {
+        for (head, reason, borrowed) in [
+            (&b"X: 1\r\n\r\n"[..], "OK", true),
+            (b"Status: 404 Not Found\r\n\r\n", "Not Found", true),
+            (b"Status: 503\r\n\r\n", "Service Unavailable", true),
+            (b"Status: 404 Nowhere\r\n\r\n", "Nowhere", false),
+            (b"Status: 299\r\n\r\n", "", true),
+        ] {
+            let (head, _) = parse_all(head, 100).unwrap();
+            assert_eq!(&*head.reason, reason);
+            assert_eq!(
+                matches!(head.reason, Cow::Borrowed(_)),
+                borrowed,
+                "{reason}"
+            );
+        }
     }
 
     #[test]
     fn status_without_reason_gets_the_standard_one() {
         let (head, _) = parse_all(b"Status: 503\r\n\r\n", 4).unwrap();
-        assert_eq!(
-            (head.status, head.reason.as_str()),
-            (503, "Service Unavailable")
-        );
+        assert_eq!((head.status, &*head.reason), (503, "Service Unavailable"));
     }
 
     #[test]

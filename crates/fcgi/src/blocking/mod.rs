@@ -6,6 +6,7 @@
 
 mod conn;
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -134,8 +135,11 @@ impl Client {
                 body.extend_from_slice(bytes);
             }
         }
-        let (status, reason, headers) =
-            (stream.status, stream.reason.clone(), stream.headers.clone());
+        let (status, reason, headers) = (
+            stream.status,
+            stream.reason.to_string(),
+            stream.headers.clone(),
+        );
         let end = stream.finish()?;
         Ok(Response {
             status,
@@ -657,7 +661,7 @@ pub struct ResponseStream {
     pending: std::ops::Range<usize>,
     writer: Option<BodyWriter>,
     status: u16,
-    reason: String,
+    reason: Cow<'static, str>,
     headers: Headers,
     app_status: Option<u32>,
 }
@@ -740,7 +744,7 @@ impl ResponseStream {
             pending: 0..0,
             writer,
             status: 0,
-            reason: String::new(),
+            reason: Cow::Borrowed(""),
             headers: Headers::new(),
             app_status: None,
         };

@@ -1,6 +1,7 @@
 //! The async response: head first, then body and STDERR chunks as they
 //! arrive, with the request's time limits applied while waiting.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -184,7 +185,7 @@ impl Link {
 /// discarded.
 pub struct ResponseStream {
     status: u16,
-    reason: String,
+    reason: Cow<'static, str>,
     headers: Headers,
     /// Boxed: the stream is moved through several futures, and a pointer
     /// moves cheaper than the whole exchange.
@@ -216,7 +217,7 @@ impl ResponseStream {
         let due = parts.timer.deadline_at();
         ResponseStream {
             status: 0,
-            reason: String::new(),
+            reason: Cow::Borrowed(""),
             headers: Headers::new(),
             parts: Box::new(parts),
             sleep: Box::pin(tokio::time::sleep_until(due.into())),
@@ -325,7 +326,7 @@ impl ResponseStream {
         }
         Ok(Response {
             status: self.status,
-            reason: std::mem::take(&mut self.reason),
+            reason: std::mem::take(&mut self.reason).into_owned(),
             headers: std::mem::take(&mut self.headers),
             body,
             stderr: std::mem::take(&mut self.parts.machine.stderr),
