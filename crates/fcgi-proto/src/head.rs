@@ -221,7 +221,11 @@ impl HeadParser {
         let take = input.len().min(room);
         if before == 0 {
             // The usual case: the whole head in the first chunk. It is parsed
-            // where it lies, without copying it into the buffer.
+            // where it lies, in one pass, without copying it into the buffer.
+            if let Some(parsed) = parse_whole(&input[..take]) {
+                return Ok(Some(parsed));
+            }
+            // Not all there, or a line to complain about: the long way.
             if let Some((block_len, used)) = find_blank_line(&input[..take]) {
                 return Ok(Some((parse_head(&input[..block_len])?, used)));
             }
@@ -270,47 +274,95 @@ fn find_blank_line(bytes: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
+/// Room for the names and values of the first head parsed in one pass
+/// (most heads fit; larger ones grow the buffer).
+const ONE_PASS_CAPACITY: usize = 256;
+
+/// The usual case in one pass: a complete head at the start of `input`, every
+/// line well-formed. `None` when the blank line is not in `input` or a line is
+/// malformed: [`parse_head`] then gives the answer, or the error.
+fn parse_whole(input: &[u8]) -> Option<(Head, usize)> {
+    let mut fields = Fields::with_capacity(input.len().min(ONE_PASS_CAPACITY));
+    let mut at = 0;
+    loop {
+        let end = at + memchr::memchr(b'\n', &input[at..])?;
+        let raw = &input[at..end];
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        at = end + 1;
+        if line.is_empty() {
+            return Some((fields.into_head(), at));
+        }
+        let (name, value) = split_field(line)?;
+        fields.add(name, value).ok()?;
+    }
+}
+
 fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
     // Room for the names, the values and the lengths of a few headers (more
     // grow the buffer), without counting the lines first.
-    let mut headers = Headers::with_capacity(block.len() + 8 * 2 * LEN_BYTES);
-    let mut status: Option<(u16, Cow<'static, str>)> = None;
-    let mut location = false;
+    let mut fields = Fields::with_capacity(block.len() + 8 * 2 * LEN_BYTES);
     for (index, raw) in lines(block).filter(|l| !l.is_empty()).enumerate() {
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let bad_line = || HeadError::BadLine {
+        let (name, value) = split_field(line).ok_or_else(|| HeadError::BadLine {
             line: index + 1,
             text: String::from_utf8_lossy(line).chars().take(80).collect(),
-        };
-        // The name is token bytes up to the colon: the first byte that is
-        // not a token byte must be that colon, and not the first byte.
-        let colon = line
-            .iter()
-            .position(|&b| !is_token_byte(b))
-            .ok_or_else(bad_line)?;
-        if colon == 0 || line[colon] != b':' {
-            return Err(bad_line());
-        }
-        let name = &line[..colon];
-        let value = trim(&line[colon + 1..]);
-        // Token bytes are ASCII: the name is stored as it is.
-        if name.eq_ignore_ascii_case(b"status") {
-            status = Some(parse_status(value)?);
-        } else {
-            location |= name.eq_ignore_ascii_case(b"location");
-            headers.push_raw(name, value);
+        })?;
+        fields.add(name, value)?;
+    }
+    Ok(fields.into_head())
+}
+
+/// A header line's name and trimmed value; `None` when the line is not
+/// `token ":" value`.
+fn split_field(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    // The name is token bytes up to the colon: the first byte that is not a
+    // token byte must be that colon, and not the first byte.
+    let colon = line.iter().position(|&b| !is_token_byte(b))?;
+    if colon == 0 || line[colon] != b':' {
+        return None;
+    }
+    Some((&line[..colon], trim(&line[colon + 1..])))
+}
+
+/// The head being collected, field by field.
+struct Fields {
+    headers: Headers,
+    status: Option<(u16, Cow<'static, str>)>,
+    location: bool,
+}
+
+impl Fields {
+    fn with_capacity(bytes: usize) -> Fields {
+        Fields {
+            headers: Headers::with_capacity(bytes),
+            status: None,
+            location: false,
         }
     }
-    let (status, reason) = match status {
-        Some(s) => s,
-        None if location => (302, Cow::Borrowed(canonical_reason(302))),
-        None => (200, Cow::Borrowed(canonical_reason(200))),
-    };
-    Ok(Head {
-        status,
-        reason,
-        headers,
-    })
+
+    fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), HeadError> {
+        // Token bytes are ASCII: the name is stored as it is.
+        if name.eq_ignore_ascii_case(b"status") {
+            self.status = Some(parse_status(value)?);
+        } else {
+            self.location |= name.eq_ignore_ascii_case(b"location");
+            self.headers.push_raw(name, value);
+        }
+        Ok(())
+    }
+
+    fn into_head(self) -> Head {
+        let (status, reason) = match self.status {
+            Some(s) => s,
+            None if self.location => (302, Cow::Borrowed(canonical_reason(302))),
+            None => (200, Cow::Borrowed(canonical_reason(200))),
+        };
+        Head {
+            status,
+            reason,
+            headers: self.headers,
+        }
+    }
 }
 
 /// The lines of `block`, split at LF (a CR before it stays with the line).

@@ -125,6 +125,42 @@ proptest! {
     }
 
     #[test]
+    fn a_head_parses_the_same_whole_or_in_pieces(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                Just("Status: 404 Not Found".to_string()),
+                Just("Status: 2x".to_string()),
+                Just("Location: /x".to_string()),
+                Just("no colon".to_string()),
+                "[A-Za-z-]{1,8}: [ -~]{0,12}",
+            ],
+            0..6,
+        ),
+        crlf in any::<bool>(),
+        step in 1usize..40,
+    ) {
+        let eol = if crlf { "\r\n" } else { "\n" };
+        let text: String = lines.iter().map(|l| format!("{l}{eol}")).collect::<String>() + eol + "body";
+        let parse = |step: usize| {
+            let mut parser = HeadParser::new(1000);
+            let mut taken = 0;
+            for chunk in text.as_bytes().chunks(step) {
+                match parser.push(chunk) {
+                    Ok(Some((head, used))) => return Ok((head, taken + used)),
+                    Ok(None) => taken += chunk.len(),
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(parser.finish())
+        };
+        let whole = parse(text.len());
+        prop_assert_eq!(&whole, &parse(step));
+        if let Ok((_, used)) = whole {
+            prop_assert_eq!(&text[used..], "body");
+        }
+    }
+
+    #[test]
     fn head_parser_never_panics_and_stays_bounded(bytes in proptest::collection::vec(any::<u8>(), 0..3000), step in 1usize..100) {
         let mut parser = HeadParser::new(1000);
         for chunk in bytes.chunks(step) {

@@ -283,6 +283,17 @@ impl ResponseMachine {
         }
     }
 
+    /// Makes the machine ready for the response to request `request_id` on
+    /// the same connection, keeping its address and limits.
+    pub(crate) fn restart(&mut self, request_id: u16) {
+        self.decoder = Decoder::for_request(request_id);
+        self.head_parser = Some(HeadParser::new(self.limits.max_head_bytes));
+        self.head = None;
+        self.stderr.clear();
+        self.stderr_dropped = 0;
+        self.end = None;
+    }
+
     /// Response bytes (records included) consumed so far.
     pub(crate) fn received(&self) -> u64 {
         self.decoder.position()
@@ -291,14 +302,6 @@ impl ResponseMachine {
     /// The head, once, after [`Step::Head`].
     pub(crate) fn take_head(&mut self) -> Option<Head> {
         self.head.take()
-    }
-
-    /// The error for a connection that closed now.
-    pub(crate) fn closed_error(&self) -> Error {
-        Error::ConnectionClosed {
-            address: self.address.to_string(),
-            received: self.received(),
-        }
     }
 
     /// Consumes input until something happens; returns bytes used and what.

@@ -56,11 +56,14 @@ struct Inner {
     /// `address_text` again, shared with each response (its error messages).
     address_shared: Arc<str>,
     config: Config,
-    idle: Mutex<Vec<Conn>>,
+    /// Boxed: a connection moves between this list and a response.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<Conn>>>,
 }
 
-/// A connection and its read buffer, kept together between requests.
-#[derive(Debug)]
+/// A connection with its buffers and its response state, kept together
+/// between requests (boxed: a pointer moves between the pool and a response
+/// cheaper than the whole).
 struct Conn {
     stream: Stream,
     buf: Box<[u8]>,
@@ -68,7 +71,8 @@ struct Conn {
     /// The request start as sent on this connection (its records carry this
     /// connection's request id); reused from one request to the next.
     out: Vec<u8>,
-    /// Progress of the exchange on this connection (see [`Timer::attached`]).
+    /// Microseconds since the exchange's start of the last byte moved on
+    /// this connection, by the reader or the body writer (see [`Timer`]).
     progress: Arc<AtomicU64>,
     /// Bytes moved on this connection since the reader last looked at the
     /// clock: recorded as progress at the next wait, which reads the clock
@@ -78,6 +82,18 @@ struct Conn {
     /// kept connection gets a new id, so that records a misbehaving server
     /// sends late for an earlier request are recognised as not ours.
     next_request_id: u16,
+    /// Decoder, head parser and kept STDERR of the current response; made
+    /// ready again for each request, keeping its allocations.
+    machine: ResponseMachine,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("stream", &self.stream)
+            .field("next_request_id", &self.next_request_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -283,7 +299,7 @@ impl Client {
             // A body that cannot be sent again needs a connection known to
             // be open; an in-memory body is simply retried if it is not.
             let (mut conn, reused) = self.checkout(&timer, !replayable)?;
-            let request_id = conn.take_request_id();
+            let request_id = conn.begin_exchange();
             conn.out.clear();
             conn.out.extend_from_slice(preamble);
             set_request_id(&mut conn.out, request_id);
@@ -300,7 +316,7 @@ impl Client {
             };
             let outcome = ResponseStream::open(
                 self.clone(),
-                timer.attached(&conn),
+                timer,
                 conn,
                 request_id,
                 inline,
@@ -331,7 +347,6 @@ impl Client {
         let timer = Timer::new(config.timeouts.deadline, config.timeouts.idle);
         let address = &self.inner.address_text;
         let mut conn = self.connect(&timer)?;
-        let timer = timer.attached(&conn);
         let mut out = Vec::new();
         encode_get_values(names.iter().copied(), &mut out);
         trace_sent_records(&out);
@@ -357,7 +372,7 @@ impl Client {
     /// server closed, or that hold bytes nobody asked for (a stray record
     /// after END_REQUEST), are dropped: the next response must not start
     /// with them, and a request that cannot be replayed must not be lost.
-    fn checkout(&self, timer: &Timer, check_stale: bool) -> Result<(Conn, bool), Error> {
+    fn checkout(&self, timer: &Timer, check_stale: bool) -> Result<(Box<Conn>, bool), Error> {
         if self.inner.config.keep_alive {
             while let Some(conn) = self.lock_idle().pop() {
                 if check_stale && conn.stream.is_stale() {
@@ -369,14 +384,14 @@ impl Client {
         Ok((self.connect(timer)?, false))
     }
 
-    fn connect(&self, timer: &Timer) -> Result<Conn, Error> {
+    fn connect(&self, timer: &Timer) -> Result<Box<Conn>, Error> {
         let timeouts = &self.inner.config.timeouts;
         let limit = timeouts.connect.min(timer.remaining());
         if limit.is_zero() {
             return Err(timer.expired_error(&self.inner.address_text, TimeoutPhase::Deadline));
         }
         let stream = connect(&self.inner.address, limit, timeouts.idle)?;
-        Ok(Conn {
+        Ok(Box::new(Conn {
             stream,
             buf: vec![0; READ_BUFFER_LEN].into_boxed_slice(),
             armed_read_timeout: None,
@@ -384,10 +399,16 @@ impl Client {
             progress: Arc::new(AtomicU64::new(0)),
             progressed: false,
             next_request_id: SINGLE_REQUEST_ID,
-        })
+            machine: ResponseMachine::new(
+                SINGLE_REQUEST_ID,
+                self.inner.config.limits,
+                self.inner.address_shared.clone(),
+            ),
+        }))
     }
 
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+    #[allow(clippy::vec_box)]
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Box<Conn>>> {
         // A panic while holding the lock leaves only a list of sockets behind.
         self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -396,7 +417,7 @@ impl Client {
         self.lock_idle().clear();
     }
 
-    fn checkin(&self, conn: Conn) {
+    fn checkin(&self, conn: Box<Conn>) {
         let mut idle = self.lock_idle();
         if idle.len() < self.inner.config.max_idle_connections {
             idle.push(conn);
@@ -417,16 +438,14 @@ impl Client {
     }
 }
 
-/// Deadline and idle bookkeeping shared by the reading thread and the body
-/// writer: any byte moved in either direction resets the idle clock.
-#[derive(Debug, Clone)]
+/// Deadline and idle limits of one exchange. Bytes moved in either direction
+/// (by the reading thread or the body writer) are recorded on the
+/// connection's progress counter, which resets the idle clock.
+#[derive(Debug, Clone, Copy)]
 struct Timer {
     start: Instant,
     deadline: Duration,
     idle: Duration,
-    /// Microseconds since `start` of the last byte moved: the connection's
-    /// counter once [`Timer::attached`] to one (none moved before that).
-    last_progress: Option<Arc<AtomicU64>>,
 }
 
 impl Timer {
@@ -435,27 +454,13 @@ impl Timer {
             start: Instant::now(),
             deadline,
             idle,
-            last_progress: None,
         }
     }
 
-    /// This timer, counting progress on `conn`'s counter (reset for this
-    /// exchange). A connection is reused only after its body writer has
-    /// finished, so no earlier exchange touches the counter any more; reusing
-    /// it saves an allocation per request.
-    fn attached(&self, conn: &Conn) -> Timer {
-        conn.progress.store(0, Ordering::Relaxed);
-        Timer {
-            last_progress: Some(Arc::clone(&conn.progress)),
-            ..self.clone()
-        }
-    }
-
-    fn touch(&self) {
-        if let Some(progress) = &self.last_progress {
-            let now = self.start.elapsed().as_micros() as u64;
-            progress.fetch_max(now, Ordering::Relaxed);
-        }
+    /// Records that bytes moved now on the exchange with `progress`.
+    fn touch(&self, progress: &AtomicU64) {
+        let now = self.start.elapsed().as_micros() as u64;
+        progress.fetch_max(now, Ordering::Relaxed);
     }
 
     fn remaining(&self) -> Duration {
@@ -465,23 +470,17 @@ impl Timer {
     /// The time a blocking read may wait, or the limit that has passed;
     /// `progressed` says that bytes moved since the last wait (recorded now,
     /// with the same clock reading as the limits).
-    fn wait_limit(&self, progressed: bool) -> Result<Duration, TimeoutPhase> {
+    fn wait_limit(&self, progress: &AtomicU64, progressed: bool) -> Result<Duration, TimeoutPhase> {
         // One clock reading for both limits.
         let elapsed = self.start.elapsed();
         if progressed {
-            if let Some(progress) = &self.last_progress {
-                progress.fetch_max(elapsed.as_micros() as u64, Ordering::Relaxed);
-            }
+            progress.fetch_max(elapsed.as_micros() as u64, Ordering::Relaxed);
         }
         let deadline = self.deadline.saturating_sub(elapsed);
         if deadline.is_zero() {
             return Err(TimeoutPhase::Deadline);
         }
-        let last = self
-            .last_progress
-            .as_ref()
-            .map_or(0, |p| p.load(Ordering::Relaxed));
-        let last = Duration::from_micros(last);
+        let last = Duration::from_micros(progress.load(Ordering::Relaxed));
         let idle = (last + self.idle).saturating_sub(elapsed);
         if idle.is_zero() {
             return Err(TimeoutPhase::Idle);
@@ -503,10 +502,15 @@ impl Timer {
 }
 
 impl Conn {
-    /// The id for the next request on this connection (1 to 65535, then 1).
-    fn take_request_id(&mut self) -> u16 {
+    /// Starts an exchange on this connection: takes its request id (1 to
+    /// 65535, then 1 again), and makes progress and response state fresh. A
+    /// connection is reused only after its body writer has finished, so no
+    /// earlier exchange touches them any more.
+    fn begin_exchange(&mut self) -> u16 {
         let id = self.next_request_id;
         self.next_request_id = id.checked_add(1).unwrap_or(SINGLE_REQUEST_ID);
+        self.progress.store(0, Ordering::Relaxed);
+        self.machine.restart(id);
         id
     }
 
@@ -515,7 +519,7 @@ impl Conn {
         loop {
             let progressed = std::mem::take(&mut self.progressed);
             let wait = timer
-                .wait_limit(progressed)
+                .wait_limit(&self.progress, progressed)
                 .map_err(|phase| timer.expired_error(address, phase))?;
             // Re-arm only when the limit shrinks noticeably: a read that wakes
             // early simply loops, one that would overrun cannot happen.
@@ -615,6 +619,7 @@ impl BodyWriter {
     fn spawn(
         stream: Stream,
         timer: Timer,
+        progress: Arc<AtomicU64>,
         request_id: u16,
         body: Body,
         data: Option<Body>,
@@ -624,7 +629,8 @@ impl BodyWriter {
             .name("fcgi-body-writer".into())
             .spawn(move || {
                 // The receiver may be gone when the exchange ended first.
-                let _ = report.send(write_body(stream, &timer, request_id, body, data));
+                let result = write_body(stream, &timer, &progress, request_id, body, data);
+                let _ = report.send(result);
             })?;
         Ok(BodyWriter { done })
     }
@@ -651,8 +657,10 @@ impl BodyWriter {
 /// closes the connection, which stops a php-fpm script at its next output.
 pub struct ResponseStream {
     client: Client,
-    conn: Option<Conn>,
-    machine: ResponseMachine,
+    /// The connection, with the response state, until the response ends.
+    conn: Option<Box<Conn>>,
+    /// What the response state said when the connection was let go.
+    detached: Detached,
     timer: Timer,
     /// Decoded input at `pos..filled` of the connection buffer.
     pos: usize,
@@ -676,6 +684,15 @@ impl std::fmt::Debug for ResponseStream {
     }
 }
 
+/// What a response still reports after its connection went back to the pool
+/// or was closed.
+#[derive(Default)]
+struct Detached {
+    stderr: Vec<u8>,
+    stderr_dropped: u64,
+    received: u64,
+}
+
 /// The result of one decoding step of [`ResponseStream::advance`].
 enum Out {
     Body(std::ops::Range<usize>),
@@ -688,14 +705,13 @@ impl ResponseStream {
     fn open(
         client: Client,
         timer: Timer,
-        mut conn: Conn,
+        mut conn: Box<Conn>,
         request_id: u16,
         inline: bool,
         body: Body,
         data: Body,
         role: Role,
     ) -> Result<ResponseStream, Failure> {
-        let limits = client.inner.config.limits;
         let written = conn.stream.write_all(&conn.out);
         // A large inline body: do not keep its buffer on an idle connection.
         conn.out = kept_out(std::mem::take(&mut conn.out));
@@ -723,21 +739,21 @@ impl ResponseStream {
                 retryable: false,
             })?;
             let data = (role == Role::Filter).then_some(data);
-            let writer = BodyWriter::spawn(stream, timer.clone(), request_id, body, data).map_err(
-                |source| Failure {
+            let progress = Arc::clone(&conn.progress);
+            let writer = BodyWriter::spawn(stream, timer, progress, request_id, body, data)
+                .map_err(|source| Failure {
                     error: Error::Io {
                         address: client.inner.address_text.clone(),
                         source,
                     },
                     retryable: false,
-                },
-            )?;
+                })?;
             Some(writer)
         };
         let mut stream = ResponseStream {
-            machine: ResponseMachine::new(request_id, limits, client.inner.address_shared.clone()),
             client,
             conn: Some(conn),
+            detached: Detached::default(),
             timer,
             pos: 0,
             filled: 0,
@@ -762,8 +778,8 @@ impl ResponseStream {
                     // server never took the request. (Records of an earlier
                     // request are a protocol error, not a reason to send
                     // again: this request was delivered.)
-                    let retryable = stream.machine.received() == 0
-                        && matches!(error, Error::ConnectionClosed { .. });
+                    let retryable =
+                        stream.received() == 0 && matches!(error, Error::ConnectionClosed { .. });
                     let error = stream.abort(error);
                     return Err(Failure { error, retryable });
                 }
@@ -792,7 +808,10 @@ impl ResponseStream {
 
     /// STDERR received so far (up to the limit).
     pub fn stderr(&self) -> &[u8] {
-        &self.machine.stderr
+        match &self.conn {
+            Some(conn) => &conn.machine.stderr,
+            None => &self.detached.stderr,
+        }
     }
 
     /// The next body or STDERR chunk as it arrives; `None` after END_REQUEST.
@@ -814,11 +833,41 @@ impl ResponseStream {
     /// what END_REQUEST and STDERR said.
     pub fn finish(mut self) -> Result<Trailer, Error> {
         while self.next_chunk()?.is_some() {}
+        // The end was reached: the connection has been let go.
+        let detached = std::mem::take(&mut self.detached);
         Ok(Trailer {
-            stderr: std::mem::take(&mut self.machine.stderr),
-            stderr_dropped: self.machine.stderr_dropped,
+            stderr: detached.stderr,
+            stderr_dropped: detached.stderr_dropped,
             app_status: self.app_status.unwrap_or(0),
         })
+    }
+
+    /// Response bytes (records included) received so far.
+    fn received(&self) -> u64 {
+        match &self.conn {
+            Some(conn) => conn.machine.received(),
+            None => self.detached.received,
+        }
+    }
+
+    /// The error for a connection that closed now.
+    fn closed_error(&self) -> Error {
+        Error::ConnectionClosed {
+            address: self.client.inner.address_text.clone(),
+            received: self.received(),
+        }
+    }
+
+    /// Takes the connection from the response (to keep or to close it),
+    /// keeping what the response still reports.
+    fn detach(&mut self) -> Option<Box<Conn>> {
+        let mut conn = self.conn.take()?;
+        self.detached = Detached {
+            stderr: std::mem::take(&mut conn.machine.stderr),
+            stderr_dropped: conn.machine.stderr_dropped,
+            received: conn.machine.received(),
+        };
+        Some(conn)
     }
 
     fn buf(&self) -> &[u8] {
@@ -834,10 +883,9 @@ impl ResponseStream {
             if self.app_status.is_some() {
                 return Ok(Out::End);
             }
-            let conn = self
-                .conn
-                .as_mut()
-                .ok_or_else(|| self.machine.closed_error())?;
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(self.closed_error());
+            };
             if self.pos == self.filled {
                 let n = conn.read(&self.timer, &self.client.inner.address_text)?;
                 if n == 0 {
@@ -845,20 +893,20 @@ impl ResponseStream {
                     // symptom of the close; its body errors are the cause.
                     return Err(match self.writer_error() {
                         Some(cause @ (Error::Body(_) | Error::InvalidRequest(_))) => cause,
-                        _ => self.machine.closed_error(),
+                        _ => self.closed_error(),
                     });
                 }
                 self.pos = 0;
                 self.filled = n;
             }
             let base = self.pos;
-            let (used, step) = self.machine.feed(&conn.buf[base..self.filled])?;
+            let (used, step) = conn.machine.feed(&conn.buf[base..self.filled])?;
             self.pos += used;
             let shift = |r: std::ops::Range<usize>| base + r.start..base + r.end;
             match step {
                 Step::Nothing => {}
                 Step::Head(range) => {
-                    if let Some(head) = self.machine.take_head() {
+                    if let Some(head) = conn.machine.take_head() {
                         self.status = head.status;
                         self.reason = head.reason;
                         self.headers = head.headers;
@@ -893,7 +941,7 @@ impl ResponseStream {
             },
         };
         let clean = writer_done && self.pos == self.filled && self.client.inner.config.keep_alive;
-        if let Some(conn) = self.conn.take() {
+        if let Some(conn) = self.detach() {
             if clean {
                 self.client.checkin(conn);
             }
@@ -903,7 +951,7 @@ impl ResponseStream {
     /// Stops the exchange after an error: closes the connection, waits for
     /// the writer, and prefers the writer's error when it caused the failure.
     fn abort(&mut self, error: Error) -> Error {
-        if let Some(conn) = self.conn.take() {
+        if let Some(conn) = self.detach() {
             conn.stream.shutdown();
         }
         match self.writer_error() {
@@ -959,13 +1007,14 @@ impl Read for ResponseStream {
 fn write_body(
     mut stream: Stream,
     timer: &Timer,
+    progress: &AtomicU64,
     id: u16,
     body: Body,
     data: Option<Body>,
 ) -> Result<(), Error> {
-    let result =
-        write_stream(&mut stream, timer, id, RecordType::Stdin, body).and_then(|()| match data {
-            Some(data) => write_stream(&mut stream, timer, id, RecordType::Data, data),
+    let result = write_stream(&mut stream, (timer, progress), id, RecordType::Stdin, body)
+        .and_then(|()| match data {
+            Some(data) => write_stream(&mut stream, (timer, progress), id, RecordType::Data, data),
             None => Ok(()),
         });
     if result.is_err() {
@@ -978,7 +1027,7 @@ fn write_body(
 
 fn write_stream(
     stream: &mut Stream,
-    timer: &Timer,
+    (timer, progress): (&Timer, &AtomicU64),
     id: u16,
     record_type: RecordType,
     body: Body,
@@ -1000,7 +1049,7 @@ fn write_stream(
                 let header = stream_record_header(record_type, id, chunk.len());
                 trace_sent_records(&header);
                 write_all_vectored(stream, &header, chunk).map_err(io_err)?;
-                timer.touch();
+                timer.touch(progress);
             }
         }
         Body::Reader { mut reader, len } => {
@@ -1031,7 +1080,7 @@ fn write_stream(
                 buf[..header_len].copy_from_slice(&stream_record_header(record_type, id, n));
                 trace_sent_records(&buf[..header_len]);
                 stream.write_all(&buf[..header_len + n]).map_err(io_err)?;
-                timer.touch();
+                timer.touch(progress);
                 sent += n as u64;
             }
         }
@@ -1040,7 +1089,7 @@ fn write_stream(
     encode_stream(record_type, id, &[], true, &mut end);
     trace_sent_records(&end);
     stream.write_all(&end).map_err(io_err)?;
-    timer.touch();
+    timer.touch(progress);
     Ok(())
 }
 
