@@ -259,13 +259,17 @@ impl Client {
     /// does. A client whose settings encode requests differently (keep-alive,
     /// parameter limits) than the preparing one encodes it afresh.
     pub fn stream_prepared(&self, prepared: &PreparedRequest) -> Result<ResponseStream, Error> {
-        let bodies = (prepared.body(), prepared.data(), prepared.role());
+        // Bodies that went out with the request start are not needed again.
+        let bodies = |inline: bool| match inline {
+            true => (Body::Empty, Body::Empty, prepared.role()),
+            false => (prepared.body(), prepared.data(), prepared.role()),
+        };
         let config = &self.inner.config;
         if let Some((preamble, inline)) = prepared.records_for(config, config.keep_alive) {
-            return self.send(preamble, inline, bodies, true);
+            return self.send(preamble, inline, bodies(inline), true);
         }
         let (preamble, inline) = self.encode_start(&prepared.request())?;
-        self.send(&preamble, inline, bodies, true)
+        self.send(&preamble, inline, bodies(inline), true)
     }
 
     /// BEGIN_REQUEST, PARAMS and (when it fits) the body, encoded in one
@@ -304,6 +308,8 @@ impl Client {
             conn.out.extend_from_slice(preamble);
             set_request_id(&mut conn.out, request_id);
             let (body, data, role) = match &bodies {
+                // The body went out with the request start.
+                Some((_, _, role)) if inline => (Body::Empty, Body::Empty, *role),
                 Some((Body::Bytes(b), d, role)) if replayable => {
                     (Body::Bytes(b.clone()), clone_replayable(d), *role)
                 }
