@@ -187,11 +187,19 @@ impl Decoder {
                     if rest.is_empty() {
                         return Ok(self.advance(used, None));
                     }
-                    let take = (HEADER_LEN - self.header_len).min(rest.len());
-                    self.header[self.header_len..self.header_len + take]
-                        .copy_from_slice(&rest[..take]);
-                    self.header_len += take;
-                    used += take;
+                    if self.header_len == 0 && rest.len() >= HEADER_LEN {
+                        // The usual case, a whole header in the input: one
+                        // fixed-size copy.
+                        self.header.copy_from_slice(&rest[..HEADER_LEN]);
+                        self.header_len = HEADER_LEN;
+                        used += HEADER_LEN;
+                    } else {
+                        let take = (HEADER_LEN - self.header_len).min(rest.len());
+                        self.header[self.header_len..self.header_len + take]
+                            .copy_from_slice(&rest[..take]);
+                        self.header_len += take;
+                        used += take;
+                    }
                     if self.header_len == HEADER_LEN {
                         self.header_len = 0;
                         let offset = self.position + used as u64 - HEADER_LEN as u64;

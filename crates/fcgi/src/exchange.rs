@@ -386,11 +386,17 @@ impl ResponseMachine {
     }
 }
 
-/// One [`RECORD_TRACE_TARGET`] event for a decoded event.
+/// One [`RECORD_TRACE_TARGET`] event for a decoded event. The check is
+/// inlined where events are decoded; the tracing itself is not.
+#[inline]
 pub(crate) fn trace_event(direction: &str, event: &Event<'_>) {
-    if !tracing::enabled!(target: RECORD_TRACE_TARGET, tracing::Level::TRACE) {
-        return;
+    if tracing::enabled!(target: RECORD_TRACE_TARGET, tracing::Level::TRACE) {
+        trace_decoded(direction, event);
     }
+}
+
+#[cold]
+fn trace_decoded(direction: &str, event: &Event<'_>) {
     let (record_type, id, len) = match event {
         Event::Stdout(id, bytes) => (RecordType::Stdout, *id, bytes.len()),
         Event::Stderr(id, bytes) => (RecordType::Stderr, *id, bytes.len()),

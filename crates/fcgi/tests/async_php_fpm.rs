@@ -429,3 +429,16 @@ async fn a_prepared_request_is_shared_by_tasks_and_sent_many_times() {
         .unwrap();
     assert_eq!(json(&response.body)["sha256"], sha256_hex(&data));
 }
+
+#[tokio::test]
+async fn a_streamed_response_knows_when_its_request_began() {
+    let fpm = PhpFpm::start();
+    let client = Client::new(fpm.unix_address().as_str()).unwrap();
+    let before = std::time::Instant::now();
+    let url = format!("{}?ms=150", script(&fpm, "sleep.php"));
+    let stream = client.stream(Request::get(&url)).await.unwrap();
+    let began = stream.started();
+    stream.finish().await.unwrap();
+    assert!(before <= began && began <= std::time::Instant::now());
+    assert!(began.elapsed() >= std::time::Duration::from_millis(150));
+}

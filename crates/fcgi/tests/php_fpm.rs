@@ -341,3 +341,23 @@ impl std::io::Write for Sha256Writer {
         Ok(())
     }
 }
+
+#[test]
+fn a_streamed_response_knows_when_its_request_began() {
+    let fpm = PhpFpm::start();
+    each_transport(&fpm, |client| {
+        let before = std::time::Instant::now();
+        let stream = client
+            .stream(Request::get(&format!(
+                "{}?ms=150",
+                script(&fpm, "sleep.php")
+            )))
+            .unwrap();
+        let began = stream.started();
+        stream.finish().unwrap();
+        let after = std::time::Instant::now();
+        assert!(before <= began && began <= after);
+        // The script's sleep lies between the start and the end.
+        assert!(began.elapsed() >= std::time::Duration::from_millis(150));
+    });
+}

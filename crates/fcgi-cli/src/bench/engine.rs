@@ -258,14 +258,17 @@ fn connection_loop(
     // that its error is counted (or stops the run) exactly as per request.
     let prepared = client.prepare(template.request()).ok();
     while shared.next() {
-        let started = Instant::now();
         let result = match &prepared {
-            Some(prepared) => client.stream_prepared(prepared).and_then(drain),
-            None => client.stream_again(&request).and_then(drain),
+            Some(prepared) => client.stream_prepared(prepared),
+            None => client.stream_again(&request),
         };
-        let elapsed = started.elapsed();
+        // Latency counts from when the client began the request.
+        let result = result.and_then(|mut stream| {
+            let (status, bytes) = drain(&mut stream)?;
+            Ok((status, bytes, stream.started().elapsed()))
+        });
         match result {
-            Ok((status, bytes)) => {
+            Ok((status, bytes, elapsed)) => {
                 let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
                 outcome.latency_us.saturating_record(us.max(1));
                 *outcome.status_counts.entry(status).or_default() += 1;
@@ -291,7 +294,7 @@ fn connection_loop(
 
 /// The rest of one response: status and body bytes, the body read and
 /// dropped as it comes.
-fn drain(mut stream: ResponseStream) -> Result<(u16, u64), fcgi::Error> {
+fn drain(stream: &mut ResponseStream) -> Result<(u16, u64), fcgi::Error> {
     let status = stream.status();
     let mut bytes = 0u64;
     while let Some(chunk) = stream.next_chunk()? {

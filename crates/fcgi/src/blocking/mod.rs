@@ -797,6 +797,12 @@ impl ResponseStream {
         Ok(stream)
     }
 
+    /// When the client began this request (before it took a connection):
+    /// `started().elapsed()` at the end is the request's whole duration.
+    pub fn started(&self) -> Instant {
+        self.timer.start
+    }
+
     /// HTTP status code.
     pub fn status(&self) -> u16 {
         self.status

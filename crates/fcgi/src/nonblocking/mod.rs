@@ -179,6 +179,11 @@ impl Timer {
         }
     }
 
+    /// When the request began.
+    pub(crate) fn started(&self) -> Instant {
+        self.start
+    }
+
     pub(crate) fn deadline_at(&self) -> Instant {
         self.start + self.timeouts.deadline
     }

@@ -215,6 +215,7 @@ impl std::fmt::Debug for ResponseStream {
 impl ResponseStream {
     pub(crate) fn new(parts: Parts) -> ResponseStream {
         let due = parts.timer.deadline_at();
+        let started = parts.timer.started();
         ResponseStream {
             status: 0,
             reason: Cow::Borrowed(""),
@@ -227,7 +228,7 @@ impl ResponseStream {
             app_status: 0,
             received: 0,
             body_bytes: 0,
-            started: Instant::now(),
+            started,
         }
     }
 
@@ -241,6 +242,12 @@ impl ResponseStream {
     /// The connection had carried requests before this one.
     pub(crate) fn reused(&self) -> bool {
         self.parts.link.reused()
+    }
+
+    /// When the client began this request (before it took a connection):
+    /// `started().elapsed()` at the end is the request's whole duration.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// HTTP status code.
