@@ -215,21 +215,21 @@ impl Decoder {
                     remaining,
                     padding,
                 } => {
-                    if remaining == 0 {
-                        self.state = State::Padding { remaining: padding };
-                        continue;
-                    }
                     if rest.is_empty() {
                         return Ok(self.advance(used, None));
                     }
                     let take = remaining.min(rest.len());
                     let chunk = &rest[..take];
                     used += take;
-                    self.state = State::Stream {
-                        record_type,
-                        request_id,
-                        remaining: remaining - take,
-                        padding,
+                    self.state = if take == remaining {
+                        after_content(padding)
+                    } else {
+                        State::Stream {
+                            record_type,
+                            request_id,
+                            remaining: remaining - take,
+                            padding,
+                        }
                     };
                     let event = if record_type == RecordType::Stdout {
                         Event::Stdout(request_id, chunk)
@@ -251,9 +251,7 @@ impl Decoder {
                     if take < want {
                         return Ok(self.advance(used, None));
                     }
-                    self.state = State::Padding {
-                        remaining: header.padding_length as usize,
-                    };
+                    self.state = after_content(header.padding_length as usize);
                     let finished = if whole {
                         finish_buffered(header, offset, &rest[..take])
                     } else {
@@ -332,6 +330,10 @@ impl Decoder {
             }
         }
         self.state = match record_type {
+            // An empty stream record (the stream's end) has nothing to hand out.
+            RecordType::Stdout | RecordType::Stderr if header.content_length == 0 => {
+                after_content(header.padding_length as usize)
+            }
             RecordType::Stdout | RecordType::Stderr => State::Stream {
                 record_type,
                 request_id: header.request_id,
@@ -344,6 +346,15 @@ impl Decoder {
             }
         };
         Ok(())
+    }
+}
+
+/// The state after a record's content: its padding, or the next header.
+fn after_content(padding: usize) -> State {
+    if padding == 0 {
+        State::Header
+    } else {
+        State::Padding { remaining: padding }
     }
 }
 
