@@ -179,12 +179,14 @@ impl Client {
         request.settle_content_length()?;
         let (preamble, inline) = self.encode_start(&request)?;
         let replayable = request.body.is_replayable() && request.data.is_replayable();
-        let bodies = (
-            std::mem::take(&mut request.body),
-            std::mem::take(&mut request.data),
-            request.role,
-        );
-        self.send(&preamble, inline, bodies, replayable)
+        let bodies = (!inline).then(|| {
+            (
+                std::mem::take(&mut request.body),
+                std::mem::take(&mut request.data),
+                request.role,
+            )
+        });
+        self.send(&preamble, bodies, replayable)
     }
 
     /// Sends `request` again without consuming it, as [`Client::stream`]
@@ -225,12 +227,14 @@ impl Client {
             });
         }
         let (preamble, inline) = self.encode_start(request)?;
-        let bodies = (
-            clone_replayable(&request.body),
-            clone_replayable(&request.data),
-            request.role,
-        );
-        self.send(&preamble, inline, bodies, true)
+        let bodies = (!inline).then(|| {
+            (
+                clone_replayable(&request.body),
+                clone_replayable(&request.data),
+                request.role,
+            )
+        });
+        self.send(&preamble, bodies, true)
     }
 
     /// Encodes `request` once for sending many times with
@@ -259,17 +263,14 @@ impl Client {
     /// does. A client whose settings encode requests differently (keep-alive,
     /// parameter limits) than the preparing one encodes it afresh.
     pub fn stream_prepared(&self, prepared: &PreparedRequest) -> Result<ResponseStream, Error> {
-        // Bodies that went out with the request start are not needed again.
-        let bodies = |inline: bool| match inline {
-            true => (Body::Empty, Body::Empty, prepared.role()),
-            false => (prepared.body(), prepared.data(), prepared.role()),
-        };
+        let bodies =
+            |inline: bool| (!inline).then(|| (prepared.body(), prepared.data(), prepared.role()));
         let config = &self.inner.config;
         if let Some((preamble, inline)) = prepared.records_for(config, config.keep_alive) {
-            return self.send(preamble, inline, bodies(inline), true);
+            return self.send(preamble, bodies(inline), true);
         }
         let (preamble, inline) = self.encode_start(&prepared.request())?;
-        self.send(&preamble, inline, bodies(inline), true)
+        self.send(&preamble, bodies(inline), true)
     }
 
     /// BEGIN_REQUEST, PARAMS and (when it fits) the body, encoded in one
@@ -287,18 +288,18 @@ impl Client {
         Ok((preamble, inline))
     }
 
-    /// Sends an encoded request start and its bodies, with one retry on a
-    /// fresh connection when a kept one turns out closed (replayable only).
+    /// Sends an encoded request start and the bodies still to write after it
+    /// (`None` when they went out with it), with one retry on a fresh
+    /// connection when a kept one turns out closed (replayable only).
     fn send(
         &self,
         preamble: &[u8],
-        inline: bool,
-        bodies: (Body, Body, Role),
+        mut bodies: Option<(Body, Body, Role)>,
         replayable: bool,
     ) -> Result<ResponseStream, Error> {
         let config = &self.inner.config;
         let timer = Timer::new(config.timeouts.deadline, config.timeouts.idle);
-        let mut bodies = Some(bodies);
+        let inline = bodies.is_none();
         loop {
             // A body that cannot be sent again needs a connection known to
             // be open; an in-memory body is simply retried if it is not.
@@ -307,29 +308,19 @@ impl Client {
             conn.out.clear();
             conn.out.extend_from_slice(preamble);
             set_request_id(&mut conn.out, request_id);
-            let (body, data, role) = match &bodies {
-                // The body went out with the request start.
-                Some((_, _, role)) if inline => (Body::Empty, Body::Empty, *role),
+            let to_write = match &bodies {
+                None if inline => None,
                 Some((Body::Bytes(b), d, role)) if replayable => {
-                    (Body::Bytes(b.clone()), clone_replayable(d), *role)
+                    Some((Body::Bytes(b.clone()), clone_replayable(d), *role))
                 }
                 Some((Body::Empty, d, role)) if replayable => {
-                    (Body::Empty, clone_replayable(d), *role)
+                    Some((Body::Empty, clone_replayable(d), *role))
                 }
-                _ => bodies
-                    .take()
-                    .ok_or_else(|| Error::InvalidRequest("request body already consumed".into()))?,
+                _ => Some(bodies.take().ok_or_else(|| {
+                    Error::InvalidRequest("request body already consumed".into())
+                })?),
             };
-            let outcome = ResponseStream::open(
-                self.clone(),
-                timer,
-                conn,
-                request_id,
-                inline,
-                body,
-                data,
-                role,
-            );
+            let outcome = ResponseStream::open(self.clone(), timer, conn, request_id, to_write);
             match outcome {
                 Ok(stream) => return Ok(stream),
                 Err(Failure { error, retryable }) => {
@@ -707,16 +698,14 @@ enum Out {
 }
 
 impl ResponseStream {
-    #[allow(clippy::too_many_arguments)]
+    /// Writes the request start on `conn`, starts the body writer for
+    /// `to_write` (body, DATA, role) if any, and reads until the head.
     fn open(
         client: Client,
         timer: Timer,
         mut conn: Box<Conn>,
         request_id: u16,
-        inline: bool,
-        body: Body,
-        data: Body,
-        role: Role,
+        to_write: Option<(Body, Body, Role)>,
     ) -> Result<ResponseStream, Failure> {
         let written = conn.stream.write_all(&conn.out);
         // A large inline body: do not keep its buffer on an idle connection.
@@ -734,9 +723,7 @@ impl ResponseStream {
             });
         }
         conn.progressed = true;
-        let writer = if inline {
-            None
-        } else {
+        let writer = if let Some((body, data, role)) = to_write {
             let stream = conn.stream.try_clone().map_err(|source| Failure {
                 error: Error::Io {
                     address: client.inner.address_text.clone(),
@@ -755,6 +742,8 @@ impl ResponseStream {
                     retryable: false,
                 })?;
             Some(writer)
+        } else {
+            None
         };
         let mut stream = ResponseStream {
             client,
