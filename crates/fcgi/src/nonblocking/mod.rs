@@ -516,7 +516,9 @@ impl Client {
         async move {
             let stream = match start {
                 Ok(outgoing) => self.send(outgoing, settings.config.timeouts).await?,
-                Err(request) => self.stream(request).await?,
+                // Boxed: encoding afresh is rare, and its future would
+                // otherwise grow (and be moved with) every request's.
+                Err(request) => Box::pin(self.stream(request)).await?,
             };
             stream
                 .into_response(settings.config.limits.max_body_bytes)
@@ -538,7 +540,7 @@ impl Client {
                     self.send(outgoing, self.inner.settings.config.timeouts)
                         .await
                 }
-                Err(request) => self.stream(request).await,
+                Err(request) => Box::pin(self.stream(request)).await,
             }
         }
     }

@@ -131,8 +131,12 @@ impl Upstream {
     }
 
     async fn pool(self: &Arc<Self>, timer: &Timer) -> Result<Pools, Error> {
-        self.pool
-            .get_or_try_init(|| Box::pin(self.discover(timer)))
+        if let Some(pools) = self.pool.get() {
+            return Ok(pools.clone());
+        }
+        // Boxed: the first request's wait would otherwise grow every
+        // request's future.
+        Box::pin(self.pool.get_or_try_init(|| self.discover(timer)))
             .await
             .cloned()
     }
@@ -286,7 +290,9 @@ impl Upstream {
                 };
                 Ok(Lease::Direct(DirectLease { pool, permit, conn }))
             }
-            Pools::Shared(pool) => self.acquire_shared(pool, timer).await,
+            // Boxed: the multiplexed path's waits would otherwise grow the
+            // future of every request to a server that does not multiplex.
+            Pools::Shared(pool) => Box::pin(self.acquire_shared(pool, timer)).await,
         }
     }
 
@@ -312,6 +318,21 @@ impl Upstream {
 
     /// A slot of `semaphore`, waited for in FIFO order within the limits.
     async fn permit(
+        &self,
+        semaphore: &Arc<Semaphore>,
+        timer: &Timer,
+    ) -> Result<OwnedSemaphorePermit, Error> {
+        // A free slot needs no clock and no timer. (The semaphore hands
+        // released slots to waiters first, so this cannot jump the queue.)
+        if let Ok(permit) = Arc::clone(semaphore).try_acquire_owned() {
+            return Ok(permit);
+        }
+        // Boxed: the timed wait would otherwise grow every request's future.
+        Box::pin(self.wait_for_permit(semaphore, timer)).await
+    }
+
+    /// [`Upstream::permit`] when no slot is free: waits within the limits.
+    async fn wait_for_permit(
         &self,
         semaphore: &Arc<Semaphore>,
         timer: &Timer,
