@@ -14,6 +14,14 @@ fn script(fpm: &PhpFpm, name: &str) -> String {
     fpm.script(name).display().to_string()
 }
 
+/// `fcgi request ADDR TARGET EXTRA...` against php-fpm's Unix socket.
+fn request(fpm: &PhpFpm, target: &str, extra: &[&str]) -> common::Run {
+    let address = fpm.unix_address();
+    let mut args = vec!["request", address.as_str(), target];
+    args.extend_from_slice(extra);
+    fcgi(&args)
+}
+
 /// `$_SERVER` of server.php for a run.
 fn server_vars(run: &common::Run) -> Value {
     run.expect_code(0);
@@ -23,7 +31,7 @@ fn server_vars(run: &common::Run) -> Value {
 #[test]
 fn request_prints_the_body_on_stdout() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&["request", &fpm.unix_address(), &script(&fpm, "hello.php")]);
+    let run = request(&fpm, &script(&fpm, "hello.php"), &[]);
     run.expect_code(0);
     assert_eq!(run.stdout, b"Hello, World!");
 }
@@ -45,12 +53,7 @@ fn request_works_over_tcp_too() {
 #[test]
 fn include_prints_status_and_headers_first_with_repeats_kept() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
-        &script(&fpm, "headers.php"),
-        "-i",
-    ]);
+    let run = request(&fpm, &script(&fpm, "headers.php"), &["-i"]);
     run.expect_code(0);
     let text = run.stdout_text();
     assert!(text.starts_with("200 OK\n"), "{text}");
@@ -66,7 +69,7 @@ fn include_prints_status_and_headers_first_with_repeats_kept() {
 fn include_shows_a_redirect_status() {
     let fpm = PhpFpm::start();
     let target = format!("{}?location=/elsewhere", script(&fpm, "headers.php"));
-    let run = fcgi(&["request", &fpm.unix_address(), &target, "--include"]);
+    let run = request(&fpm, &target, &["--include"]);
     run.expect_code(0);
     let text = run.stdout_text();
     assert!(text.starts_with("302 Found\n"), "{text}");
@@ -77,7 +80,7 @@ fn include_shows_a_redirect_status() {
 fn derived_params_follow_nginx_fastcgi_params() {
     let fpm = PhpFpm::start();
     let path = script(&fpm, "server.php");
-    let run = fcgi(&["request", &fpm.unix_address(), &format!("{path}?x=1&y=two")]);
+    let run = request(&fpm, &format!("{path}?x=1&y=two"), &[]);
     let server = server_vars(&run);
     let expect = [
         ("REQUEST_METHOD", "GET".to_string()),
@@ -112,7 +115,7 @@ fn derived_params_follow_nginx_fastcgi_params() {
 #[test]
 fn query_string_is_present_even_when_empty() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&["request", &fpm.unix_address(), &script(&fpm, "server.php")]);
+    let run = request(&fpm, &script(&fpm, "server.php"), &[]);
     assert_eq!(server_vars(&run)["QUERY_STRING"], "");
 }
 
@@ -122,13 +125,7 @@ fn document_root_makes_script_name_relative() {
     let root = fpm.doc_root().display().to_string();
     // A full path under the root, and a URI path below it: the same script.
     for target in [script(&fpm, "server.php"), "/server.php?a=1".to_string()] {
-        let run = fcgi(&[
-            "request",
-            &fpm.unix_address(),
-            &target,
-            "--document-root",
-            &root,
-        ]);
+        let run = request(&fpm, &target, &["--document-root", &root]);
         let server = server_vars(&run);
         assert_eq!(server["SCRIPT_NAME"], "/server.php");
         assert_eq!(server["DOCUMENT_URI"], "/server.php");
@@ -144,19 +141,20 @@ fn document_root_makes_script_name_relative() {
 #[test]
 fn headers_become_http_params_and_content_type() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &script(&fpm, "server.php"),
-        "-H",
-        "X-Trace-Id: 42",
-        "--header",
-        "Host: example.org",
-        "-H",
-        "Content-Type: text/plain",
-        "-d",
-        "hello",
-    ]);
+        &[
+            "-H",
+            "X-Trace-Id: 42",
+            "--header",
+            "Host: example.org",
+            "-H",
+            "Content-Type: text/plain",
+            "-d",
+            "hello",
+        ],
+    );
     let server = server_vars(&run);
     assert_eq!(server["HTTP_X_TRACE_ID"], "42");
     assert_eq!(server["HTTP_HOST"], "example.org");
@@ -168,21 +166,22 @@ fn headers_become_http_params_and_content_type() {
 #[test]
 fn params_override_derived_ones_and_can_be_unset_or_empty() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &script(&fpm, "server.php"),
-        "-p",
-        "SERVER_NAME=example.org",
-        "--param",
-        "P_EMPTY=",
-        "-p",
-        "HTTPS=on",
-        "--unset-param",
-        "REMOTE_PORT",
-        "--unset-param",
-        "HTTP_HOST",
-    ]);
+        &[
+            "-p",
+            "SERVER_NAME=example.org",
+            "--param",
+            "P_EMPTY=",
+            "-p",
+            "HTTPS=on",
+            "--unset-param",
+            "REMOTE_PORT",
+            "--unset-param",
+            "HTTP_HOST",
+        ],
+    );
     let server = server_vars(&run);
     assert_eq!(server["SERVER_NAME"], "example.org");
     assert_eq!(server["P_EMPTY"], "");
@@ -210,13 +209,7 @@ fn method_is_get_by_default_post_with_a_body_and_x_overrides() {
 #[test]
 fn data_is_posted_as_a_form_by_default() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
-        &script(&fpm, "server.php"),
-        "-d",
-        "a=1&b=two",
-    ]);
+    let run = request(&fpm, &script(&fpm, "server.php"), &["-d", "a=1&b=two"]);
     let server = server_vars(&run);
     assert_eq!(server["CONTENT_TYPE"], "application/x-www-form-urlencoded");
     assert_eq!(server["CONTENT_LENGTH"], "9");
@@ -227,15 +220,11 @@ fn data_is_posted_as_a_form_by_default() {
 #[test]
 fn form_fields_are_url_encoded() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &script(&fpm, "server.php"),
-        "--form",
-        "name=hello world",
-        "--form",
-        "x=a&b=c",
-    ]);
+        &["--form", "name=hello world", "--form", "x=a&b=c"],
+    );
     run.expect_code(0);
     let post = &run.json()["post"];
     assert_eq!(post["name"], "hello world");
@@ -246,13 +235,7 @@ fn form_fields_are_url_encoded() {
 fn json_body_is_sent_as_application_json() {
     let fpm = PhpFpm::start();
     let body = r#"{"a":[1,2]}"#;
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
-        &script(&fpm, "server.php"),
-        "--json-body",
-        body,
-    ]);
+    let run = request(&fpm, &script(&fpm, "server.php"), &["--json-body", body]);
     let server = server_vars(&run);
     assert_eq!(server["CONTENT_TYPE"], "application/json");
     assert_eq!(server["REQUEST_METHOD"], "POST");
@@ -266,17 +249,18 @@ fn data_from_a_file_is_streamed_whole() {
     let file = dir.path().join("body.bin");
     let body = pattern(3 * 1024 * 1024 + 17);
     fs::write(&file, &body).unwrap();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &script(&fpm, "input_hash.php"),
-        "-X",
-        "PUT",
-        "-d",
-        &format!("@{}", file.display()),
-        "-H",
-        "Content-Type: application/octet-stream",
-    ]);
+        &[
+            "-X",
+            "PUT",
+            "-d",
+            &format!("@{}", file.display()),
+            "-H",
+            "Content-Type: application/octet-stream",
+        ],
+    );
     run.expect_code(0);
     let json = run.json();
     assert_eq!(json["len"], body.len());
@@ -335,13 +319,11 @@ fn data_from_stdin_redirected_from_a_file_is_sent() {
 #[test]
 fn a_missing_data_file_is_a_usage_error() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &script(&fpm, "hello.php"),
-        "-d",
-        "@/nonexistent/body.bin",
-    ]);
+        &["-d", "@/nonexistent/body.bin"],
+    );
     let line = run.expect_code(2);
     assert!(line.contains("/nonexistent/body.bin"), "{line}");
 }
@@ -350,11 +332,11 @@ fn a_missing_data_file_is_a_usage_error() {
 fn a_large_body_streams_to_stdout() {
     let fpm = PhpFpm::start();
     let n = 6 * 1024 * 1024 + 3;
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &format!("{}?bytes={n}", script(&fpm, "output.php")),
-    ]);
+        &[],
+    );
     run.expect_code(0);
     assert_eq!(run.stdout.len(), n);
     assert!(run.stdout == pattern(n));
@@ -365,13 +347,11 @@ fn output_writes_the_body_to_a_file() {
     let fpm = PhpFpm::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("out.bin");
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &format!("{}?bytes=300000", script(&fpm, "output.php")),
-        "-o",
-        &file.display().to_string(),
-    ]);
+        &["-o", &file.display().to_string()],
+    );
     run.expect_code(0);
     assert!(run.stdout.is_empty());
     assert!(fs::read(&file).unwrap() == pattern(300_000));
@@ -380,13 +360,11 @@ fn output_writes_the_body_to_a_file() {
 #[test]
 fn output_to_an_unwritable_place_fails_clearly() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &script(&fpm, "hello.php"),
-        "--output",
-        "/nonexistent/dir/out.txt",
-    ]);
+        &["--output", "/nonexistent/dir/out.txt"],
+    );
     let line = run.expect_code(1);
     assert!(line.contains("/nonexistent/dir/out.txt"), "{line}");
 }
@@ -395,30 +373,25 @@ fn output_to_an_unwritable_place_fails_clearly() {
 fn server_stderr_goes_to_stderr_and_silent_hides_it() {
     let fpm = PhpFpm::start();
     let path = script(&fpm, "stderr.php");
-    let run = fcgi(&["request", &fpm.unix_address(), &path]);
+    let run = request(&fpm, &path, &[]);
     run.expect_code(0);
     assert_eq!(run.stdout, b"ok");
     assert!(run.stderr.contains("message from stderr"), "{}", run.stderr);
     assert!(run.stderr.contains("warning from stderr"), "{}", run.stderr);
     assert!(run.stderr.ends_with('\n'));
 
-    let run = fcgi(&["request", &fpm.unix_address(), &path, "-s"]);
+    let run = request(&fpm, &path, &["-s"]);
     run.expect_code(0);
     assert_eq!(run.stdout, b"ok");
     assert_eq!(run.stderr, "");
-    let run = fcgi(&["request", &fpm.unix_address(), &path, "--silent"]);
+    let run = request(&fpm, &path, &["--silent"]);
     assert_eq!(run.stderr, "");
 }
 
 #[test]
 fn json_prints_one_object_with_ordered_repeated_headers() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
-        &script(&fpm, "headers.php"),
-        "--json",
-    ]);
+    let run = request(&fpm, &script(&fpm, "headers.php"), &["--json"]);
     run.expect_code(0);
     let text = run.stdout_text();
     assert_eq!(text.lines().count(), 1, "{text}");
@@ -439,12 +412,7 @@ fn json_prints_one_object_with_ordered_repeated_headers() {
 #[test]
 fn json_carries_stderr_and_base64_for_binary_bodies() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
-        &script(&fpm, "stderr.php"),
-        "--json",
-    ]);
+    let run = request(&fpm, &script(&fpm, "stderr.php"), &["--json"]);
     run.expect_code(0);
     let json = run.json();
     assert!(json["stderr"]
@@ -456,12 +424,11 @@ fn json_carries_stderr_and_base64_for_binary_bodies() {
         "with --json the server's stderr is in the object"
     );
 
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &format!("{}?bytes=1000", script(&fpm, "output.php")),
-        "--json",
-    ]);
+        &["--json"],
+    );
     run.expect_code(0);
     let json = run.json();
     assert!(json.get("body").is_none());
@@ -475,38 +442,28 @@ fn json_carries_stderr_and_base64_for_binary_bodies() {
 fn missing_script_is_404_and_fail_makes_it_exit_22() {
     let fpm = PhpFpm::start();
     let missing = script(&fpm, "missing.php");
-    let run = fcgi(&["request", &fpm.unix_address(), &missing, "-i"]);
+    let run = request(&fpm, &missing, &["-i"]);
     run.expect_code(0);
     assert!(run.stdout_text().starts_with("404 Not Found\n"));
     assert!(run.stderr.contains("Primary script unknown"));
 
-    let run = fcgi(&["request", &fpm.unix_address(), &missing, "--fail"]);
+    let run = request(&fpm, &missing, &["--fail"]);
     let line = run.expect_code(22);
     assert!(line.contains("404"), "{line}");
     assert!(run.stdout.is_empty(), "--fail prints no body");
 
-    let run = fcgi(&["request", &fpm.unix_address(), &missing, "--fail", "--json"]);
+    let run = request(&fpm, &missing, &["--fail", "--json"]);
     run.expect_code(22);
     assert_eq!(run.json()["status"], 404);
 
-    let ok = fcgi(&[
-        "request",
-        &fpm.unix_address(),
-        &script(&fpm, "hello.php"),
-        "--fail",
-    ]);
+    let ok = request(&fpm, &script(&fpm, "hello.php"), &["--fail"]);
     ok.expect_code(0);
 }
 
 #[test]
 fn fatal_error_is_a_500_with_the_message_on_stderr() {
     let fpm = PhpFpm::start();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
-        &script(&fpm, "fatal.php"),
-        "--fail",
-    ]);
+    let run = request(&fpm, &script(&fpm, "fatal.php"), &["--fail"]);
     let line = run.expect_code(22);
     assert!(line.contains("500"), "{line}");
     assert!(
@@ -520,7 +477,7 @@ fn fatal_error_is_a_500_with_the_message_on_stderr() {
 fn verbose_prints_address_params_head_and_one_line_per_record() {
     let fpm = PhpFpm::start();
     let path = script(&fpm, "hello.php");
-    let run = fcgi(&["request", &fpm.unix_address(), &path, "-v"]);
+    let run = request(&fpm, &path, &["-v"]);
     run.expect_code(0);
     assert_eq!(run.stdout, b"Hello, World!");
     let err = &run.stderr;
@@ -551,24 +508,20 @@ fn verbose_prints_address_params_head_and_one_line_per_record() {
 fn timeout_limits_the_whole_request() {
     let fpm = PhpFpm::start();
     let started = std::time::Instant::now();
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &format!("{}?ms=3000", script(&fpm, "sleep.php")),
-        "--timeout",
-        "0.4",
-    ]);
+        &["--timeout", "0.4"],
+    );
     let line = run.expect_code(4);
     assert!(line.contains("timed out"), "{line}");
     assert!(line.contains("--timeout"), "{line}");
     assert!(started.elapsed() < std::time::Duration::from_millis(2500));
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &format!("{}?ms=50", script(&fpm, "sleep.php")),
-        "--timeout",
-        "5",
-    ]);
+        &["--timeout", "5"],
+    );
     run.expect_code(0);
     assert_eq!(run.stdout, b"slept");
 }
@@ -577,22 +530,10 @@ fn timeout_limits_the_whole_request() {
 fn max_header_bytes_limits_the_head() {
     let fpm = PhpFpm::start();
     let path = script(&fpm, "headers.php");
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
-        &path,
-        "--max-header-bytes",
-        "20",
-    ]);
+    let run = request(&fpm, &path, &["--max-header-bytes", "20"]);
     let line = run.expect_code(7);
     assert!(line.contains("--max-header-bytes"), "{line}");
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
-        &path,
-        "--max-header-bytes",
-        "4096",
-    ]);
+    let run = request(&fpm, &path, &["--max-header-bytes", "4096"]);
     run.expect_code(0);
 }
 
@@ -746,13 +687,11 @@ fn discovery_finds_a_php_socket_and_says_so() {
 fn a_large_param_reaches_the_script_whole() {
     let fpm = PhpFpm::start();
     let value = "x".repeat(60_000);
-    let run = fcgi(&[
-        "request",
-        &fpm.unix_address(),
+    let run = request(
+        &fpm,
         &script(&fpm, "params.php"),
-        "-p",
-        &format!("P_BIG={value}"),
-    ]);
+        &["-p", &format!("P_BIG={value}")],
+    );
     run.expect_code(0);
     assert_eq!(run.json()["P_BIG"][0], 60_000);
     assert_eq!(
