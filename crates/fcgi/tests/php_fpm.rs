@@ -361,3 +361,34 @@ fn a_streamed_response_knows_when_its_request_began() {
         assert!(began.elapsed() >= std::time::Duration::from_millis(150));
     });
 }
+
+#[test]
+fn stderr_stays_with_its_own_response_on_a_kept_connection() {
+    // The response state is kept with the connection and restarted per
+    // request: one request's STDERR must not show in the next one's.
+    let fpm = PhpFpm::start();
+    let client = Client::with_config(
+        fpm.unix_address().as_str(),
+        Config::default().keep_alive(true),
+    )
+    .unwrap();
+    let noisy = client
+        .execute(Request::get(&script(&fpm, "stderr.php")))
+        .unwrap();
+    assert!(noisy.stderr_text().contains("message from stderr"));
+    let quiet = client
+        .execute(Request::get(&script(&fpm, "hello.php")))
+        .unwrap();
+    assert!(quiet.stderr.is_empty(), "{}", quiet.stderr_text());
+    let noisy = client
+        .stream(Request::get(&script(&fpm, "stderr.php")))
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&noisy.stderr).contains("warning from stderr"));
+    let quiet = client
+        .stream(Request::get(&script(&fpm, "hello.php")))
+        .unwrap();
+    assert!(quiet.stderr().is_empty());
+    assert!(quiet.finish().unwrap().stderr.is_empty());
+}
