@@ -199,7 +199,6 @@ pub struct ResponseStream {
     app_status: u32,
     received: u64,
     body_bytes: u64,
-    started: Instant,
 }
 
 impl std::fmt::Debug for ResponseStream {
@@ -215,7 +214,6 @@ impl std::fmt::Debug for ResponseStream {
 impl ResponseStream {
     pub(crate) fn new(parts: Parts) -> ResponseStream {
         let due = parts.timer.deadline_at();
-        let started = parts.timer.started();
         ResponseStream {
             status: 0,
             reason: Cow::Borrowed(""),
@@ -228,7 +226,6 @@ impl ResponseStream {
             app_status: 0,
             received: 0,
             body_bytes: 0,
-            started,
         }
     }
 
@@ -247,7 +244,7 @@ impl ResponseStream {
     /// When the client began this request (before it took a connection):
     /// `started().elapsed()` at the end is the request's whole duration.
     pub fn started(&self) -> Instant {
-        self.started
+        self.parts.timer.started()
     }
 
     /// HTTP status code.
@@ -475,7 +472,7 @@ impl ResponseStream {
     fn complete(&mut self) {
         self.state = State::Ended;
         self.release();
-        let elapsed = self.started.elapsed();
+        let elapsed = self.started().elapsed();
         self.parts.span.in_scope(|| {
             tracing::debug!(
                 status = self.status,
