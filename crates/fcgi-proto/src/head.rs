@@ -222,12 +222,21 @@ impl HeadParser {
         if before == 0 {
             // The usual case: the whole head in the first chunk. It is parsed
             // where it lies, in one pass, without copying it into the buffer.
-            if let Some(parsed) = parse_whole(&input[..take]) {
-                return Ok(Some(parsed));
-            }
-            // Not all there, or a line to complain about: the long way.
-            if let Some((block_len, used)) = find_blank_line(&input[..take]) {
-                return Ok(Some((parse_head(&input[..block_len])?, used)));
+            match parse_whole(&input[..take]) {
+                Whole::Parsed(head, used) => return Ok(Some((head, used))),
+                // The lines before `line_start` hold no blank one: buffer
+                // the chunk and go on from there.
+                Whole::Incomplete { line_start } => {
+                    self.buf.extend_from_slice(&input[..take]);
+                    self.line_start = line_start;
+                    return self.check_room(take < input.len());
+                }
+                // A line to complain about: the long way gives the error.
+                Whole::Malformed => {
+                    if let Some((block_len, used)) = find_blank_line(&input[..take]) {
+                        return Ok(Some((parse_head(&input[..block_len])?, used)));
+                    }
+                }
             }
         }
         self.buf.extend_from_slice(&input[..take]);
@@ -244,8 +253,15 @@ impl HeadParser {
             self.line_start = nl + 1;
             self.scanned = nl + 1;
         }
+        self.check_room(take < input.len())
+    }
+
+    /// After a chunk without the blank line: the head so far is all
+    /// scanned; it is too large if it reached the limit or some input did
+    /// not fit (`cut`).
+    fn check_room(&mut self, cut: bool) -> Result<Option<(Head, usize)>, HeadError> {
         self.scanned = self.buf.len();
-        if take < input.len() || self.buf.len() >= self.limit {
+        if cut || self.buf.len() >= self.limit {
             return Err(HeadError::TooLarge { limit: self.limit });
         }
         Ok(None)
@@ -278,23 +294,36 @@ fn find_blank_line(bytes: &[u8]) -> Option<(usize, usize)> {
 /// (most heads fit; larger ones grow the buffer).
 const ONE_PASS_CAPACITY: usize = 256;
 
-/// The usual case in one pass: a complete head at the start of `input`, every
-/// line well-formed. `None` when the blank line is not in `input` or a line is
-/// malformed: [`parse_head`] then gives the answer, or the error.
-fn parse_whole(input: &[u8]) -> Option<(Head, usize)> {
+/// What [`parse_whole`] found.
+enum Whole {
+    /// The head, and the bytes of input up to and including its blank line.
+    Parsed(Head, usize),
+    /// No blank line yet; every line before `line_start` is well-formed.
+    Incomplete { line_start: usize },
+    /// A malformed line: [`parse_head`] gives the error once the head is
+    /// complete.
+    Malformed,
+}
+
+/// The usual case in one pass: a head at the start of `input`, each line
+/// checked as it is found.
+fn parse_whole(input: &[u8]) -> Whole {
     let mut fields = Fields::with_capacity(input.len().min(ONE_PASS_CAPACITY));
     let mut at = 0;
-    loop {
-        let end = at + memchr::memchr(b'\n', &input[at..])?;
+    while let Some(found) = memchr::memchr(b'\n', &input[at..]) {
+        let end = at + found;
         let raw = &input[at..end];
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         at = end + 1;
         if line.is_empty() {
-            return Some((fields.into_head(), at));
+            return Whole::Parsed(fields.into_head(), at);
         }
-        let (name, value) = split_field(line)?;
-        fields.add(name, value).ok()?;
+        let added = split_field(line).map(|(name, value)| fields.add(name, value));
+        if !matches!(added, Some(Ok(()))) {
+            return Whole::Malformed;
+        }
     }
+    Whole::Incomplete { line_start: at }
 }
 
 fn parse_head(block: &[u8]) -> Result<Head, HeadError> {
