@@ -208,6 +208,30 @@ impl FakeServer {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    /// Checks that a load against this server leaves nothing behind in this
+    /// process: runs `load(warm_up)` first (allocator arenas, runtime
+    /// threads, lazily made statics), then `load(requests)` between two
+    /// measurements, letting the handlers finish after each; panics if the
+    /// measured round left open file descriptors or threads, more than
+    /// `max_rss_growth_kb` KiB of resident memory, or a handler panicked.
+    pub fn assert_load_leaves_no_growth(
+        &self,
+        mut load: impl FnMut(usize),
+        warm_up: usize,
+        requests: usize,
+        max_rss_growth_kb: u64,
+    ) {
+        load(warm_up);
+        self.settle();
+        let before = crate::usage::Usage::now();
+        load(requests);
+        self.settle();
+        let after = crate::usage::Usage::now();
+        crate::usage::assert_no_growth(before, after, max_rss_growth_kb);
+        let panics = self.handler_panics();
+        assert!(panics.is_empty(), "{panics:?}");
+    }
+
     /// Panic messages of handlers that panicked (an assertion in a handler
     /// does not fail the test by itself: check this).
     pub fn handler_panics(&self) -> Vec<String> {

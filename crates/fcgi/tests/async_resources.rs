@@ -6,8 +6,7 @@
 
 use fcgi::{AsyncClient, Request};
 use fcgi_testkit::fake::respond_stdin_len;
-use fcgi_testkit::usage::assert_no_growth;
-use fcgi_testkit::{FakeServer, Usage};
+use fcgi_testkit::FakeServer;
 
 const REQUESTS: usize = 20_000;
 const TASKS: usize = 4;
@@ -65,17 +64,10 @@ fn twenty_thousand_async_requests_leave_no_fd_thread_or_memory_growth() {
         .enable_all()
         .build()
         .unwrap();
-    // Warm up: allocator arenas, the runtime's threads, lazily made statics.
-    runtime.block_on(run(&address, 1_000));
-    server.settle();
-    let before = Usage::now();
-    runtime.block_on(run(&address, REQUESTS));
-    server.settle();
-    let after = Usage::now();
-    assert_no_growth(before, after, 16 * 1024);
-    assert!(
-        server.handler_panics().is_empty(),
-        "{:?}",
-        server.handler_panics()
+    server.assert_load_leaves_no_growth(
+        |n| runtime.block_on(run(&address, n)),
+        1_000,
+        REQUESTS,
+        16 * 1024,
     );
 }

@@ -6,8 +6,7 @@ use std::io::Read;
 
 use fcgi::{Client, Config, Request};
 use fcgi_testkit::fake::respond_stdin_len;
-use fcgi_testkit::usage::assert_no_growth;
-use fcgi_testkit::{FakeServer, Usage};
+use fcgi_testkit::FakeServer;
 
 const REQUESTS: usize = 100_000;
 const CLIENT_THREADS: usize = 4;
@@ -58,17 +57,5 @@ fn a_hundred_thousand_requests_leave_no_fd_thread_or_memory_growth() {
     // (TIME_WAIT) long before 100,000 connections.
     let server = FakeServer::unix(respond_stdin_len());
     let address = server.address();
-    // Warm up: allocator arenas, thread-local buffers, lazily made statics.
-    run(&address, 2_000);
-    server.settle();
-    let before = Usage::now();
-    run(&address, REQUESTS);
-    server.settle();
-    let after = Usage::now();
-    assert_no_growth(before, after, 16 * 1024);
-    assert!(
-        server.handler_panics().is_empty(),
-        "{:?}",
-        server.handler_panics()
-    );
+    server.assert_load_leaves_no_growth(|n| run(&address, n), 2_000, REQUESTS, 16 * 1024);
 }
