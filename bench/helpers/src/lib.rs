@@ -1,9 +1,13 @@
 //! Shared bits of the benchmark helpers: addresses, FastCGI record headers,
-//! name-value pairs, and the small argument parser they all use.
+//! name-value pairs, the small argument parser they all use, and the
+//! request tally and task runner of the client contenders.
 
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub const HEADER_LEN: usize = 8;
 pub const BEGIN_REQUEST: u8 = 1;
@@ -217,6 +221,64 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// The request budget a contender's connections share: `total` requests
+/// handed out one at a time, and the count of complete answers. Every client
+/// contender pays the same two atomic additions per request for it.
+#[derive(Clone)]
+pub struct Tally {
+    issued: Arc<AtomicU64>,
+    ok: Arc<AtomicU64>,
+    total: u64,
+}
+
+impl Tally {
+    pub fn new(total: u64) -> Tally {
+        Tally {
+            issued: Arc::new(AtomicU64::new(0)),
+            ok: Arc::new(AtomicU64::new(0)),
+            total,
+        }
+    }
+
+    /// Whether the caller may send one more request.
+    pub fn next(&self) -> bool {
+        self.issued.fetch_add(1, Ordering::Relaxed) < self.total
+    }
+
+    /// Counts one complete answer.
+    pub fn answered(&self) {
+        self.ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prints the line bench/run reads: `requests N ok N`.
+    pub fn report(&self) {
+        println!(
+            "requests {} ok {}",
+            self.total,
+            self.ok.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Runs `conns` tasks made by `task` on the benchmark [`runtime`], all
+/// sharing one [`Tally`] of `total` requests, then prints the tally.
+pub fn run_tasks<F, Fut>(conns: u64, total: u64, task: F)
+where
+    F: Fn(Tally) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let tally = Tally::new(total);
+    runtime().block_on(async {
+        let tasks: Vec<_> = (0..conns)
+            .map(|_| tokio::spawn(task(tally.clone())))
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+    });
+    tally.report();
 }
 
 /// Scans a response's records for the end of END_REQUEST, skipping their

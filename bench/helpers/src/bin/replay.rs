@@ -5,7 +5,6 @@
 //! replay ADDR REQUEST_FILE --c CONNS --n REQUESTS  → prints `requests N ok N`
 
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
 use fcgi_bench_helpers::*;
@@ -20,8 +19,7 @@ fn main() {
     } = ClientArgs::parse();
     // --timeout SECS: arm SO_RCVTIMEO like a client with time limits does.
     let timeout = args.num("timeout", 0);
-    let issued = AtomicU64::new(0);
-    let ok = AtomicU64::new(0);
+    let tally = Tally::new(total);
     thread::scope(|scope| {
         for _ in 0..conns {
             scope.spawn(|| {
@@ -30,16 +28,16 @@ fn main() {
                     conn.set_read_timeout(std::time::Duration::from_secs(timeout));
                 }
                 let mut buf = vec![0u8; READ_BUF];
-                while issued.fetch_add(1, Ordering::Relaxed) < total {
+                while tally.next() {
                     conn.write_all(&request).expect("write");
                     if until_end(&mut conn, &mut buf).expect("read") {
-                        ok.fetch_add(1, Ordering::Relaxed);
+                        tally.answered();
                     }
                 }
             });
         }
     });
-    println!("requests {} ok {}", total, ok.load(Ordering::Relaxed));
+    tally.report();
 }
 
 /// Reads until the end of END_REQUEST; false on EOF.

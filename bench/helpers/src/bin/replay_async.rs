@@ -5,10 +5,9 @@
 //!
 //! replay-async ADDR REQUEST_FILE --c CONNS --n REQUESTS  → prints `requests N ok N`
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use fcgi_bench_helpers::{runtime, ClientArgs, EndScanner, READ_BUF};
+use fcgi_bench_helpers::{run_tasks, ClientArgs, EndScanner, Tally, READ_BUF};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -21,46 +20,30 @@ fn main() {
         ..
     } = ClientArgs::parse();
     let request: Arc<[u8]> = request.into();
-    let issued = Arc::new(AtomicU64::new(0));
-    let ok = Arc::new(AtomicU64::new(0));
-    runtime().block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..conns {
-            let (addr, request) = (addr.clone(), request.clone());
-            let (issued, ok) = (issued.clone(), ok.clone());
-            tasks.push(tokio::spawn(async move {
-                match addr.strip_prefix("unix:") {
-                    Some(path) => {
-                        let conn = UnixStream::connect(path).await.expect("connect");
-                        replay(conn, &request, &issued, &ok, total).await
-                    }
-                    None => {
-                        let conn = tokio::net::TcpStream::connect(&addr)
-                            .await
-                            .expect("connect");
-                        conn.set_nodelay(true).expect("nodelay");
-                        replay(conn, &request, &issued, &ok, total).await
-                    }
+    run_tasks(conns, total, |tally| {
+        let (addr, request) = (addr.clone(), request.clone());
+        async move {
+            match addr.strip_prefix("unix:") {
+                Some(path) => {
+                    let conn = UnixStream::connect(path).await.expect("connect");
+                    replay(conn, &request, &tally).await
                 }
-            }));
-        }
-        for task in tasks {
-            task.await.expect("task");
+                None => {
+                    let conn = tokio::net::TcpStream::connect(&addr)
+                        .await
+                        .expect("connect");
+                    conn.set_nodelay(true).expect("nodelay");
+                    replay(conn, &request, &tally).await
+                }
+            }
         }
     });
-    println!("requests {} ok {}", total, ok.load(Ordering::Relaxed));
 }
 
-async fn replay<S: AsyncRead + AsyncWrite + Unpin>(
-    mut conn: S,
-    request: &[u8],
-    issued: &AtomicU64,
-    ok: &AtomicU64,
-    total: u64,
-) {
+async fn replay<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, request: &[u8], tally: &Tally) {
     let mut buf = vec![0u8; READ_BUF];
     let mut scanner = EndScanner::default();
-    while issued.fetch_add(1, Ordering::Relaxed) < total {
+    while tally.next() {
         conn.write_all(request).await.expect("write");
         loop {
             let n = conn.read(&mut buf).await.expect("read");
@@ -68,7 +51,7 @@ async fn replay<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
             if scanner.feed(&buf[..n]) {
-                ok.fetch_add(1, Ordering::Relaxed);
+                tally.answered();
                 break;
             }
         }
