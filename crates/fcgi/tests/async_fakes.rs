@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fcgi::nonblocking::{Client, Multiplexing};
+use fcgi::nonblocking::{Builder, Client, Multiplexing};
 use fcgi::{Error, ProtocolStatus, Request, TimeoutPhase, Timeouts};
 use fcgi_testkit::fake::{late_record_after_first, respond_ok, serve, silent, FakeConn};
 use fcgi_testkit::raw::{self, RawRecord};
@@ -430,12 +430,7 @@ async fn overloaded_answer_is_a_rejected_error() {
 async fn a_silent_server_hits_the_idle_timeout_then_the_deadline() {
     let server = FakeServer::tcp(silent());
     let config = fcgi::Config::default().idle_timeout(Duration::from_millis(300));
-    let client = Client::builder()
-        .upstream(server.address().as_str())
-        .config(config)
-        .multiplexing(Multiplexing::Disabled)
-        .build()
-        .unwrap();
+    let client = one_at_a_time_with(&server, |builder| builder.config(config));
     let started = Instant::now();
     let err = within(
         Duration::from_secs(5),
@@ -481,13 +476,11 @@ async fn silence_during_discovery_does_not_hang_the_first_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_pool_makes_callers_wait_then_fail_with_pool_wait() {
     let server = FakeServer::tcp(silent());
-    let client = Client::builder()
-        .upstream(server.address().as_str())
-        .max_connections(1)
-        .multiplexing(Multiplexing::Disabled)
-        .pool_wait_timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
+    let client = one_at_a_time_with(&server, |builder| {
+        builder
+            .max_connections(1)
+            .pool_wait_timeout(Duration::from_millis(200))
+    });
     let holder = {
         let client = client.clone();
         tokio::spawn(async move { client.execute(Request::get("/hold.php")).await })
@@ -518,12 +511,7 @@ async fn waiting_callers_are_served_in_order() {
             format!("Content-Type: text/plain\r\n\r\n{tag}").as_bytes(),
         );
     }));
-    let client = Client::builder()
-        .upstream(server.address().as_str())
-        .max_connections(1)
-        .multiplexing(Multiplexing::Disabled)
-        .build()
-        .unwrap();
+    let client = one_at_a_time_with(&server, |builder| builder.max_connections(1));
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -561,12 +549,7 @@ async fn a_stale_kept_connection_is_retried_once_on_a_fresh_one() {
             thread::sleep(Duration::from_millis(50));
         }
     });
-    let client = Client::builder()
-        .upstream(server.address().as_str())
-        .multiplexing(Multiplexing::Disabled)
-        .max_connections(1)
-        .build()
-        .unwrap();
+    let client = one_at_a_time_with(&server, |builder| builder.max_connections(1));
     let first = client.execute(Request::get("/x.php")).await.unwrap();
     assert_eq!(first.body, b"fresh");
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -581,12 +564,9 @@ async fn a_stale_kept_connection_is_retried_once_on_a_fresh_one() {
 #[tokio::test]
 async fn idle_pooled_connections_are_closed_after_the_pool_idle_timeout() {
     let server = FakeServer::tcp(respond_ok("hi"));
-    let client = Client::builder()
-        .upstream(server.address().as_str())
-        .multiplexing(Multiplexing::Disabled)
-        .pool_idle_timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
+    let client = one_at_a_time_with(&server, |builder| {
+        builder.pool_idle_timeout(Duration::from_millis(200))
+    });
     client.execute(Request::get("/x.php")).await.unwrap();
     assert_eq!(server.finished(), 0, "the kept connection is open");
     within(Duration::from_secs(3), async {
@@ -761,11 +741,15 @@ async fn get_x(client: &Client) -> Result<fcgi::Response, Error> {
 
 /// A client for `server` that does not ask about multiplexing.
 fn one_at_a_time(server: &FakeServer) -> Client {
-    Client::builder()
+    one_at_a_time_with(server, |builder| builder)
+}
+
+/// [`one_at_a_time`], with more settings from `configure`.
+fn one_at_a_time_with(server: &FakeServer, configure: impl FnOnce(Builder) -> Builder) -> Client {
+    let builder = Client::builder()
         .upstream(server.address().as_str())
-        .multiplexing(Multiplexing::Disabled)
-        .build()
-        .unwrap()
+        .multiplexing(Multiplexing::Disabled);
+    configure(builder).build().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -861,12 +845,9 @@ async fn a_padded_end_request_leaves_the_connection_reusable() {
 #[test]
 fn a_client_outlives_the_runtime_it_was_first_used_on() {
     let server = FakeServer::tcp(respond_ok("hi"));
-    let client = Client::builder()
-        .upstream(server.address().as_str())
-        .multiplexing(Multiplexing::Disabled)
-        .pool_idle_timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
+    let client = one_at_a_time_with(&server, |builder| {
+        builder.pool_idle_timeout(Duration::from_millis(200))
+    });
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
