@@ -1,5 +1,6 @@
 //! What this process holds, from `/proc/self`: open file descriptors,
-//! threads and resident memory, for tests that check nothing leaks.
+//! threads and resident memory, for tests that check nothing leaks; and the
+//! CPU time a thread used, for tests that check a wait does not spin.
 
 /// A snapshot of this process's resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,19 @@ impl Usage {
             rss_kb: rss_kb(),
         }
     }
+}
+
+/// CPU time the calling thread has used so far (the scheduler's account
+/// in `/proc/thread-self/schedstat`, in nanoseconds).
+pub fn thread_cpu_time() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .expect("/proc/thread-self/schedstat");
+    let nanos = stat
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected /proc/thread-self/schedstat: {stat:?}"));
+    std::time::Duration::from_nanos(nanos)
 }
 
 /// Open file descriptors of this process.

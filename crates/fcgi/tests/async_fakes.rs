@@ -15,7 +15,7 @@ use fcgi::nonblocking::{Builder, Client, Multiplexing};
 use fcgi::{Error, ProtocolStatus, Request, TimeoutPhase, Timeouts};
 use fcgi_testkit::fake::{late_record_after_first, respond_ok, serve, silent, FakeConn};
 use fcgi_testkit::raw::{self, RawRecord};
-use fcgi_testkit::{pattern_at, FakeServer};
+use fcgi_testkit::{pattern_at, usage, FakeServer};
 
 /// Fails a test that would otherwise hang.
 async fn within<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> T {
@@ -455,6 +455,64 @@ async fn a_silent_server_hits_the_idle_timeout_then_the_deadline() {
     .unwrap_err();
     assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Deadline), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_kept_connection_applies_each_requests_own_time_limits() {
+    // Answers after WAIT_MS milliseconds, or not at all when it is "never".
+    let server = FakeServer::tcp(serve(|conn, req| {
+        let wait = req.param_str("WAIT_MS");
+        if wait.as_deref() == Some("never") {
+            return;
+        }
+        if let Some(ms) = wait {
+            thread::sleep(Duration::from_millis(ms.parse().unwrap()));
+        }
+        conn.respond(req.id, b"Status: 200 OK\r\n\r\nok");
+    }));
+    let client = one_at_a_time(&server);
+    let short = Timeouts {
+        deadline: Duration::from_millis(300),
+        ..Timeouts::default()
+    };
+    // Answered at once under a short deadline: the connection's alarm is
+    // left set for that deadline.
+    let response = within(
+        Duration::from_secs(5),
+        client.execute_with(Request::get("/x.php"), short),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.body, b"ok");
+    // A slower answer under the default limits: the alarm fires at the
+    // first request's deadline, and the wait goes on, asleep (this test's
+    // runtime runs on this thread: a wait that kept polling the fired
+    // alarm would use the CPU for most of the 600 ms).
+    let cpu = usage::thread_cpu_time();
+    let response = within(
+        Duration::from_secs(5),
+        client.execute(Request::get("/x.php").param("WAIT_MS", "600")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.body, b"ok");
+    let busy = usage::thread_cpu_time() - cpu;
+    assert!(
+        busy < Duration::from_millis(200),
+        "waiting used {busy:?} of CPU"
+    );
+    // No answer under a short deadline, after the alarm was last set for
+    // the default limits: the short deadline still ends the wait.
+    let started = Instant::now();
+    let err = within(
+        Duration::from_secs(5),
+        client.execute_with(Request::get("/x.php").param("WAIT_MS", "never"), short),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Deadline), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(server.connections(), 1);
 }
 
 #[tokio::test]

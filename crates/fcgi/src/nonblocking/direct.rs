@@ -29,8 +29,8 @@ use tokio::task::JoinHandle;
 
 use super::body::{self, Sink};
 use super::conn::{next_frame, reserve_read, Failure, Frame, RequestShared};
-use super::lock;
 use super::socket::{is_closed, ReadHalf, Socket, WriteHalf};
+use super::{lock, Alarm};
 use crate::error::Error;
 use crate::exchange::{kept_out, readdress, SINGLE_REQUEST_ID};
 use crate::request::Body;
@@ -52,6 +52,8 @@ pub(crate) struct Conn {
     rbuf: BytesMut,
     /// Kept across requests: the next request's records are copied here.
     out: Vec<u8>,
+    /// Kept across requests: most requests then register no timer.
+    alarm: Alarm,
 }
 
 /// How a request starts on its connection.
@@ -147,6 +149,9 @@ impl DirectPool {
             decoder: Decoder::for_request(SINGLE_REQUEST_ID),
             rbuf: BytesMut::new(),
             out: Vec::new(),
+            // Here, in the runtime the socket was registered with: a kept
+            // connection is only reused while that runtime runs.
+            alarm: Alarm::new(),
         }
     }
 
@@ -313,6 +318,8 @@ pub(crate) struct Exchange {
     /// of the next wait, which reads the clock anyway.
     progressed: bool,
     received: u64,
+    /// The connection's alarm, until the connection goes back to the pool.
+    alarm: Option<Alarm>,
 }
 
 impl Exchange {
@@ -327,6 +334,7 @@ impl Exchange {
             mut decoder,
             rbuf,
             mut out,
+            alarm,
         } = conn;
         decoder.expect_request(next_id);
         let mut exchange = Exchange {
@@ -348,6 +356,7 @@ impl Exchange {
             last_activity: Instant::now(),
             progressed: false,
             received: 0,
+            alarm: Some(alarm),
         };
         match start {
             Start::Inline(records, keep_conn) => {
@@ -380,6 +389,10 @@ impl Exchange {
 
     pub(crate) fn reused(&self) -> bool {
         self.served > 0
+    }
+
+    pub(crate) fn alarm(&mut self) -> Option<&mut Alarm> {
+        self.alarm.as_mut()
     }
 
     /// When a byte last moved for this request; `now` is the time of the
@@ -542,7 +555,10 @@ impl Exchange {
             }
             None => None,
         };
-        if let Some(socket) = socket.filter(|_| clean && self.pool.keep_alive) {
+        let alarm = self.alarm.take();
+        if let (Some(socket), Some(alarm)) =
+            (socket.filter(|_| clean && self.pool.keep_alive), alarm)
+        {
             let decoder = std::mem::replace(&mut self.decoder, Decoder::for_request(0));
             self.pool.park(Conn {
                 socket,
@@ -552,6 +568,7 @@ impl Exchange {
                 decoder,
                 rbuf: std::mem::take(&mut self.rbuf),
                 out: kept_out(std::mem::take(&mut self.out)),
+                alarm,
             });
         } else {
             tracing::debug!(upstream = %self.pool.address, conn = self.serial, "connection closed after its request");

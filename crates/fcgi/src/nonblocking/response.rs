@@ -2,7 +2,6 @@
 //! arrive, with the request's time limits applied while waiting.
 
 use std::borrow::Cow;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use super::body::Sink;
 use super::conn::{Failure, Frame, RequestShared};
 use super::direct::Exchange;
 use super::pool::{SharedLease, Upstream};
-use super::Timer;
+use super::{Alarm, Timer};
 use crate::blocking::Trailer;
 use crate::error::{Error, Limit, TimeoutPhase};
 use crate::exchange::{ResponseMachine, Step};
@@ -103,6 +102,14 @@ impl Link {
         match self {
             Link::Driver(d) => d.lease.reused,
             Link::Direct(x) => x.reused(),
+        }
+    }
+
+    /// The alarm of a direct connection, while the request has it.
+    fn alarm(&mut self) -> Option<&mut Alarm> {
+        match self {
+            Link::Driver(_) => None,
+            Link::Direct(x) => x.alarm(),
         }
     }
 
@@ -190,10 +197,9 @@ pub struct ResponseStream {
     /// Boxed: the stream is moved through several futures, and a pointer
     /// moves cheaper than the whole exchange.
     parts: Box<Parts>,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    /// When `sleep` is set to fire; moved only when a limit comes sooner
-    /// or it fired, so most requests register one timer.
-    armed_at: Instant,
+    /// The alarm for a request without a connection of its own (a direct
+    /// connection lends its own), made at the first wait.
+    alarm: Option<Alarm>,
     pending: Option<Bytes>,
     state: State,
     app_status: u32,
@@ -213,14 +219,12 @@ impl std::fmt::Debug for ResponseStream {
 
 impl ResponseStream {
     pub(crate) fn new(parts: Parts) -> ResponseStream {
-        let due = parts.timer.deadline_at();
         ResponseStream {
             status: 0,
             reason: Cow::Borrowed(""),
             headers: Headers::new(),
             parts: Box::new(parts),
-            sleep: Box::pin(tokio::time::sleep_until(due.into())),
-            armed_at: due,
+            alarm: None,
             pending: None,
             state: State::Open,
             app_status: 0,
@@ -457,12 +461,14 @@ impl ResponseStream {
                     retryable: false,
                 }));
             }
-            let wake_at = deadline_at.min(idle_at);
-            if wake_at < self.armed_at || self.armed_at <= now {
-                self.sleep.as_mut().reset(wake_at.into());
-                self.armed_at = wake_at;
-            }
-            if self.sleep.as_mut().poll(cx).is_pending() {
+            let alarm = match parts.link.alarm() {
+                Some(alarm) => alarm,
+                None => self.alarm.get_or_insert_with(Alarm::new),
+            };
+            if alarm
+                .poll_until(deadline_at.min(idle_at), now, cx)
+                .is_pending()
+            {
                 return Poll::Pending;
             }
         }
