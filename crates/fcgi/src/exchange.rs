@@ -305,6 +305,7 @@ impl ResponseMachine {
     }
 
     /// Consumes input until something happens; returns bytes used and what.
+    #[inline(always)]
     pub(crate) fn feed(&mut self, input: &[u8]) -> Result<(usize, Step), Error> {
         let (used, event) = self
             .decoder
@@ -335,6 +336,7 @@ impl ResponseMachine {
     /// Handles one event already decoded elsewhere (the async client decodes
     /// a whole multiplexed connection and routes events by request id).
     /// Ranges in the returned step index the event's own content bytes.
+    #[inline(always)]
     pub(crate) fn on_event(&mut self, event: Event<'_>) -> Result<Step, Error> {
         let range_of = |len: usize| 0..len;
         let step = match event {
