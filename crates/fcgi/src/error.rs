@@ -10,6 +10,19 @@ use fcgi_proto::record::ProtocolStatus;
 
 pub use crate::address::AddressError;
 
+/// Whether an I/O error means the peer closed the connection (both
+/// clients, reading and writing, go by this one list).
+pub(crate) fn is_closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected
+    )
+}
+
 /// Which time limit fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TimeoutPhase {

@@ -19,7 +19,7 @@ use fcgi_proto::record::{RecordType, Role, STREAM_CHUNK_LEN};
 
 use crate::address::Address;
 use crate::config::Config;
-use crate::error::{Error, TimeoutPhase};
+use crate::error::{is_closed, Error, TimeoutPhase};
 use crate::exchange::{
     encode_request_start, kept_out, set_request_id, trace_sent_records, ResponseMachine, Step,
     ValuesAnswer, SINGLE_REQUEST_ID,
@@ -427,9 +427,7 @@ impl Client {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 timer.expired_error(&address, TimeoutPhase::Idle)
             }
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof => Error::ConnectionClosed { address, received },
+            _ if is_closed(&source) => Error::ConnectionClosed { address, received },
             _ => Error::Io { address, source },
         }
     }
@@ -555,14 +553,7 @@ impl Conn {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    return Ok(0)
-                }
+                Err(e) if is_closed(&e) => return Ok(0),
                 Err(source) => {
                     return Err(Error::Io {
                         address: address.to_string(),
@@ -711,12 +702,7 @@ impl ResponseStream {
         // A large inline body: do not keep its buffer on an idle connection.
         conn.out = kept_out(std::mem::take(&mut conn.out));
         if let Err(e) = written {
-            let retryable = matches!(
-                e.kind(),
-                io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::NotConnected
-            );
+            let retryable = is_closed(&e);
             return Err(Failure {
                 error: client.io_error(e, &timer, 0),
                 retryable,

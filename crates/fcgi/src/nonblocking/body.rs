@@ -14,8 +14,8 @@ use fcgi_proto::record::{RecordType, STREAM_CHUNK_LEN};
 use tokio::io::AsyncReadExt;
 
 use super::conn::{ConnHandle, Failure, RequestShared, WriteItem};
-use super::socket::{is_closed, write_parts, WriteHalf};
-use crate::error::Error;
+use super::socket::{write_parts, WriteHalf};
+use crate::error::{is_closed, Error};
 use crate::exchange::trace_sent_records;
 use crate::request::{AsyncSource, Body};
 

@@ -29,8 +29,8 @@ use tokio::sync::mpsc;
 
 use super::lock;
 use super::pool::Pool;
-use super::socket::{is_closed, Socket};
-use crate::error::Error;
+use super::socket::Socket;
+use crate::error::{is_closed, Error};
 use crate::exchange::{trace_event, trace_sent_records};
 
 /// Bytes asked of the socket per read: one full php-fpm record fits.

@@ -29,8 +29,9 @@ use tokio::task::JoinHandle;
 
 use super::body::{self, Sink};
 use super::conn::{next_frame, reserve_read, Failure, Frame, RequestShared};
-use super::socket::{is_closed, ReadHalf, Socket, WriteHalf};
+use super::socket::{ReadHalf, Socket, WriteHalf};
 use super::{lock, Alarm};
+use crate::error::is_closed;
 use crate::error::Error;
 use crate::exchange::{kept_out, readdress, SINGLE_REQUEST_ID};
 use crate::request::Body;

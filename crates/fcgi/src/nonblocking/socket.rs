@@ -205,18 +205,6 @@ pub(crate) async fn connect(address: &Address, timeout: Duration) -> Result<Sock
     }
 }
 
-/// Whether an I/O error means the peer closed the connection.
-pub(crate) fn is_closed(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::NotConnected
-    )
-}
-
 /// Writes all of `parts` (a record header and its content, say) with
 /// vectored writes.
 pub(crate) async fn write_parts<W: AsyncWrite + Unpin>(
