@@ -42,6 +42,22 @@ fn fcgi_in(dir: &Path, args: &[&str]) -> Run {
     }
 }
 
+/// `fcgi request ADDRESS SCRIPT --role ROLE EXTRA...`.
+fn request_as(role: &str, address: &str, script: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["request", address, script, "--role", role];
+    args.extend_from_slice(extra);
+    fcgi(&args)
+}
+
+/// `fcgi eval ADDRESS ARGS... --tmp-dir TMP_DIR`: the code (or `-f FILE`)
+/// and any other option in `args`.
+fn eval_via(address: &str, tmp_dir: &str, args: &[&str]) -> Run {
+    let mut all = vec!["eval", address];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--tmp-dir", tmp_dir]);
+    fcgi(&all)
+}
+
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -56,15 +72,12 @@ fn names_in(dir: &Path) -> Vec<String> {
 #[test]
 fn authorizer_granted_prints_the_variables_and_exits_0() {
     let server = fake_authorizer();
-    let run = fcgi(&[
-        "request",
+    let run = request_as(
+        "authorizer",
         &server.address(),
         "/auth.php",
-        "--role",
-        "authorizer",
-        "-p",
-        "REMOTE_USER=ann",
-    ]);
+        &["-p", "REMOTE_USER=ann"],
+    );
     run.expect_code(0);
     assert_eq!(run.stdout_text(), "USER_ID=42\nROLE=admin\n");
     assert!(server.handler_panics().is_empty());
@@ -73,16 +86,12 @@ fn authorizer_granted_prints_the_variables_and_exits_0() {
 #[test]
 fn authorizer_granted_json_has_a_variables_array() {
     let server = fake_authorizer();
-    let run = fcgi(&[
-        "request",
+    let run = request_as(
+        "authorizer",
         &server.address(),
         "/auth.php",
-        "--role",
-        "authorizer",
-        "-p",
-        "REMOTE_USER=ann",
-        "--json",
-    ]);
+        &["-p", "REMOTE_USER=ann", "--json"],
+    );
     run.expect_code(0);
     let json = run.json();
     assert_eq!(json["authorized"], true);
@@ -96,16 +105,12 @@ fn authorizer_granted_json_has_a_variables_array() {
 #[test]
 fn authorizer_denied_prints_the_response_and_exits_8() {
     let server = fake_authorizer();
-    let run = fcgi(&[
-        "request",
+    let run = request_as(
+        "authorizer",
         &server.address(),
         "/auth.php",
-        "--role",
-        "authorizer",
-        "-p",
-        "REMOTE_USER=bob",
-        "-i",
-    ]);
+        &["-p", "REMOTE_USER=bob", "-i"],
+    );
     let line = run.expect_code(DENIED);
     assert!(line.contains("denied") && line.contains("403"), "{line}");
     let text = run.stdout_text();
@@ -116,14 +121,7 @@ fn authorizer_denied_prints_the_response_and_exits_8() {
 #[test]
 fn authorizer_denied_json_says_not_authorized() {
     let server = fake_authorizer();
-    let run = fcgi(&[
-        "request",
-        &server.address(),
-        "/auth.php",
-        "--role",
-        "authorizer",
-        "--json",
-    ]);
+    let run = request_as("authorizer", &server.address(), "/auth.php", &["--json"]);
     run.expect_code(DENIED);
     let json = run.json();
     assert_eq!(json["authorized"], false);
@@ -134,15 +132,7 @@ fn authorizer_denied_json_says_not_authorized() {
 
 #[test]
 fn authorizer_with_a_body_is_a_usage_error() {
-    let run = fcgi(&[
-        "request",
-        "127.0.0.1:1",
-        "/auth.php",
-        "--role",
-        "authorizer",
-        "-d",
-        "x=1",
-    ]);
+    let run = request_as("authorizer", "127.0.0.1:1", "/auth.php", &["-d", "x=1"]);
     let line = run.expect_code(2);
     assert!(line.contains("no body"), "{line}");
 }
@@ -156,25 +146,16 @@ fn php_fpm_sees_fcgi_role_authorizer() {
         )
         .start();
     let script = fpm.script("auth.php").display().to_string();
-    let granted = fcgi(&[
-        "request",
+    let granted = request_as(
+        "authorizer",
         &fpm.unix_address(),
         &script,
-        "--role",
-        "authorizer",
-        "-p",
-        "REMOTE_USER=ann",
-    ]);
+        &["-p", "REMOTE_USER=ann"],
+    );
     granted.expect_code(0);
     assert_eq!(granted.stdout_text(), "ROLE=AUTHORIZER\n");
 
-    let denied = fcgi(&[
-        "request",
-        &fpm.unix_address(),
-        &script,
-        "--role",
-        "authorizer",
-    ]);
+    let denied = request_as("authorizer", &fpm.unix_address(), &script, &[]);
     denied.expect_code(DENIED);
     assert_eq!(denied.stdout_text(), "denied in AUTHORIZER");
 }
@@ -195,16 +176,12 @@ fn filter_streams_the_file_on_data_with_its_length_and_date() {
         .unwrap()
         .as_secs();
     let path = file.path().display().to_string();
-    let run = fcgi(&[
-        "request",
+    let run = request_as(
+        "filter",
         &server.address(),
         "/filter.php",
-        "--role",
-        "filter",
-        "--filter-data",
-        &path,
-        "-i",
-    ]);
+        &["--filter-data", &path, "-i"],
+    );
     run.expect_code(0);
     let text = run.stdout_text();
     let (head, body) = text.split_once("\n\n").expect("a head");
@@ -228,15 +205,12 @@ fn php_fpm_sees_fcgi_role_filter_and_the_data_length() {
         .start();
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(b"twelve bytes").unwrap();
-    let run = fcgi(&[
-        "request",
+    let run = request_as(
+        "filter",
         &fpm.unix_address(),
         &fpm.script("filter.php").display().to_string(),
-        "--role",
-        "filter",
-        "--filter-data",
-        &file.path().display().to_string(),
-    ]);
+        &["--filter-data", &file.path().display().to_string()],
+    );
     run.expect_code(0);
     assert_eq!(run.stdout_text(), "FILTER 12");
 }
@@ -254,15 +228,12 @@ fn filter_options_must_go_together() {
     ])
     .expect_code(2);
     assert!(line.contains("--role filter"), "{line}");
-    let line = fcgi(&[
-        "request",
+    let line = request_as(
+        "filter",
         "127.0.0.1:1",
         "/f.php",
-        "--role",
-        "filter",
-        "--filter-data",
-        "/no/such/file",
-    ])
+        &["--filter-data", "/no/such/file"],
+    )
     .expect_code(2);
     assert!(line.contains("/no/such/file"), "{line}");
 }
@@ -323,13 +294,7 @@ fn eval_prints_what_the_code_printed() {
     let tmp = tempfile::tempdir().unwrap();
     let tmp_dir = tmp.path().display().to_string();
     for address in [fpm.unix_address(), fpm.tcp_address()] {
-        let run = fcgi(&[
-            "eval",
-            &address,
-            "echo PHP_SAPI, ' ', 6 * 7;",
-            "--tmp-dir",
-            &tmp_dir,
-        ]);
+        let run = eval_via(&address, &tmp_dir, &["echo PHP_SAPI, ' ', 6 * 7;"]);
         run.expect_code(0);
         assert_eq!(run.stdout_text(), "fpm-fcgi 42", "{address}");
     }
@@ -341,14 +306,11 @@ fn eval_runs_a_file_and_keeps_its_opening_tag() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("code.php");
     fs::write(&file, "<?php\necho 'from a file';\n").unwrap();
-    let run = fcgi(&[
-        "eval",
+    let run = eval_via(
         &fpm.unix_address(),
-        "-f",
-        &file.display().to_string(),
-        "--tmp-dir",
         &dir.path().display().to_string(),
-    ]);
+        &["-f", &file.display().to_string()],
+    );
     run.expect_code(0);
     assert_eq!(run.stdout_text(), "from a file");
 }
@@ -357,13 +319,11 @@ fn eval_runs_a_file_and_keeps_its_opening_tag() {
 fn eval_fatal_error_exits_9_with_the_message_on_stderr() {
     let fpm = PhpFpm::start();
     let tmp = tempfile::tempdir().unwrap();
-    let run = fcgi(&[
-        "eval",
+    let run = eval_via(
         &fpm.unix_address(),
-        "echo 'before'; undefined_function();",
-        "--tmp-dir",
         &tmp.path().display().to_string(),
-    ]);
+        &["echo 'before'; undefined_function();"],
+    );
     let line = run.expect_code(PHP_FATAL);
     assert!(line.contains("fatal error"), "{line}");
     assert!(
@@ -383,13 +343,11 @@ fn eval_fatal_error_shown_in_the_output_exits_9_too() {
         .ini("log_errors", "Off")
         .start();
     let tmp = tempfile::tempdir().unwrap();
-    let run = fcgi(&[
-        "eval",
+    let run = eval_via(
         &fpm.unix_address(),
-        "undefined_function();",
-        "--tmp-dir",
         &tmp.path().display().to_string(),
-    ]);
+        &["undefined_function();"],
+    );
     run.expect_code(PHP_FATAL);
 }
 
@@ -397,13 +355,11 @@ fn eval_fatal_error_shown_in_the_output_exits_9_too() {
 fn eval_parse_error_exits_9() {
     let fpm = PhpFpm::start();
     let tmp = tempfile::tempdir().unwrap();
-    let run = fcgi(&[
-        "eval",
+    let run = eval_via(
         &fpm.unix_address(),
-        "echo 'unclosed;",
-        "--tmp-dir",
         &tmp.path().display().to_string(),
-    ]);
+        &["echo 'unclosed;"],
+    );
     run.expect_code(PHP_FATAL);
     assert!(run.stderr.contains("Parse error"), "{}", run.stderr);
 }
@@ -414,13 +370,11 @@ fn eval_removes_its_temporary_script() {
     let tmp = tempfile::tempdir().unwrap();
     fs::write(tmp.path().join("keep.txt"), "x").unwrap();
     let before = names_in(tmp.path());
-    let run = fcgi(&[
-        "eval",
+    let run = eval_via(
         &fpm.unix_address(),
-        "echo basename(__FILE__), ' ', decoct(fileperms(__FILE__) & 0777);",
-        "--tmp-dir",
         &tmp.path().display().to_string(),
-    ]);
+        &["echo basename(__FILE__), ' ', decoct(fileperms(__FILE__) & 0777);"],
+    );
     run.expect_code(0);
     let text = run.stdout_text();
     let (name, mode) = text.split_once(' ').unwrap();
@@ -436,15 +390,11 @@ fn eval_removes_its_temporary_script() {
 fn eval_removes_its_temporary_script_after_a_timeout() {
     let fpm = PhpFpm::start();
     let tmp = tempfile::tempdir().unwrap();
-    let run = fcgi(&[
-        "eval",
+    let run = eval_via(
         &fpm.unix_address(),
-        "sleep(3);",
-        "--tmp-dir",
         &tmp.path().display().to_string(),
-        "--timeout",
-        "0.5",
-    ]);
+        &["sleep(3);", "--timeout", "0.5"],
+    );
     run.expect_code(4);
     assert!(names_in(tmp.path()).is_empty(), "temporary script left");
 }
@@ -502,15 +452,15 @@ fn eval_strips_the_chroot_prefix_from_script_filename() {
     let prefix = root.path().join("jail");
     std::os::unix::fs::symlink("/", &prefix).unwrap();
     let tmp_dir = format!("{}{}", prefix.display(), real.path().display());
-    let run = fcgi(&[
-        "eval",
+    let run = eval_via(
         &fpm.unix_address(),
-        "echo __FILE__;",
-        "--tmp-dir",
         &tmp_dir,
-        "--chroot-prefix",
-        &prefix.display().to_string(),
-    ]);
+        &[
+            "echo __FILE__;",
+            "--chroot-prefix",
+            &prefix.display().to_string(),
+        ],
+    );
     run.expect_code(0);
     let file = run.stdout_text();
     assert!(
@@ -526,15 +476,15 @@ fn eval_says_when_the_pool_cannot_see_the_script() {
     let tmp = tempfile::tempdir().unwrap();
     let sub = tmp.path().join("sub");
     fs::create_dir(&sub).unwrap();
-    let run = fcgi(&[
-        "eval",
+    let run = eval_via(
         &fpm.unix_address(),
-        "echo 1;",
-        "--tmp-dir",
         &sub.display().to_string(),
-        "--chroot-prefix",
-        &tmp.path().display().to_string(),
-    ]);
+        &[
+            "echo 1;",
+            "--chroot-prefix",
+            &tmp.path().display().to_string(),
+        ],
+    );
     let line = run.expect_code(1);
     assert!(line.contains("cannot find the temporary script"), "{line}");
     assert!(line.contains("--tmp-dir"), "{line}");
