@@ -36,10 +36,13 @@ use crate::error::Error;
 use crate::exchange::{kept_out, readdress, SINGLE_REQUEST_ID};
 use crate::request::Body;
 
-/// A kept connection and what it remembers between requests.
+/// A kept connection and what it remembers between requests. Boxed from
+/// its start to its close: taking it from the pool, lending it to a request
+/// and parking it again move a pointer, not the state.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    socket: Socket,
+    /// `None` while a request has the socket (see [`Exchange`]).
+    socket: Option<Socket>,
     serial: u64,
     /// Requests it completed.
     served: u64,
@@ -69,7 +72,7 @@ pub(crate) enum Start<'a> {
 
 #[derive(Debug)]
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -115,7 +118,7 @@ impl DirectPool {
     /// The most recently used idle connection that is still fit (see
     /// [`Socket::still_idle`]), unless `fresh` asks for a new one (then the
     /// oldest idle connection is closed to make room for it).
-    pub(crate) fn take_idle(&self, fresh: bool, cx: &mut Context<'_>) -> Option<Conn> {
+    pub(crate) fn take_idle(&self, fresh: bool, cx: &mut Context<'_>) -> Option<Box<Conn>> {
         loop {
             let now = Instant::now();
             let mut list = lock(&self.idle);
@@ -131,7 +134,7 @@ impl DirectPool {
             if fresh {
                 return None; // `conn` is closed here
             }
-            if conn.socket.still_idle(cx) {
+            if conn.socket.as_ref().is_some_and(|s| s.still_idle(cx)) {
                 return Some(conn);
             }
             tracing::debug!(upstream = %self.address, conn = conn.serial, "idle connection closed by the server (or sent bytes unasked); not reused");
@@ -139,11 +142,11 @@ impl DirectPool {
     }
 
     /// Wraps a socket just connected.
-    pub(crate) fn new_conn(&self, socket: Socket) -> Conn {
+    pub(crate) fn new_conn(&self, socket: Socket) -> Box<Conn> {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(upstream = %self.address, conn = serial, "connected");
-        Conn {
-            socket,
+        Box::new(Conn {
+            socket: Some(socket),
             serial,
             served: 0,
             next_id: SINGLE_REQUEST_ID,
@@ -153,11 +156,11 @@ impl DirectPool {
             // Here, in the runtime the socket was registered with: a kept
             // connection is only reused while that runtime runs.
             alarm: Alarm::new(),
-        }
+        })
     }
 
     /// Puts a connection whose request ended cleanly back for the next one.
-    fn park(&self, conn: Conn) {
+    fn park(&self, conn: Box<Conn>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // no runtime to close it when idle: close it now
         };
@@ -251,7 +254,7 @@ async fn reap(mut guard: ReaperGuard) {
 pub(crate) struct DirectLease {
     pub(crate) pool: Arc<DirectPool>,
     pub(crate) permit: OwnedSemaphorePermit,
-    pub(crate) conn: Conn,
+    pub(crate) conn: Box<Conn>,
 }
 
 impl DirectLease {
@@ -296,13 +299,15 @@ pub(crate) struct Exchange {
     pool: Arc<DirectPool>,
     permit: Option<OwnedSemaphorePermit>,
     io: Option<Io>,
+    /// The connection's state (decoder, buffers, alarm) while this request
+    /// has it; `None` once it is back in the pool or closed.
+    conn: Option<Box<Conn>>,
     serial: u64,
-    served: u64,
+    /// The connection had served requests before this one.
+    reused: bool,
     id: u16,
-    decoder: Decoder,
-    /// Records still to write from this task (the whole request when it is
-    /// in memory), and how much of them went out.
-    out: Vec<u8>,
+    /// How much of the records in the connection's `out` went out from
+    /// this task (the whole request when it is in memory).
     out_offset: usize,
     /// Why writing failed; reported only if the answer does not come.
     write_error: Option<io::Error>,
@@ -311,7 +316,6 @@ pub(crate) struct Exchange {
     /// The write half back from the body task: the whole body went out.
     body_sent: Option<WriteHalf>,
     shared: Option<Arc<RequestShared>>,
-    rbuf: BytesMut,
     /// Read but not yet decoded.
     pending: Bytes,
     last_activity: Instant,
@@ -319,81 +323,77 @@ pub(crate) struct Exchange {
     /// of the next wait, which reads the clock anyway.
     progressed: bool,
     received: u64,
-    /// The connection's alarm, until the connection goes back to the pool.
-    alarm: Option<Alarm>,
 }
 
 impl Exchange {
     /// Starts the request on its leased connection.
     pub(crate) fn start(lease: DirectLease, start: Start<'_>) -> Exchange {
-        let DirectLease { pool, permit, conn } = lease;
-        let Conn {
-            socket,
-            serial,
-            served,
-            next_id,
-            mut decoder,
-            rbuf,
-            mut out,
-            alarm,
-        } = conn;
-        decoder.expect_request(next_id);
+        let DirectLease {
+            pool,
+            permit,
+            mut conn,
+        } = lease;
+        let id = conn.next_id;
+        conn.decoder.expect_request(id);
+        // A leased connection always has its socket; without one the
+        // request fails as closed at its first poll.
+        let socket = conn.socket.take();
         let mut exchange = Exchange {
             pool,
             permit: Some(permit),
             io: None,
-            serial,
-            served,
-            id: next_id,
-            decoder,
-            out: Vec::new(),
+            conn: None,
+            serial: conn.serial,
+            reused: conn.served > 0,
+            id,
             out_offset: 0,
             write_error: None,
             writer: None,
             body_sent: None,
             shared: None,
-            rbuf,
             pending: Bytes::new(),
             last_activity: Instant::now(),
             progressed: false,
             received: 0,
-            alarm: Some(alarm),
         };
         match start {
             Start::Inline(records, keep_conn) => {
-                readdress(records, next_id, keep_conn, &mut out);
-                exchange.out = out;
-                exchange.io = Some(Io::Whole(socket));
+                readdress(records, id, keep_conn, &mut conn.out);
+                exchange.io = socket.map(Io::Whole);
             }
             Start::Streamed(records, (body, data)) => {
-                let (read, write) = socket.into_split();
-                let shared = Arc::new(RequestShared::new());
-                let sink = Sink::Direct {
-                    half: write,
-                    id: next_id,
-                    shared: Arc::clone(&shared),
-                    address: exchange.pool.address.clone(),
-                };
-                exchange.writer = Some(tokio::spawn(body::write_body(
-                    sink,
-                    Some(records),
-                    body,
-                    data,
-                    Arc::clone(&shared),
-                )));
-                exchange.shared = Some(shared);
-                exchange.io = Some(Io::Split(read));
+                conn.out.clear();
+                if let Some(socket) = socket {
+                    let (read, write) = socket.into_split();
+                    let shared = Arc::new(RequestShared::new());
+                    let sink = Sink::Direct {
+                        half: write,
+                        id,
+                        shared: Arc::clone(&shared),
+                        address: exchange.pool.address.clone(),
+                    };
+                    exchange.writer = Some(tokio::spawn(body::write_body(
+                        sink,
+                        Some(records),
+                        body,
+                        data,
+                        Arc::clone(&shared),
+                    )));
+                    exchange.shared = Some(shared);
+                    exchange.io = Some(Io::Split(read));
+                }
             }
         }
+        exchange.conn = Some(conn);
         exchange
     }
 
     pub(crate) fn reused(&self) -> bool {
-        self.served > 0
+        self.reused
     }
 
     pub(crate) fn alarm(&mut self) -> Option<&mut Alarm> {
-        self.alarm.as_mut()
+        self.conn.as_deref_mut().map(|conn| &mut conn.alarm)
     }
 
     /// When a byte last moved for this request; `now` is the time of the
@@ -441,9 +441,12 @@ impl Exchange {
     /// goes back to the pool when it is fit for another request.
     pub(crate) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, Failure>> {
         loop {
+            let Some(conn) = self.conn.as_deref_mut() else {
+                return Poll::Ready(Err(self.closed()));
+            };
             if !self.pending.is_empty() {
                 // The decoder refuses records for any other request id.
-                let frame = next_frame(&mut self.decoder, &mut self.pending)
+                let frame = next_frame(&mut conn.decoder, &mut self.pending)
                     .map_err(|e| self.failure(Error::from_decode(&self.pool.address, e)))?;
                 match frame.map(|(_, frame)| frame) {
                     Some(Frame::End(end)) => {
@@ -457,9 +460,9 @@ impl Exchange {
             let Some(io) = self.io.as_mut() else {
                 return Poll::Ready(Err(self.closed()));
             };
-            while self.out_offset < self.out.len() && self.write_error.is_none() {
+            while self.out_offset < conn.out.len() && self.write_error.is_none() {
                 let Io::Whole(socket) = io else { break };
-                match Pin::new(&mut *socket).poll_write(cx, &self.out[self.out_offset..]) {
+                match Pin::new(&mut *socket).poll_write(cx, &conn.out[self.out_offset..]) {
                     Poll::Ready(Ok(0)) => self.write_error = Some(io::ErrorKind::WriteZero.into()),
                     Poll::Ready(Ok(n)) => {
                         self.out_offset += n;
@@ -471,9 +474,9 @@ impl Exchange {
                     Poll::Pending => break,
                 }
             }
-            reserve_read(&mut self.rbuf);
+            reserve_read(&mut conn.rbuf);
             let read = {
-                let reading = io.read_buf(&mut self.rbuf);
+                let reading = io.read_buf(&mut conn.rbuf);
                 tokio::pin!(reading);
                 reading.poll(cx)
             };
@@ -487,7 +490,7 @@ impl Exchange {
                 Poll::Ready(Ok(n)) => {
                     self.received += n as u64;
                     self.progressed = true;
-                    self.pending = self.rbuf.split().freeze();
+                    self.pending = conn.rbuf.split().freeze();
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_failure(e))),
                 Poll::Pending => {
@@ -530,14 +533,17 @@ impl Exchange {
     /// END_REQUEST arrived: keep the connection when the whole request went
     /// out, nothing follows the answer and keep-alive is on; else close it.
     fn on_end(&mut self, cx: &mut Context<'_>) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
         // Reusable only at a record boundary with nothing unread: take what
         // follows END_REQUEST in this read (its padding, if any).
         let rest = std::mem::take(&mut self.pending);
-        let clean = matches!(self.decoder.decode(&rest), Ok((used, None)) if used == rest.len())
-            && self.decoder.is_idle();
+        let clean = matches!(conn.decoder.decode(&rest), Ok((used, None)) if used == rest.len())
+            && conn.decoder.is_idle();
         let socket = match self.io.take() {
             Some(Io::Whole(socket)) => {
-                let sent = self.out_offset == self.out.len() && self.write_error.is_none();
+                let sent = self.out_offset == conn.out.len() && self.write_error.is_none();
                 sent.then_some(socket)
             }
             Some(Io::Split(read)) => {
@@ -556,21 +562,12 @@ impl Exchange {
             }
             None => None,
         };
-        let alarm = self.alarm.take();
-        if let (Some(socket), Some(alarm)) =
-            (socket.filter(|_| clean && self.pool.keep_alive), alarm)
-        {
-            let decoder = std::mem::replace(&mut self.decoder, Decoder::for_request(0));
-            self.pool.park(Conn {
-                socket,
-                serial: self.serial,
-                served: self.served + 1,
-                next_id: self.id.checked_add(1).unwrap_or(SINGLE_REQUEST_ID),
-                decoder,
-                rbuf: std::mem::take(&mut self.rbuf),
-                out: kept_out(std::mem::take(&mut self.out)),
-                alarm,
-            });
+        if let Some(socket) = socket.filter(|_| clean && self.pool.keep_alive) {
+            conn.socket = Some(socket);
+            conn.served += 1;
+            conn.next_id = self.id.checked_add(1).unwrap_or(SINGLE_REQUEST_ID);
+            conn.out = kept_out(std::mem::take(&mut conn.out));
+            self.pool.park(conn);
         } else {
             tracing::debug!(upstream = %self.pool.address, conn = self.serial, "connection closed after its request");
         }
