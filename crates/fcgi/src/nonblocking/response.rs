@@ -77,10 +77,7 @@ pub(crate) struct Parts {
     pub(crate) span: tracing::Span,
 }
 
-/// Where a request's answer comes from. (The variants differ in size; the
-/// larger is the common one, and boxing it would cost an allocation per
-/// request.)
-#[allow(clippy::large_enum_variant)]
+/// Where a request's answer comes from.
 pub(crate) enum Link {
     /// A multiplexed connection's driver, through a channel.
     Driver(DriverLink),
