@@ -6,11 +6,15 @@
 //! * `fcgi ping` and `fcgi status` read php-fpm's ping and status pages;
 //! * `fcgi values` asks for the FastCGI management values;
 //! * `fcgi eval` runs PHP code inside a php-fpm pool ([`eval`]);
-//! * `fcgi bench` load-tests a script ([`bench`]);
+//! * `fcgi bench` load-tests a script ([`mod@bench`]);
 //! * `fcgi serve` serves a PHP application over HTTP ([`serve`]).
 //!
 //! Exit codes are a contract (see [`failure`]); every error is one line on
 //! standard error starting with `fcgi: error: `.
+
+// The argument structs' doc comments are also clap's help text, where
+// `[ADDR]` means an optional address, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 mod args;
 mod bench;
