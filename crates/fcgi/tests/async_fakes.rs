@@ -12,8 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fcgi::nonblocking::{Builder, Client, Multiplexing};
-use fcgi::{Error, ProtocolStatus, Request, TimeoutPhase, Timeouts};
-use fcgi_testkit::fake::{late_record_after_first, respond_ok, serve, silent, FakeConn};
+use fcgi::{Body, Error, ProtocolStatus, Request, TimeoutPhase, Timeouts};
+use fcgi_testkit::fake::{
+    late_record_after_first, respond_ok, respond_stdin_len, serve, silent, FakeConn,
+};
 use fcgi_testkit::raw::{self, RawRecord};
 use fcgi_testkit::{pattern_at, usage, FakeServer};
 
@@ -512,6 +514,30 @@ async fn a_kept_connection_applies_each_requests_own_time_limits() {
     .unwrap_err();
     assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Deadline), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(server.connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_kept_after_streamed_bodies() {
+    let server = FakeServer::unix(respond_stdin_len());
+    let client = one_at_a_time(&server);
+    // Bodies larger than what goes out with the params are written by a
+    // task of their own through the socket's write half; the halves are
+    // put back together for the next request.
+    let bodies = [
+        Body::from(vec![b'x'; 300_000]),
+        Body::from(vec![b'y'; 10]),
+        Body::from_async_read(std::io::Cursor::new(vec![b'z'; 250_000]), Some(250_000)),
+        Body::from(vec![b'x'; 300_000]),
+    ];
+    for body in bodies {
+        let expected = body.len().unwrap().to_string();
+        let request = Request::post("/x.php", "application/octet-stream", body);
+        let response = within(Duration::from_secs(10), client.execute(request))
+            .await
+            .unwrap();
+        assert_eq!(response.body, expected.as_bytes());
+    }
     assert_eq!(server.connections(), 1);
 }
 
