@@ -21,8 +21,8 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::error::{is_closed, Error, TimeoutPhase};
 use crate::exchange::{
-    encode_request_start, kept_out, set_request_id, trace_sent_records, ResponseMachine, Step,
-    ValuesAnswer, SINGLE_REQUEST_ID,
+    encode_request_start, following_request_id, kept_out, set_request_id, trace_sent_records,
+    ResponseMachine, Step, ValuesAnswer, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, PREAMBLE_CAPACITY};
 use crate::response::Response;
@@ -503,7 +503,7 @@ impl Conn {
     /// earlier exchange touches them any more.
     fn begin_exchange(&mut self) -> u16 {
         let id = self.next_request_id;
-        self.next_request_id = id.checked_add(1).unwrap_or(SINGLE_REQUEST_ID);
+        self.next_request_id = following_request_id(id);
         self.progress.store(0, Ordering::Relaxed);
         self.machine.restart(id);
         id

@@ -33,7 +33,7 @@ use super::socket::{ReadHalf, Socket, WriteHalf};
 use super::{lock, Alarm};
 use crate::error::is_closed;
 use crate::error::Error;
-use crate::exchange::{kept_out, readdress, SINGLE_REQUEST_ID};
+use crate::exchange::{following_request_id, kept_out, readdress, SINGLE_REQUEST_ID};
 use crate::request::Body;
 
 /// A kept connection and what it remembers between requests. Boxed from
@@ -305,7 +305,6 @@ pub(crate) struct Exchange {
     serial: u64,
     /// The connection had served requests before this one.
     reused: bool,
-    id: u16,
     /// How much of the records in the connection's `out` went out from
     /// this task (the whole request when it is in memory).
     out_offset: usize,
@@ -345,7 +344,6 @@ impl Exchange {
             conn: None,
             serial: conn.serial,
             reused: conn.served > 0,
-            id,
             out_offset: 0,
             write_error: None,
             writer: None,
@@ -565,7 +563,7 @@ impl Exchange {
         if let Some(socket) = socket.filter(|_| clean && self.pool.keep_alive) {
             conn.socket = Some(socket);
             conn.served += 1;
-            conn.next_id = self.id.checked_add(1).unwrap_or(SINGLE_REQUEST_ID);
+            conn.next_id = following_request_id(conn.next_id);
             conn.out = kept_out(std::mem::take(&mut conn.out));
             self.pool.park(conn);
         } else {
