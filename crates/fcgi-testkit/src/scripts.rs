@@ -30,6 +30,10 @@ pub const EXIT: &str = "exit.php";
 pub const FATAL: &str = "fatal.php";
 /// `params.php`: JSON `{"P_..": [len, "sha256"], "X_..": [..]}` of every `$_SERVER` key starting with `X_`/`P_`, keys sorted.
 pub const PARAMS: &str = "params.php";
+/// `careless.php?status=TEXT&h[]=LINE&cl=N&body=TEXT&repeat=K`: sends the
+/// `Status`, header lines and `Content-Length` it is given (true or not),
+/// then TEXT (default `0123456789`) K times.
+pub const CARELESS: &str = "careless.php";
 /// `lib.php`: functions the scripts above share (`write_pattern`, `hash_input`); outputs nothing.
 pub const LIB: &str = "lib.php";
 
@@ -48,6 +52,7 @@ pub const ALL: &[(&str, &str)] = &[
     (EXIT, include_str!("../php/exit.php")),
     (FATAL, include_str!("../php/fatal.php")),
     (PARAMS, include_str!("../php/params.php")),
+    (CARELESS, include_str!("../php/careless.php")),
 ];
 
 /// Source of the embedded script `name`, if there is one.

@@ -286,15 +286,16 @@ fn chunked(
 }
 
 #[tokio::test]
-async fn a_body_without_a_length_is_spooled_and_php_sees_all_of_it() {
+async fn a_body_without_a_length_is_read_first_and_php_sees_all_of_it() {
     let fpm = fpm();
     let mut gw = gateway(&fpm)
-        .spool_memory_bytes(64 * 1024)
+        .buffer_memory_bytes(64 * 1024)
         .build(client(&fpm))
         .unwrap();
     for len in [10_000usize, 3_000_000] {
         let data = pattern(len);
         let mut request = Request::post("/input_hash.php")
+            .header("host", "example.com")
             .body(chunked(data.clone()))
             .unwrap();
         request.extensions_mut().insert(info());
@@ -307,18 +308,24 @@ async fn a_body_without_a_length_is_spooled_and_php_sees_all_of_it() {
 }
 
 #[tokio::test]
-async fn a_body_with_a_length_streams_through() {
+async fn a_body_with_a_length_arrives_whole_read_first_or_streamed() {
     let fpm = fpm();
-    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
-    let data = pattern(2_000_000);
-    let mut request = Request::post("/input_hash.php")
-        .header("content-length", data.len())
-        .body(chunked(data.clone()))
-        .unwrap();
-    request.extensions_mut().insert(info());
-    let (status, _, body) = call(&mut gw, request).await;
-    assert_eq!(status, 200);
-    assert_eq!(json(&body)["sha256"], sha256_hex(&data));
+    for stream in [false, true] {
+        let mut gw = gateway(&fpm)
+            .stream_request_bodies(stream)
+            .build(client(&fpm))
+            .unwrap();
+        let data = pattern(2_000_000);
+        let mut request = Request::post("/input_hash.php")
+            .header("host", "example.com")
+            .header("content-length", data.len())
+            .body(chunked(data.clone()))
+            .unwrap();
+        request.extensions_mut().insert(info());
+        let (status, _, body) = call(&mut gw, request).await;
+        assert_eq!(status, 200, "stream_request_bodies({stream})");
+        assert_eq!(json(&body)["sha256"], sha256_hex(&data));
+    }
 }
 
 #[tokio::test]
@@ -329,15 +336,18 @@ async fn bodies_over_the_limit_get_413_with_or_without_a_length() {
         .build(client(&fpm))
         .unwrap();
     let request = Request::post("/input_hash.php")
+        .header("host", "example.com")
         .body(chunked(pattern(5000)))
         .unwrap();
     assert_eq!(call(&mut gw, request).await.0, 413);
     let request = Request::post("/input_hash.php")
+        .header("host", "example.com")
         .header("content-length", "5000")
         .body(chunked(pattern(5000)))
         .unwrap();
     assert_eq!(call(&mut gw, request).await.0, 413);
     let request = Request::post("/input_hash.php")
+        .header("host", "example.com")
         .body(chunked(pattern(1000)))
         .unwrap();
     assert_eq!(call(&mut gw, request).await.0, 200);
@@ -388,4 +398,318 @@ fn the_gateway_is_a_service_hyper_and_axum_accept() {
     {
     }
     check::<Gateway>();
+}
+
+// ---- Response framing: the script never controls HTTP framing ----------
+
+/// GET `careless.php` with this query; the response with its body
+/// collected (or the body's error).
+async fn careless(
+    gw: &mut Gateway,
+    method: http::Method,
+    query: &str,
+) -> (http::response::Parts, Result<Vec<u8>, fcgi::Error>) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("/careless.php?{query}"))
+        .header("host", "example.com")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    request.extensions_mut().insert(info());
+    let response = tokio::time::timeout(Duration::from_secs(20), gw.call(request))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(Duration::from_secs(20), body.collect())
+        .await
+        .expect("body in time")
+        .map(|b| b.to_bytes().to_vec());
+    (parts, body)
+}
+
+fn content_length(parts: &http::response::Parts) -> Option<&str> {
+    parts
+        .headers
+        .get("content-length")
+        .map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn a_content_length_shorter_than_the_body_cuts_the_body_there() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let (parts, body) = careless(&mut gw, http::Method::GET, "cl=5").await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(
+        content_length(&parts),
+        None,
+        "the gateway frames; the header is not copied"
+    );
+    let body = body.unwrap();
+    assert_eq!(body, b"01234");
+    // A streamed response (past what is gathered before the head goes out).
+    let (parts, body) =
+        careless(&mut gw, http::Method::GET, "cl=100000&body=x&repeat=300000").await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(body.unwrap().len(), 100_000);
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_ends_in_an_error() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let (parts, body) = careless(&mut gw, http::Method::GET, "cl=100").await;
+    assert_eq!(parts.status, 200);
+    let error = body.expect_err("10 bytes of 100 must not look like a whole body");
+    assert!(error.to_string().contains("90 bytes short"), "{error}");
+}
+
+#[tokio::test]
+async fn a_true_content_length_frames_small_and_streamed_bodies_exactly() {
+    use http_body::Body as _;
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    for (query, len) in [
+        ("cl=10", 10usize),
+        ("cl=3000000&body=y&repeat=3000000", 3_000_000),
+    ] {
+        let mut request = Request::get(format!("/careless.php?{query}"))
+            .header("host", "example.com")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        request.extensions_mut().insert(info());
+        let response = gw.call(request).await.unwrap();
+        assert_eq!(
+            response.body().size_hint().exact(),
+            Some(len as u64),
+            "{query}"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), len);
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_or_conflicting_content_length_is_dropped_and_the_real_length_used() {
+    use http_body::Body as _;
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    for query in [
+        "cl=abc",
+        "cl=-1",
+        "h[]=Content-Length:%203&h[]=Content-Length:%207",
+        "cl=1e3",
+    ] {
+        let mut request = Request::get(format!("/careless.php?{query}"))
+            .header("host", "example.com")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        request.extensions_mut().insert(info());
+        let response = gw.call(request).await.unwrap();
+        assert_eq!(response.body().size_hint().exact(), Some(10), "{query}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"0123456789", "{query}");
+    }
+}
+
+#[tokio::test]
+async fn head_and_304_keep_the_declared_length_without_a_body() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let (parts, body) = careless(&mut gw, http::Method::HEAD, "cl=1234").await;
+    assert_eq!(content_length(&parts), Some("1234"));
+    assert_eq!(body.unwrap(), b"");
+    let (parts, body) = careless(&mut gw, http::Method::GET, "status=304&cl=1234").await;
+    assert_eq!(parts.status, 304);
+    assert_eq!(content_length(&parts), Some("1234"));
+    assert_eq!(body.unwrap(), b"");
+    let (parts, body) = careless(&mut gw, http::Method::GET, "status=204&cl=10").await;
+    assert_eq!(parts.status, 204);
+    assert_eq!(content_length(&parts), None);
+    assert_eq!(body.unwrap(), b"");
+}
+
+#[tokio::test]
+async fn hop_by_hop_and_proxy_headers_from_the_script_never_pass() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let lines = [
+        "Transfer-Encoding: chunked",
+        "Connection: close, X-Named",
+        "X-Named: secret",
+        "Keep-Alive: timeout=5",
+        "Upgrade: h2c",
+        "Trailer: X-Checksum",
+        "Proxy-Connection: keep-alive",
+        "TE: trailers",
+        "X-Accel-Redirect: /internal/secret",
+        "X-Accel-Buffering: no",
+        "X-Kept: yes",
+    ];
+    let query: Vec<String> = lines
+        .iter()
+        .map(|l| format!("h[]={}", l.replace(' ', "%20")))
+        .collect();
+    let (parts, body) = careless(&mut gw, http::Method::GET, &query.join("&")).await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(body.unwrap(), b"0123456789");
+    for gone in [
+        "transfer-encoding",
+        "connection",
+        "x-named",
+        "keep-alive",
+        "upgrade",
+        "trailer",
+        "proxy-connection",
+        "te",
+        "x-accel-redirect",
+        "x-accel-buffering",
+    ] {
+        assert!(
+            !parts.headers.contains_key(gone),
+            "{gone} passed: {:?}",
+            parts.headers
+        );
+    }
+    assert_eq!(parts.headers["x-kept"], "yes");
+}
+
+#[tokio::test]
+async fn an_informational_status_from_the_script_is_502() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    for status in ["101%20Switching%20Protocols", "100%20Continue"] {
+        let (parts, _) = careless(&mut gw, http::Method::GET, &format!("status={status}")).await;
+        assert_eq!(parts.status, 502, "{status}");
+    }
+}
+
+// ---- Request heads ------------------------------------------------------
+
+#[tokio::test]
+async fn requests_need_exactly_one_valid_host_and_no_foreign_transfer_coding() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let cases: Vec<(http::request::Builder, u16)> = vec![
+        (Request::get("/hello.php"), 400),
+        (
+            Request::get("/hello.php")
+                .header("host", "a")
+                .header("host", "b"),
+            400,
+        ),
+        (Request::get("/hello.php").header("host", "a b"), 400),
+        (Request::get("/hello.php").header("host", "a/b"), 400),
+        (Request::get("/hello.php").header("host", "user@a"), 400),
+        (
+            Request::get("/missing/static.png").header("host", "a b"),
+            400,
+        ),
+        (
+            Request::post("/hello.php")
+                .header("host", "a")
+                .header("transfer-encoding", "gzip, chunked"),
+            501,
+        ),
+        (
+            Request::get("/hello.php").version(http::Version::HTTP_10),
+            200,
+        ),
+        (Request::get("/hello.php").header("host", "[::1]:8080"), 200),
+    ];
+    for (builder, want) in cases {
+        let mut request = builder.body(Full::new(Bytes::new())).unwrap();
+        request.extensions_mut().insert(info());
+        let shown = format!("{:?} {:?}", request.uri(), request.headers());
+        let (status, headers, _) = call(&mut gw, request).await;
+        assert_eq!(status.as_u16(), want, "{shown}");
+        if want >= 400 {
+            assert_eq!(headers["connection"], "close", "{shown}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_absolute_target_names_the_host_php_sees() {
+    let fpm = fpm();
+    let mut gw = gateway(&fpm).build(client(&fpm)).unwrap();
+    let mut request = Request::get("http://app.example:8080/server.php")
+        .header("host", "other.example")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    request.extensions_mut().insert(info());
+    let (status, _, body) = call(&mut gw, request).await;
+    assert_eq!(status, 200);
+    let v = json(&body);
+    assert_eq!(v["server"]["HTTP_HOST"], "app.example:8080");
+    assert_eq!(v["server"]["SERVER_NAME"], "app.example");
+}
+
+// ---- Request bodies: slow clients never reach PHP ---------------------
+
+/// A body that sends `first` and then nothing, ever.
+fn stalling(
+    first: &'static [u8],
+) -> StreamBody<impl futures_core::Stream<Item = Result<http_body::Frame<Bytes>, Infallible>>> {
+    use futures_util::StreamExt;
+    let head = futures_util::stream::iter([Ok(http_body::Frame::data(Bytes::from_static(first)))]);
+    StreamBody::new(head.chain(futures_util::stream::pending()))
+}
+
+fn fake_client(fake: &fcgi_testkit::FakeServer) -> fcgi::AsyncClient {
+    fcgi::AsyncClient::builder()
+        .upstream(fake.address().as_str())
+        .multiplexing(fcgi::nonblocking::Multiplexing::Disabled)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stalled_body_never_reaches_the_application_and_is_408() {
+    let fake = fcgi_testkit::FakeServer::tcp(fcgi_testkit::fake::respond_ok("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("upload.php"), "<?php").unwrap();
+    let mut gw = Gateway::builder(dir.path())
+        .body_read_timeout(Duration::from_millis(300))
+        .build(fake_client(&fake))
+        .unwrap();
+    for length in [Some(1000u64), None] {
+        let mut request = Request::post("/upload.php").header("host", "example.com");
+        if let Some(len) = length {
+            request = request.header("content-length", len);
+        }
+        let mut request = request.body(stalling(b"first bytes")).unwrap();
+        request.extensions_mut().insert(info());
+        let (status, headers, _) = call(&mut gw, request).await;
+        assert_eq!(status, 408, "length {length:?}");
+        assert_eq!(headers["connection"], "close");
+    }
+    assert_eq!(fake.connections(), 0, "the application saw a slow client");
+}
+
+#[tokio::test]
+async fn a_streamed_body_reaches_the_application_at_once_and_still_times_out() {
+    let fake = fcgi_testkit::FakeServer::tcp(fcgi_testkit::fake::echo_stdin());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("upload.php"), "<?php").unwrap();
+    let mut gw = Gateway::builder(dir.path())
+        .stream_request_bodies(true)
+        .body_read_timeout(Duration::from_millis(300))
+        .build(fake_client(&fake))
+        .unwrap();
+    let mut request = Request::post("/upload.php")
+        .header("host", "example.com")
+        .header("content-length", 1000)
+        .body(stalling(b"first bytes"))
+        .unwrap();
+    request.extensions_mut().insert(info());
+    let (status, headers, _) = call(&mut gw, request).await;
+    assert_eq!(
+        fake.connections(),
+        1,
+        "streamed: the application is reached before the body ends"
+    );
+    assert_eq!(status, 408);
+    assert_eq!(headers["connection"], "close");
 }

@@ -1,23 +1,74 @@
-//! Bodies both ways: an `http_body::Body` as a FastCGI request body
-//! (streamed when its length is known, spooled when it is not), and the
-//! FastCGI response as a streaming `http_body::Body`.
+//! Bodies both ways: an `http_body::Body` as a FastCGI request body (read
+//! whole before the request goes upstream, or streamed through on request),
+//! and the FastCGI response as a streaming `http_body::Body` framed by what
+//! the gateway knows.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
 use super::{BoxError, Settings, LOG_TARGET};
 use crate::error::Error;
 use crate::nonblocking::{Chunk, ResponseStream};
 use crate::request::Body;
 
-/// An `http_body::Body` as a `Stream` of byte chunks (trailers are dropped).
+/// An `http_body::Body` as a `Stream` of byte chunks (trailers are
+/// dropped). With a read timeout, a wait of that long for the next bytes
+/// ends the stream with a [`io::ErrorKind::TimedOut`] error.
 struct HttpBodyStream<B> {
     body: Pin<Box<B>>,
+    read_timeout: Option<Duration>,
+    /// The alarm for the current wait (armed when a wait starts, so a body
+    /// that keeps arriving costs no timer operation per chunk).
+    alarm: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+}
+
+impl<B> HttpBodyStream<B> {
+    fn new(body: B, read_timeout: Option<Duration>) -> HttpBodyStream<B> {
+        HttpBodyStream {
+            body: Box::pin(body),
+            read_timeout,
+            alarm: None,
+            waiting: false,
+        }
+    }
+
+    /// Pending: whether the read timeout has passed since the wait began.
+    fn wait_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timeout) = self.read_timeout else {
+            return false;
+        };
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + timeout;
+            match &mut self.alarm {
+                Some(alarm) => alarm.as_mut().reset(deadline),
+                None => self.alarm = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        self.alarm
+            .as_mut()
+            .is_some_and(|alarm| alarm.as_mut().poll(cx).is_ready())
+    }
+}
+
+/// The error a stalled request body ends with.
+fn read_timed_out(timeout: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "no request body bytes for {:.3}s (body read timeout)",
+            timeout.as_secs_f64()
+        ),
+    )
 }
 
 impl<B> futures_core::Stream for HttpBodyStream<B>
@@ -28,12 +79,21 @@ where
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
         loop {
-            return match self.body.as_mut().poll_frame(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(io::Error::other(e.into())))),
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+            let frame = match this.body.as_mut().poll_frame(cx) {
+                Poll::Pending if this.wait_expired(cx) => {
+                    let timeout = this.read_timeout.unwrap_or_default();
+                    return Poll::Ready(Some(Err(read_timed_out(timeout))));
+                }
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(frame) => frame,
+            };
+            this.waiting = false;
+            return match frame {
+                None => Poll::Ready(None),
+                Some(Err(e)) => Poll::Ready(Some(Err(io::Error::other(e.into())))),
+                Some(Ok(frame)) => match frame.into_data() {
                     Ok(mut data) => {
                         let bytes = data.copy_to_bytes(data.remaining());
                         Poll::Ready(Some(Ok(bytes)))
@@ -50,7 +110,7 @@ impl Body {
     /// hyper `Incoming` or an axum `Body`. Its length is the body's exact
     /// size hint when it has one (hyper gives it for a `Content-Length`
     /// request); without a length PHP does not see the body, so
-    /// [`super::Gateway`] spools such bodies first. Not replayable.
+    /// [`super::Gateway`] reads such bodies whole first. Not replayable.
     ///
     /// ```
     /// let body = fcgi::Body::from_http_body(http_body_util::Full::new(bytes::Bytes::from("a=1")));
@@ -66,12 +126,7 @@ impl Body {
         if len == Some(0) && body.is_end_stream() {
             return Body::Empty;
         }
-        Body::from_stream(
-            HttpBodyStream {
-                body: Box::pin(body),
-            },
-            len,
-        )
+        Body::from_stream(HttpBodyStream::new(body, None), len)
     }
 }
 
@@ -80,14 +135,28 @@ impl Body {
 pub(crate) enum BodyError {
     /// Larger than [`Settings::max_body_bytes`] (413).
     TooLarge,
-    /// Reading it from the client, or spooling it, failed (400).
+    /// No bytes for the body read timeout (408).
+    TimedOut(io::Error),
+    /// Reading it from the client, or buffering it, failed (400).
     Read(io::Error),
 }
 
-/// The body to send and its length (`None`: no body at all). A declared
-/// length streams through; an unknown one is read first (in memory up to
-/// `spool_memory_bytes`, then into a temporary file) so that CONTENT_LENGTH
-/// can be sent, as php-fpm needs.
+impl BodyError {
+    fn from_read(error: io::Error) -> BodyError {
+        if error.kind() == io::ErrorKind::TimedOut {
+            BodyError::TimedOut(error)
+        } else {
+            BodyError::Read(error)
+        }
+    }
+}
+
+/// The body to send and its length (`None`: no body at all). By default
+/// the whole body is read before anything goes upstream (in memory up to
+/// `buffer_memory_bytes`, then into a temporary file), so a slow client
+/// never holds a PHP worker, and a body without a length gets its
+/// CONTENT_LENGTH, which php-fpm needs. With `stream_request_bodies`, a
+/// body with a declared length streams straight through instead.
 pub(crate) async fn prepare<B>(
     settings: &Settings,
     body: B,
@@ -110,37 +179,43 @@ where
         if len == 0 {
             return Ok((Body::Empty, Some(0)));
         }
-        let stream = HttpBodyStream {
-            body: Box::pin(body),
-        };
-        return Ok((Body::from_stream(stream, Some(len)), Some(len)));
     }
-    spool(settings, body).await
+    let stream = HttpBodyStream::new(body, Some(settings.body_read_timeout));
+    match declared {
+        Some(len) if settings.stream_request_bodies => {
+            Ok((Body::from_stream(stream, Some(len)), Some(len)))
+        }
+        _ => buffer(settings, stream, declared).await,
+    }
 }
 
-async fn spool<B>(settings: &Settings, body: B) -> Result<(Body, Option<u64>), BodyError>
+/// Reads the whole body: in memory up to `buffer_memory_bytes`, the rest in
+/// a temporary file. A body that disagrees with its declared length is an
+/// error.
+async fn buffer<B>(
+    settings: &Settings,
+    mut stream: HttpBodyStream<B>,
+    declared: Option<u64>,
+) -> Result<(Body, Option<u64>), BodyError>
 where
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
     use futures_core::Stream;
-    let mut stream = HttpBodyStream {
-        body: Box::pin(body),
-    };
-    let mut memory: Vec<u8> = Vec::new();
+    let memory_max = settings.buffer_memory_bytes;
+    let expected_in_memory = declared.map_or(0, |len| len.min(memory_max as u64) as usize);
+    let mut memory: Vec<u8> = Vec::with_capacity(expected_in_memory);
     let mut file: Option<tokio::fs::File> = None;
     let mut total: u64 = 0;
     while let Some(chunk) = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
-        let chunk = chunk.map_err(BodyError::Read)?;
+        let chunk = chunk.map_err(BodyError::from_read)?;
         total += chunk.len() as u64;
         if total > settings.max_body_bytes {
             return Err(BodyError::TooLarge);
         }
         match &mut file {
             Some(f) => f.write_all(&chunk).await.map_err(BodyError::Read)?,
-            None if memory.len() + chunk.len() <= settings.spool_memory_bytes => {
-                memory.extend_from_slice(&chunk)
-            }
+            None if memory.len() + chunk.len() <= memory_max => memory.extend_from_slice(&chunk),
             None => {
                 let temp = match &settings.spool_dir {
                     Some(dir) => tempfile::tempfile_in(dir),
@@ -155,7 +230,15 @@ where
             }
         }
     }
-    tracing::debug!(target: LOG_TARGET, bytes = total, to_file = file.is_some(), "request body without a length spooled");
+    if let Some(len) = declared {
+        if total != len {
+            return Err(BodyError::Read(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the request body has {total} bytes, its Content-Length says {len}"),
+            )));
+        }
+    }
+    tracing::debug!(target: LOG_TARGET, bytes = total, to_file = file.is_some(), "request body read before the request");
     match file {
         None if total == 0 => Ok((Body::Empty, Some(0))),
         None => Ok((Body::Bytes(Bytes::from(memory)), Some(total))),
@@ -171,8 +254,21 @@ where
 /// short text of the gateway's own (errors, redirects). STDERR lines that
 /// arrive while streaming are logged (tracing target `fcgi::gateway`, level
 /// WARN), never sent to the client.
+///
+/// A body [framed](GatewayBody::framed) by a declared length reports that
+/// exact length, never yields more (extra bytes from the application are
+/// dropped and logged) and ends with an error when the application sends
+/// fewer, so an HTTP server closes the connection instead of letting the
+/// client wait for bytes that will not come or read the next response as
+/// the rest of this one.
 pub struct GatewayBody {
     inner: Inner,
+    /// Bytes still owed under a declared length.
+    remaining: Option<u64>,
+    /// The body ended this many bytes short; the error is reported on the
+    /// next poll, after the HTTP server has had a chance to flush what was
+    /// sent (so the client sees the head and the bytes that came).
+    short_by: Option<u64>,
 }
 
 enum Inner {
@@ -200,49 +296,53 @@ impl GatewayBody {
         let bytes = bytes.into();
         GatewayBody {
             inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
+            remaining: None,
+            short_by: None,
         }
     }
 
     /// No body.
     pub fn empty() -> GatewayBody {
-        GatewayBody {
-            inner: Inner::Full(None),
-        }
+        GatewayBody::full(Bytes::new())
     }
 
     /// The body of a FastCGI response stream.
     pub fn stream(stream: ResponseStream) -> GatewayBody {
-        GatewayBody {
-            inner: Inner::Stream(None, Box::new(stream)),
-        }
+        GatewayBody::prefixed(Bytes::new(), stream)
     }
 
     /// `prefix` (body bytes already taken from the stream), then the rest.
     pub(crate) fn prefixed(prefix: Bytes, stream: ResponseStream) -> GatewayBody {
         GatewayBody {
             inner: Inner::Stream((!prefix.is_empty()).then_some(prefix), Box::new(stream)),
+            remaining: None,
+            short_by: None,
         }
     }
-}
 
-impl http_body::Body for GatewayBody {
-    type Data = Bytes;
-    type Error = Error;
+    /// This body held to exactly `length` bytes when `length` is given
+    /// (see the type's docs); unchanged otherwise.
+    ///
+    /// ```
+    /// use http_body::Body;
+    /// let body = fcgi::gateway::GatewayBody::full("0123456789").framed(Some(5));
+    /// assert_eq!(body.size_hint().exact(), Some(5));
+    /// ```
+    pub fn framed(mut self, length: Option<u64>) -> GatewayBody {
+        self.remaining = length;
+        self
+    }
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    /// The next piece of the body as it comes, before any framing.
+    fn poll_unframed(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
         match &mut self.inner {
-            Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Stream(prefix, _) if prefix.is_some() => {
-                Poll::Ready(prefix.take().map(|b| Ok(Frame::data(b))))
-            }
+            Inner::Full(bytes) => Poll::Ready(bytes.take().map(Ok)),
+            Inner::Stream(prefix, _) if prefix.is_some() => Poll::Ready(prefix.take().map(Ok)),
             Inner::Stream(_, stream) => loop {
                 match stream.poll_chunk(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(Some(Chunk::Body(bytes)))) => {
-                        return Poll::Ready(Some(Ok(Frame::data(bytes))))
+                        return Poll::Ready(Some(Ok(bytes)))
                     }
                     Poll::Ready(Ok(Some(Chunk::Stderr(bytes)))) => log_stderr(&bytes),
                     Poll::Ready(Ok(None)) => return Poll::Ready(None),
@@ -255,16 +355,78 @@ impl http_body::Body for GatewayBody {
         }
     }
 
+    /// The address to name in a framing error.
+    fn upstream(&self) -> String {
+        match &self.inner {
+            Inner::Stream(_, stream) => stream.address().to_string(),
+            Inner::Full(_) => "the application".to_string(),
+        }
+    }
+}
+
+impl http_body::Body for GatewayBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        if let Some(short_by) = this.short_by.take() {
+            let error = Error::Protocol {
+                address: this.upstream(),
+                detail: format!(
+                    "the response body ended {short_by} bytes short of its Content-Length"
+                ),
+            };
+            tracing::error!(target: LOG_TARGET, %error, "closing the client connection");
+            this.inner = Inner::Full(None);
+            return Poll::Ready(Some(Err(error)));
+        }
+        let Some(remaining) = this.remaining else {
+            return this
+                .poll_unframed(cx)
+                .map(|next| next.map(|r| r.map(Frame::data)));
+        };
+        if remaining == 0 {
+            // Whatever the application still sends is not this response's:
+            // let go of the stream (closing its connection if unfinished).
+            this.inner = Inner::Full(None);
+            return Poll::Ready(None);
+        }
+        match std::task::ready!(this.poll_unframed(cx)) {
+            Some(Ok(mut bytes)) => {
+                if bytes.len() as u64 > remaining {
+                    tracing::warn!(target: LOG_TARGET, declared_more_by = bytes.len() as u64 - remaining, "upstream sent more body than its Content-Length; the rest is dropped");
+                    bytes.truncate(remaining as usize);
+                }
+                this.remaining = Some(remaining - bytes.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(bytes))))
+            }
+            Some(Err(error)) => Poll::Ready(Some(Err(error))),
+            None => {
+                this.short_by = Some(remaining);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
     fn is_end_stream(&self) -> bool {
-        matches!(self.inner, Inner::Full(None))
+        match self.remaining {
+            Some(remaining) => remaining == 0,
+            None => matches!(self.inner, Inner::Full(None)),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Inner::Full(bytes) => {
+        match (&self.inner, self.remaining) {
+            (_, Some(remaining)) => SizeHint::with_exact(remaining),
+            (Inner::Full(bytes), None) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            Inner::Stream(..) => SizeHint::default(),
+            (Inner::Stream(..), None) => SizeHint::default(),
         }
     }
 }

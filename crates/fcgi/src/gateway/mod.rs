@@ -66,6 +66,7 @@
 //! ```
 
 mod body;
+mod head;
 mod params;
 mod route;
 
@@ -77,6 +78,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{Request, Response, StatusCode};
@@ -86,6 +88,7 @@ use crate::nonblocking::{Client, ResponseStream};
 use crate::request::Params;
 
 pub use body::GatewayBody;
+pub use head::{check_request_head, RequestError};
 pub use params::SERVER_SOFTWARE;
 pub use route::{PathError, Route, Script};
 
@@ -93,9 +96,12 @@ pub use route::{PathError, Route, Script};
 pub const LOG_TARGET: &str = "fcgi::gateway";
 /// Default largest request body: 64 MiB (413 above).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
-/// Default part of a body without a length kept in memory while spooling:
-/// 1 MiB; the rest goes to a temporary file.
-pub const DEFAULT_SPOOL_MEMORY_BYTES: usize = 1024 * 1024;
+/// Default part of a request body kept in memory while it is read before
+/// the request: 1 MiB; the rest goes to a temporary file.
+pub const DEFAULT_BUFFER_MEMORY_BYTES: usize = 1024 * 1024;
+/// Default longest wait for the next bytes of a request body: 60 s (nginx's
+/// `client_body_timeout`).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Response body bytes already there when the head arrives that are sent
 /// with it (a response that fits is sent whole, with Content-Length):
 /// 64 KiB. Nothing waits for more: later bytes stream as they come.
@@ -131,7 +137,9 @@ pub(crate) struct Settings {
     pub(crate) allow_underscore_headers: bool,
     pub(crate) deny_hidden: bool,
     pub(crate) max_body_bytes: u64,
-    pub(crate) spool_memory_bytes: usize,
+    pub(crate) buffer_memory_bytes: usize,
+    pub(crate) stream_request_bodies: bool,
+    pub(crate) body_read_timeout: Duration,
     pub(crate) spool_dir: Option<PathBuf>,
     pub(crate) server_name: Option<String>,
     pub(crate) extra_params: Params,
@@ -231,14 +239,41 @@ impl GatewayBuilder {
         self
     }
 
-    /// How much of a body without a length is kept in memory while it is
-    /// spooled (default [`DEFAULT_SPOOL_MEMORY_BYTES`]).
-    pub fn spool_memory_bytes(mut self, max: usize) -> GatewayBuilder {
-        self.settings.spool_memory_bytes = max;
+    /// How much of a request body is kept in memory while it is read before
+    /// the request (default [`DEFAULT_BUFFER_MEMORY_BYTES`]); the rest goes
+    /// to a temporary file (in [`GatewayBuilder::spool_dir`]).
+    pub fn buffer_memory_bytes(mut self, max: usize) -> GatewayBuilder {
+        self.settings.buffer_memory_bytes = max;
         self
     }
 
-    /// Where spooled bodies go (default: the system's temporary directory).
+    /// Stream request bodies with a declared length straight to the
+    /// application instead of reading them whole first (default off).
+    ///
+    /// **Risk**: a client that sends its body slowly then holds a PHP
+    /// worker for as long as it takes (up to the body read timeout between
+    /// two reads, and the request's time limit overall); a few such clients
+    /// can occupy a whole pool. Turn it on only behind a front server that
+    /// buffers bodies itself, or for uploads too large to keep on disk.
+    /// Bodies without a length are always read first (PHP needs
+    /// CONTENT_LENGTH).
+    pub fn stream_request_bodies(mut self, on: bool) -> GatewayBuilder {
+        self.settings.stream_request_bodies = on;
+        self
+    }
+
+    /// The longest wait for the next bytes of a request body (default
+    /// [`DEFAULT_BODY_READ_TIMEOUT`], as nginx's `client_body_timeout`);
+    /// past it the request is answered 408 Request Timeout and the
+    /// connection closed.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> GatewayBuilder {
+        self.settings.body_read_timeout = timeout;
+        self
+    }
+
+    /// Where request bodies larger than [`GatewayBuilder::buffer_memory_bytes`]
+    /// are kept while they are read (default: the system's temporary
+    /// directory).
     pub fn spool_dir(mut self, dir: impl Into<PathBuf>) -> GatewayBuilder {
         self.settings.spool_dir = Some(dir.into());
         self
@@ -304,7 +339,9 @@ impl Gateway {
                 allow_underscore_headers: false,
                 deny_hidden: true,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-                spool_memory_bytes: DEFAULT_SPOOL_MEMORY_BYTES,
+                buffer_memory_bytes: DEFAULT_BUFFER_MEMORY_BYTES,
+                stream_request_bodies: false,
+                body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
                 spool_dir: None,
                 server_name: None,
                 extra_params: Params::new(),
@@ -355,29 +392,56 @@ impl Gateway {
         params::build(&self.settings, parts, conn, script, content_length)
     }
 
-    /// Resolves the request's path and answers it: runs the script, or
-    /// answers 400 (bad path), 301 (directory without its slash) or 404
-    /// (nothing there, or a file that is not a script).
+    /// Checks the request head ([`check_request_head`]), resolves its path
+    /// and answers it: runs the script, or answers 400 (bad head or path),
+    /// 501 (a transfer coding other than chunked), 301 (directory without
+    /// its slash) or 404 (nothing there, or a file that is not a script).
     pub async fn handle<B>(&self, request: Request<B>) -> Response<GatewayBody>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        match self.resolve(request.uri().path()) {
-            Ok(Route::Script(script)) => self.run(request, &script).await,
-            Ok(Route::AddSlash) => add_slash(request.uri()),
-            Ok(Route::Static(_) | Route::NotFound) => plain(StatusCode::NOT_FOUND),
+        let (parts, body) = request.into_parts();
+        if let Some(refused) = refuse_head(&parts) {
+            return refused;
+        }
+        let request = Request::from_parts(parts, body);
+        let route = match self.resolve(request.uri().path()) {
+            Ok(route) => route,
             Err(error) => {
                 tracing::info!(target: LOG_TARGET, uri = %request.uri(), %error, "bad request path");
-                plain(StatusCode::BAD_REQUEST)
+                return plain(StatusCode::BAD_REQUEST);
             }
+        };
+        match route {
+            Route::Script(script) => self.run_checked(request, &script).await,
+            Route::AddSlash => add_slash(request.uri()),
+            Route::Static(_) | Route::NotFound => plain(StatusCode::NOT_FOUND),
         }
     }
 
-    /// Runs `script` (from [`Gateway::resolve`]) for this request: the body
-    /// streams to the application, the response streams back.
+    /// Runs `script` (from [`Gateway::resolve`]) for this request: the head
+    /// is checked ([`check_request_head`]), the body read whole (or
+    /// streamed, see [`GatewayBuilder::stream_request_bodies`]), the
+    /// response streams back framed by what the gateway knows (see
+    /// [`GatewayBody`]).
     pub async fn run<B>(&self, request: Request<B>, script: &Script) -> Response<GatewayBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        if let Some(refused) = refuse_head(&parts) {
+            return refused;
+        }
+        self.run_checked(Request::from_parts(parts, body), script)
+            .await
+    }
+
+    /// [`Gateway::run`] for a request whose head was checked.
+    async fn run_checked<B>(&self, request: Request<B>, script: &Script) -> Response<GatewayBody>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -396,7 +460,7 @@ impl Gateway {
                 .and_then(|v| v.trim().parse::<u64>().ok())
             {
                 Some(len) => Some(len),
-                None => return plain(StatusCode::BAD_REQUEST),
+                None => return closing(plain(StatusCode::BAD_REQUEST)),
             },
             None => None,
         };
@@ -404,11 +468,15 @@ impl Gateway {
             Ok(prepared) => prepared,
             Err(body::BodyError::TooLarge) => {
                 tracing::info!(target: LOG_TARGET, uri = %parts.uri, max = self.settings.max_body_bytes, "request body too large");
-                return plain(StatusCode::PAYLOAD_TOO_LARGE);
+                return closing(plain(StatusCode::PAYLOAD_TOO_LARGE));
+            }
+            Err(body::BodyError::TimedOut(error)) => {
+                tracing::info!(target: LOG_TARGET, uri = %parts.uri, %error, "the client stopped sending its request body");
+                return closing(plain(StatusCode::REQUEST_TIMEOUT));
             }
             Err(body::BodyError::Read(error)) => {
                 tracing::info!(target: LOG_TARGET, uri = %parts.uri, %error, "reading the request body failed");
-                return plain(StatusCode::BAD_REQUEST);
+                return closing(plain(StatusCode::BAD_REQUEST));
             }
         };
         let params = self.params(&parts, &conn, script, len);
@@ -417,13 +485,31 @@ impl Gateway {
             Ok(stream) => stream,
             Err(error) => return upstream_error(&error, &parts),
         };
-        let Some(response) = into_http_parts(&stream) else {
+        let Some((mut response, framing)) = into_http_parts(&stream) else {
             return plain(StatusCode::BAD_GATEWAY);
         };
-        match body::gather(stream, EAGER_BODY_BYTES).await {
-            Ok(body) => response.map(|()| body),
-            Err(error) => upstream_error(&error, &parts),
+        let body = match body::gather(stream, EAGER_BODY_BYTES).await {
+            Ok(body) => body,
+            Err(error) => return upstream_error(&error, &parts),
+        };
+        let status = response.status();
+        let bodiless = parts.method == http::Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        if bodiless {
+            // No body goes out; a declared length still describes the
+            // representation (HEAD, 304), as the script meant it.
+            if let Some(len) = framing
+                .content_length
+                .filter(|_| status != StatusCode::NO_CONTENT)
+            {
+                response
+                    .headers_mut()
+                    .insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            return response.map(|()| GatewayBody::empty());
         }
+        response.map(|()| body.framed(framing.content_length))
     }
 }
 
@@ -447,8 +533,9 @@ where
     }
 }
 
-/// Response headers that describe the connection, not the response: hyper
-/// frames the body itself.
+/// Response headers that describe the connection, not the response: the
+/// HTTP server frames the body itself, so none of these is ever taken from
+/// the script (nor any header the script's `Connection` names).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -461,24 +548,68 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// The FastCGI response as an HTTP response: status from `Status` (302 for
 /// a bare `Location`), every header line kept in order with its
-/// repetitions, the body streaming.
+/// repetitions, the body streaming and framed as [`Framing`] says.
 pub fn into_http(stream: ResponseStream) -> Response<GatewayBody> {
     match into_http_parts(&stream) {
-        Some(response) => response.map(|()| GatewayBody::stream(stream)),
+        Some((response, framing)) => {
+            response.map(|()| GatewayBody::stream(stream).framed(framing.content_length))
+        }
         None => plain(StatusCode::BAD_GATEWAY),
     }
 }
 
-/// The status and headers of [`into_http`]; `None` for an invalid status.
-fn into_http_parts(stream: &ResponseStream) -> Option<Response<()>> {
+/// How a response body from the script is framed: by the script's own
+/// `Content-Length` when it sent exactly one valid value (the body is then
+/// cut at that length, and a body that ends short is an error that makes
+/// the HTTP server close the connection, as nginx does), else by the
+/// gateway (the real length of a body that is complete when the head is
+/// sent, chunked otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Framing {
+    /// The script's `Content-Length`, when valid.
+    pub content_length: Option<u64>,
+}
+
+/// The status and headers of [`into_http`], and the script's declared
+/// length; `None` for a status the gateway does not pass on (invalid, or
+/// 1xx: a script cannot switch protocols).
+fn into_http_parts(stream: &ResponseStream) -> Option<(Response<()>, Framing)> {
     body::log_stderr(stream.stderr());
-    let Ok(status) = StatusCode::from_u16(stream.status()) else {
-        tracing::error!(target: LOG_TARGET, status = stream.status(), "upstream sent an invalid status");
-        return None;
+    let status = match StatusCode::from_u16(stream.status()) {
+        Ok(status) if !status.is_informational() => status,
+        _ => {
+            tracing::error!(target: LOG_TARGET, status = stream.status(), "upstream sent a status the gateway does not pass on");
+            return None;
+        }
     };
+    let headers = stream.headers();
+    let named_by_connection: Vec<String> = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| value.split(|&b| b == b','))
+        .map(|token| String::from_utf8_lossy(token).trim().to_ascii_lowercase())
+        .collect();
+    let mut lengths = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .map(|(_, value)| {
+            std::str::from_utf8(value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+        });
+    let first = lengths.next();
+    let content_length = match first {
+        None => None,
+        Some(first) if lengths.all(|other| other.is_some() && other == first) => first,
+        Some(_) => None,
+    };
+    if first.is_some() && content_length.is_none() {
+        tracing::warn!(target: LOG_TARGET, "upstream sent an invalid or conflicting Content-Length; dropped, the gateway frames the body");
+    }
     let mut builder = Response::builder().status(status);
-    if let Some(headers) = builder.headers_mut() {
-        for (name, value) in stream.headers().iter() {
+    if let Some(map) = builder.headers_mut() {
+        for (name, value) in headers.iter() {
             let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_bytes(value),
@@ -486,19 +617,26 @@ fn into_http_parts(stream: &ResponseStream) -> Option<Response<()>> {
                 tracing::warn!(target: LOG_TARGET, header = name, "upstream sent an invalid response header; dropped");
                 continue;
             };
-            if HOP_BY_HOP.contains(&name.as_str()) {
+            let text = name.as_str();
+            if name == CONTENT_LENGTH
+                || HOP_BY_HOP.contains(&text)
+                || text.starts_with("x-accel-")
+                || named_by_connection.iter().any(|n| n == text)
+            {
                 continue;
             }
-            headers.append(name, value);
+            map.append(name, value);
         }
     }
-    builder.body(()).ok()
+    let response = builder.body(()).ok()?;
+    Some((response, Framing { content_length }))
 }
 
 /// The status a failed upstream request is answered with.
 pub fn error_status(error: &Error) -> StatusCode {
     match error {
         Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Error::Body(e) if e.kind() == io::ErrorKind::TimedOut => StatusCode::REQUEST_TIMEOUT,
         Error::Body(_) | Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::BAD_GATEWAY,
     }
@@ -507,7 +645,30 @@ pub fn error_status(error: &Error) -> StatusCode {
 fn upstream_error(error: &Error, parts: &http::request::Parts) -> Response<GatewayBody> {
     let status = error_status(error);
     tracing::error!(target: LOG_TARGET, method = %parts.method, uri = %parts.uri, status = status.as_u16(), %error, "upstream request failed");
-    plain(status)
+    let response = plain(status);
+    if matches!(error, Error::Body(_)) {
+        // The client's body was not read to its end.
+        closing(response)
+    } else {
+        response
+    }
+}
+
+/// The answer to a request whose head fails [`check_request_head`].
+fn refuse_head(parts: &http::request::Parts) -> Option<Response<GatewayBody>> {
+    let error = check_request_head(parts).err()?;
+    tracing::info!(target: LOG_TARGET, uri = %parts.uri, %error, "bad request head");
+    Some(closing(plain(error.status())))
+}
+
+/// `response` with `Connection: close`: for answers given before the
+/// request's body was read to its end, after which the connection cannot
+/// carry another request.
+fn closing(mut response: Response<GatewayBody>) -> Response<GatewayBody> {
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// A short text response of the gateway's own: `"404 Not Found\n"`.

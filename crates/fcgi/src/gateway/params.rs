@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 
-use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, TRANSFER_ENCODING};
+use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::Version;
 
+use super::head::effective_host;
 use super::route::Script;
 use super::{ConnectionInfo, Settings};
 use crate::request::Params;
@@ -138,20 +139,11 @@ pub(crate) fn build(
     }
     set_addr(&mut params, "REMOTE_ADDR", "REMOTE_PORT", conn.peer);
     set_addr(&mut params, "SERVER_ADDR", "SERVER_PORT", conn.local);
-    let host_header = parts
-        .headers
-        .get(HOST)
-        .map(|h| h.as_bytes().to_vec())
-        .or_else(|| {
-            parts
-                .uri
-                .authority()
-                .map(|a| a.as_str().as_bytes().to_vec())
-        });
+    let host = effective_host(parts);
     let server_name = settings
         .server_name
         .clone()
-        .or_else(|| host_header.as_deref().and_then(host_name).map(String::from))
+        .or_else(|| host.and_then(host_name).map(String::from))
         .or_else(|| conn.local.map(|a| a.ip().to_canonical().to_string()));
     if let Some(name) = server_name {
         params.set("SERVER_NAME", name);
@@ -186,10 +178,9 @@ pub(crate) fn build(
         }
         params.set(param, value);
     }
-    if !parts.headers.contains_key(HOST) {
-        if let Some(host) = parts.uri.authority() {
-            params.set("HTTP_HOST", host.as_str());
-        }
+    // One Host: the target's authority wins over the header (absolute form).
+    if let Some(host) = host {
+        params.set("HTTP_HOST", host);
     }
     for (name, value) in settings.extra_params.iter() {
         params.set(name, value);

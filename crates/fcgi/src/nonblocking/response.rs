@@ -242,6 +242,11 @@ impl ResponseStream {
         self.parts.link.reused()
     }
 
+    /// The upstream's address.
+    pub(crate) fn address(&self) -> &str {
+        &self.parts.address
+    }
+
     /// When the client began this request (before it took a connection):
     /// `started().elapsed()` at the end is the request's whole duration.
     pub fn started(&self) -> Instant {

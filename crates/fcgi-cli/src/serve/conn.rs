@@ -1,0 +1,270 @@
+//! One client connection of `fcgi serve`: hyper's HTTP/1.1 state machine
+//! over the socket, plus the limits nginx puts on a connection that hyper
+//! does not have in this form: a keep-alive idle timeout (nginx's
+//! `keepalive_timeout`) and a header read timeout that starts with the
+//! first byte of a request head (nginx's `client_header_timeout`), each its
+//! own setting. A watchdog per connection checks them; it wakes only when
+//! a limit could have passed, so a busy connection costs no timer work per
+//! request.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+use super::ServeBody;
+
+/// The per-connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Longest time from the first byte of a request head to its end.
+    pub header_timeout: Duration,
+    /// Longest idle time between two requests on a kept connection (and
+    /// before the first).
+    pub keepalive_timeout: Duration,
+}
+
+/// "Not set" for the millisecond clocks of [`Activity`].
+const NEVER: u64 = u64::MAX;
+
+/// What a connection is doing, as its socket, its request handler and its
+/// responses' bodies report it; read by the watchdog.
+pub struct Activity {
+    origin: Instant,
+    started: AtomicU64,
+    finished: AtomicU64,
+    /// When the connection last became idle (ms since `origin`).
+    idle_since: AtomicU64,
+    /// When the first byte of the next request head arrived (ms since
+    /// `origin`), or [`NEVER`].
+    head_started: AtomicU64,
+}
+
+/// Why the watchdog closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// No request for the keep-alive timeout.
+    Idle,
+    /// A request head took longer than the header timeout.
+    Header,
+}
+
+impl Activity {
+    pub fn new() -> Activity {
+        Activity {
+            origin: Instant::now(),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+            head_started: AtomicU64::new(NEVER),
+        }
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    fn is_idle(&self) -> bool {
+        self.started.load(Ordering::Relaxed) == self.finished.load(Ordering::Relaxed)
+    }
+
+    /// Bytes arrived from the client.
+    fn bytes_arrived(&self) {
+        if self.is_idle() && self.head_started.load(Ordering::Relaxed) == NEVER {
+            self.head_started
+                .store(self.ms_at(Instant::now()), Ordering::Relaxed);
+        }
+    }
+
+    /// A request head is complete and its handler runs.
+    pub fn request_started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.head_started.store(NEVER, Ordering::Relaxed);
+    }
+
+    /// A response was sent (or abandoned).
+    fn response_finished(&self) {
+        self.idle_since
+            .store(self.ms_at(Instant::now()), Ordering::Relaxed);
+        self.finished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// At `now`: the time of the next check, or the limit that passed.
+    pub fn check(&self, limits: &ConnLimits, now: Instant) -> Result<Instant, Expired> {
+        let at = |ms: u64| self.origin + Duration::from_millis(ms);
+        if !self.is_idle() {
+            // A request is being handled: its own time limits apply.
+            return Ok(now + limits.keepalive_timeout.min(limits.header_timeout));
+        }
+        let (deadline, why) = match self.head_started.load(Ordering::Relaxed) {
+            NEVER => (
+                at(self.idle_since.load(Ordering::Relaxed)) + limits.keepalive_timeout,
+                Expired::Idle,
+            ),
+            started => (at(started) + limits.header_timeout, Expired::Header),
+        };
+        if now >= deadline {
+            Err(why)
+        } else {
+            Ok(deadline)
+        }
+    }
+}
+
+/// The client's socket, telling [`Activity`] when bytes arrive.
+pub struct Watched<T> {
+    pub io: T,
+    pub activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A response body that tells [`Activity`] when it is done (sent whole, or
+/// dropped by hyper).
+pub struct Finishing {
+    inner: ServeBody,
+    activity: Arc<Activity>,
+}
+
+impl Finishing {
+    pub fn wrap(inner: ServeBody, activity: Arc<Activity>) -> ServeBody {
+        super::boxed(Finishing { inner, activity })
+    }
+}
+
+impl Body for Finishing {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        self.activity.response_finished();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ConnLimits = ConnLimits {
+        header_timeout: Duration::from_secs(60),
+        keepalive_timeout: Duration::from_secs(75),
+    };
+
+    #[test]
+    fn an_idle_connection_expires_after_the_keepalive_timeout() {
+        let activity = Activity::new();
+        let start = activity.origin;
+        let next = activity.check(&LIMITS, start).unwrap();
+        assert_eq!(next, start + LIMITS.keepalive_timeout);
+        assert_eq!(
+            activity.check(&LIMITS, next),
+            Err(Expired::Idle),
+            "idle for the whole keep-alive timeout"
+        );
+    }
+
+    #[test]
+    fn a_started_head_has_the_header_timeout_from_its_first_byte() {
+        let activity = Activity::new();
+        activity.bytes_arrived();
+        let first_byte =
+            activity.origin + Duration::from_millis(activity.head_started.load(Ordering::Relaxed));
+        assert_eq!(
+            activity.check(&LIMITS, first_byte),
+            Ok(first_byte + LIMITS.header_timeout)
+        );
+        // More bytes do not move the deadline (a slow head still expires).
+        activity.bytes_arrived();
+        assert_eq!(
+            activity.check(&LIMITS, first_byte + LIMITS.header_timeout),
+            Err(Expired::Header)
+        );
+    }
+
+    #[test]
+    fn a_request_in_progress_never_expires_here_and_its_end_restarts_the_idle_clock() {
+        let activity = Arc::new(Activity::new());
+        activity.bytes_arrived();
+        activity.request_started();
+        let later = activity.origin + Duration::from_secs(3600);
+        assert!(activity.check(&LIMITS, later).is_ok());
+        drop(Finishing {
+            inner: ServeBody::default(),
+            activity: Arc::clone(&activity),
+        });
+        assert!(activity.is_idle());
+        let idle_at =
+            activity.origin + Duration::from_millis(activity.idle_since.load(Ordering::Relaxed));
+        assert_eq!(
+            activity.check(&LIMITS, idle_at),
+            Ok(idle_at + LIMITS.keepalive_timeout)
+        );
+    }
+}
