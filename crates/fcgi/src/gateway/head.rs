@@ -56,7 +56,11 @@ impl fmt::Display for RequestError {
 
 impl std::error::Error for RequestError {}
 
-/// Checks a request head; see the [module docs](self).
+/// Checks a request head before anything is done for it (RFC 9112 §3.2
+/// and §6): an HTTP/1.1 request needs exactly one Host, `host[:port]`; the
+/// target carries no user information; a `Transfer-Encoding` is `chunked`
+/// alone. A request that fails is answered with [`RequestError::status`]
+/// and never routed.
 ///
 /// ```
 /// use fcgi::gateway::{check_request_head, RequestError};

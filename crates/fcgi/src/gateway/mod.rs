@@ -8,41 +8,44 @@
 //! `hyper_util::service::TowerToHyperService`) or axum (as a fallback
 //! service) directly.
 //!
-//! What it does, and what it refuses by default:
+//! What it sends: CGI parameters as RFC 3875 and nginx's `fastcgi_params`
+//! give them: every request header as `HTTP_*` (repeats joined with
+//! `", "`, `Cookie` with `"; "`), CONTENT_TYPE, CONTENT_LENGTH, REQUEST_URI,
+//! QUERY_STRING, SCRIPT_NAME, SCRIPT_FILENAME, PATH_INFO, PATH_TRANSLATED,
+//! DOCUMENT_ROOT, DOCUMENT_URI, REQUEST_SCHEME, HTTPS, SERVER_* and REMOTE_*
+//! (from a [`ConnectionInfo`] in the request's extensions),
+//! GATEWAY_INTERFACE, SERVER_PROTOCOL, REDIRECT_STATUS. A path that names
+//! nothing goes to `/index.php` like nginx's `try_files $uri $uri/
+//! /index.php?$query_string`; a missing `*.php` is a 404.
 //!
-//! - **CGI parameters** as RFC 3875 and nginx's `fastcgi_params` give them:
-//!   every request header as `HTTP_*` (repeats joined with `", "`, `Cookie`
-//!   with `"; "`), CONTENT_TYPE, CONTENT_LENGTH, REQUEST_URI, QUERY_STRING,
-//!   SCRIPT_NAME, SCRIPT_FILENAME, PATH_INFO, PATH_TRANSLATED, DOCUMENT_ROOT,
-//!   DOCUMENT_URI, REQUEST_SCHEME, HTTPS, SERVER_* and REMOTE_* (from a
-//!   [`ConnectionInfo`] in the request's extensions), GATEWAY_INTERFACE,
-//!   SERVER_PROTOCOL, REDIRECT_STATUS;
-//! - **httpoxy**: a `Proxy` request header is never passed (no HTTP_PROXY);
-//! - **underscores**: headers whose names contain `_` are dropped (`X_A` and
-//!   `X-A` would both become HTTP_X_A), unless
-//!   [`GatewayBuilder::allow_underscore_headers`];
-//! - **the document root**: paths are decoded once and normalized before any
-//!   file is looked at; `..` above the root (plain or `%2e%2e`), NUL bytes
-//!   and backslashes are answered 400 (see [`Route`]);
-//! - **PATH_INFO**: the script is the first path prefix that ends with a
-//!   script extension and is an existing file; `/uploads/evil.jpg/x.php`
-//!   never runs `evil.jpg` (404);
-//! - **extensions**: only files ending with a configured extension
-//!   (default `.php`) go to FastCGI; other files are [`Route::Static`], which
-//!   the gateway answers 404 (serve them with a static file service first,
-//!   as `fcgi serve` does);
-//! - **front controller**: a path that names nothing goes to `/index.php`
-//!   like nginx's `try_files $uri $uri/ /index.php?$query_string`; a missing
-//!   `*.php` is a 404;
-//! - **request bodies** stream through when their length is known; a body
-//!   without one (chunked) is spooled, in memory up to
-//!   [`DEFAULT_SPOOL_MEMORY_BYTES`] and then in a temporary file, because
-//!   PHP only reads a body with CONTENT_LENGTH; bodies over
-//!   [`GatewayBuilder::max_body_bytes`] get 413;
-//! - **upstream errors** become 502 Bad Gateway (504 Gateway Timeout for
-//!   time limits) with a generic body; the detail is logged with `tracing`
-//!   (target `fcgi::gateway`), never sent to the browser. STDERR from the
-//!   application is logged as WARN.
+//! # Safety table
+//!
+//! Safe by default; each rule is pinned by a test (`tests/gateway.rs`
+//! against php-fpm, and `fcgi serve`'s raw-socket tests). nginx, as Debian
+//! configures it, is the reference; where it is unsafe the gateway is not.
+//!
+//! | rule | behaviour | nginx |
+//! |---|---|---|
+//! | httpoxy | a `Proxy` request header is never passed (no HTTP_PROXY) | passed |
+//! | underscores | header names with `_` are dropped (`X_A` and `X-A` would both be HTTP_X_A), unless [`GatewayBuilder::allow_underscore_headers`] | same |
+//! | document root | the path is decoded once and normalized before any file is looked at; `..` above the root (plain or `%2e%2e`), NUL bytes and backslashes are 400 ([`Route`]) | same |
+//! | PATH_INFO | the script is the first path prefix ending in a script extension **that exists as a file**: `/uploads/evil.jpg/x.php` is 404, never runs `evil.jpg` | depends on `try_files` |
+//! | extensions | only files ending in a configured extension (default `.php`) go to FastCGI; others are [`Route::Static`] (404 here) | same |
+//! | hidden files | `/.git/…`, `/.env`, `/.htaccess` are 404 ([`GatewayBuilder::deny_hidden`]; `/.well-known` allowed) | served |
+//! | Host | an HTTP/1.1 request needs exactly one Host, `host[:port]` (no spaces, path, user information): else 400; an absolute target's authority wins; HTTP_HOST and SERVER_NAME come from that one value ([`check_request_head`]) | same |
+//! | request transfer coding | `Transfer-Encoding` other than `chunked` alone (`gzip, chunked`) is 501 | same |
+//! | request bodies | read whole before the request goes upstream (memory up to [`DEFAULT_BUFFER_MEMORY_BYTES`], then a temporary file), so a slow client never holds a PHP worker; [`GatewayBuilder::stream_request_bodies`] streams them instead (documented risk) | same (`client_body_buffer_size`) |
+//! | body size | over [`GatewayBuilder::max_body_bytes`] (default [`DEFAULT_MAX_BODY_BYTES`]) 413, at once when declared, else when the bytes pass it | same |
+//! | body read timeout | no body bytes for [`GatewayBuilder::body_read_timeout`] (default [`DEFAULT_BODY_READ_TIMEOUT`]): 408 and `Connection: close` | same (`client_body_timeout`) |
+//! | response framing | the script's `Content-Length` (one valid value) is the length: a longer body is cut there, a shorter one ends in an error so the server closes the connection ([`GatewayBody`]); an invalid or conflicting one is dropped and the gateway frames the body | same, but nginx 502s invalid ones |
+//! | response headers | `Transfer-Encoding`, `Connection` (and the headers it names), `Keep-Alive`, `Proxy-Connection`, `Upgrade`, `TE`, `Trailer` and `X-Accel-*` from the script are dropped; a 1xx status (`101 Switching Protocols`) is 502 | same |
+//! | HEAD, 204, 304 | no body is sent; the script's length stays for HEAD and 304 | same |
+//! | upstream errors | 502 Bad Gateway (504 for time limits) with a generic body; the detail goes to the log (`tracing` target `fcgi::gateway`); STDERR is logged as WARN | same |
+//!
+//! The HTTP server in front enforces the connection limits: `fcgi serve`
+//! has a head size limit (431), a target length limit (414), header and
+//! keep-alive timeouts and a connection cap, each a setting (see `fcgi
+//! serve --help`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
