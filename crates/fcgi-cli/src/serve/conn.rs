@@ -14,12 +14,84 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
 use bytes::Bytes;
+use fcgi::gateway::ConnectionInfo;
 use http_body::{Body, Frame, SizeHint};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::ServeBody;
+use super::{ServeBody, State};
+
+/// Serves one client connection until it ends, a limit of [`ConnLimits`]
+/// passes, or the server stops (then the request in progress finishes and
+/// the connection closes).
+pub async fn serve(
+    state: Arc<State>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let info = ConnectionInfo {
+        peer: Some(peer),
+        local: tcp.local_addr().ok(),
+        secure: false,
+    };
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        io: tcp,
+        activity: Arc::clone(&activity),
+    });
+    let service = {
+        let state = Arc::clone(&state);
+        let activity = Arc::clone(&activity);
+        hyper::service::service_fn(move |request| {
+            let state = Arc::clone(&state);
+            let activity = Arc::clone(&activity);
+            activity.request_started();
+            async move {
+                let response = super::handle(&state, info, request).await;
+                Ok::<_, Infallible>(response.map(|body| Finishing::wrap(body, activity)))
+            }
+        })
+    };
+    let limits = state.common.limits;
+    let conn = state.common.http.serve_connection(io, service);
+    tokio::pin!(conn);
+    let alarm = tokio::time::sleep(limits.keepalive_timeout.min(limits.header_timeout));
+    tokio::pin!(alarm);
+    let mut stopping = *stop.borrow();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(target: "fcgi_cli", %peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = &mut alarm => match activity.check(&limits, Instant::now()) {
+                Ok(next) => alarm.as_mut().reset(next),
+                Err(expired) => {
+                    tracing::debug!(target: "fcgi_cli", %peer, ?expired, "closing the connection");
+                    return;
+                }
+            },
+        }
+    }
+}
 
 /// The per-connection limits.
 #[derive(Debug, Clone, Copy)]

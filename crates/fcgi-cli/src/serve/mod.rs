@@ -9,9 +9,9 @@
 
 mod access_log;
 mod conn;
+mod loops;
 pub mod static_files;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,19 +28,15 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use hyper_util::rt::TokioTimer;
 
 use crate::args::parse_secs;
 use crate::failure::{self, Failure};
-use conn::{Activity, ConnLimits, Finishing, Watched};
+use conn::ConnLimits;
 
 /// The body of every response `fcgi serve` sends.
 pub type ServeBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Pause after a failed accept (e.g. out of file descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Smallest read buffer hyper accepts; the head limit is raised to it.
 const HYPER_MIN_BUF: usize = 8192;
 
@@ -154,7 +150,8 @@ pub struct ServeArgs {
     /// No access log.
     #[arg(long)]
     pub no_access_log: bool,
-    /// Runtime threads: 0 is one per core; 1 is a single-threaded event loop.
+    /// Event loops (threads): 0 is one per core, at most --max-connections
+    /// (each loop keeps its share of the upstream pool).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
     /// Log the gateway's decisions (dropped headers, buffered bodies) too.
@@ -162,31 +159,109 @@ pub struct ServeArgs {
     pub verbose: bool,
 }
 
-/// What every request handler shares.
-struct State {
-    gateway: Gateway,
+/// What every connection and request handler of every event loop shares.
+pub(crate) struct Common {
     access_log: bool,
     max_uri_size: usize,
     limits: ConnLimits,
     http: http1::Builder,
 }
 
-/// Runs the server until Ctrl-C or SIGTERM.
+/// What one event loop's requests share.
+pub(crate) struct State {
+    gateway: Gateway,
+    common: Arc<Common>,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM: the listener, one event loop
+/// per `--threads` (see [`loops`]), each with its own gateway and share of
+/// the upstream pool.
 pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
-    let mut builder = match args.threads {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        0 => tokio::runtime::Builder::new_multi_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
+    install_logging(args.verbose);
+    if args.max_client_connections == 0 {
+        return Err(Failure::usage(
+            "--max-client-connections must be at least 1",
+        ));
+    }
+    if args.max_connections == 0 {
+        return Err(Failure::usage("--max-connections must be at least 1"));
+    }
+    let upstreams: Vec<String> = if args.upstreams.is_empty() {
+        vec![crate::target::resolve(None)?.address.to_string()]
+    } else {
+        args.upstreams.clone()
     };
-    let runtime = builder
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(failure::OTHER, format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(run(args))
+    let loops = loops::count(args.threads, args.max_connections);
+    let gateways = (0..loops)
+        .map(|i| {
+            gateway(
+                args,
+                &upstreams,
+                loops::share(args.max_connections, loops, i),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let listener = std::net::TcpListener::bind(args.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| Failure::usage(format!("cannot listen on {}: {e}", args.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::new(failure::OTHER, format!("listener: {e}")))?;
+    eprintln!(
+        "fcgi serve: listening on http://{local} (root {}, upstream {}, {loops} event loop{})",
+        gateways[0].document_root().display(),
+        upstreams.join(", "),
+        if loops == 1 { "" } else { "s" },
+    );
+    let head_limit = args.max_header_size.max(HYPER_MIN_BUF);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        // The watchdog in `conn` times heads and idle connections.
+        .header_read_timeout(None)
+        .max_header_size(head_limit)
+        .max_buf_size(head_limit)
+        .max_headers(args.max_headers);
+    let shared = loops::Shared::new(
+        Common {
+            access_log: !args.no_access_log,
+            max_uri_size: args.max_uri_size,
+            limits: ConnLimits {
+                header_timeout: args.header_timeout,
+                keepalive_timeout: args.keepalive_timeout,
+            },
+            http,
+        },
+        args.max_client_connections,
+        loops,
+    );
+    loops::run(listener, gateways, shared, args.shutdown_timeout)
+}
+
+/// One event loop's gateway, over its own client with `pool` of the
+/// `--max-connections` upstream connections.
+fn gateway(args: &ServeArgs, upstreams: &[String], pool: usize) -> Result<Gateway, Failure> {
+    let mut client = fcgi::AsyncClient::builder()
+        .max_connections(pool)
+        .config(fcgi::Config::default().deadline(args.timeout));
+    for upstream in upstreams {
+        client = client.upstream(upstream.as_str());
+    }
+    let client = client.build().map_err(|e| Failure::from_fcgi(&e))?;
+    let mut gateway = Gateway::builder(&args.root)
+        .index(args.index.as_str())
+        .front_controller(!args.no_front_controller)
+        .extensions(args.extensions.iter().cloned())
+        .max_body_bytes(args.max_body_size)
+        .buffer_memory_bytes(args.body_buffer_size)
+        .stream_request_bodies(args.stream_request_bodies)
+        .body_read_timeout(args.body_timeout)
+        .allow_underscore_headers(args.allow_underscore_headers);
+    if args.index.is_empty() {
+        gateway = gateway.no_index();
+    }
+    gateway
+        .build(client)
+        .map_err(|e| Failure::usage(format!("--root: {e}")))
 }
 
 fn install_logging(verbose: bool) {
@@ -206,196 +281,6 @@ fn install_logging(verbose: bool) {
         .with_ansi(false)
         .with_filter(filter);
     let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
-}
-
-async fn run(args: &ServeArgs) -> Result<(), Failure> {
-    install_logging(args.verbose);
-    if args.max_client_connections == 0 {
-        return Err(Failure::usage(
-            "--max-client-connections must be at least 1",
-        ));
-    }
-    let mut builder = fcgi::AsyncClient::builder()
-        .max_connections(args.max_connections)
-        .config(fcgi::Config::default().deadline(args.timeout));
-    if args.upstreams.is_empty() {
-        let target = crate::target::resolve(None)?;
-        builder = builder.upstream(target.address);
-    }
-    for upstream in &args.upstreams {
-        builder = builder.upstream(upstream.as_str());
-    }
-    let client = builder.build().map_err(|e| Failure::from_fcgi(&e))?;
-    let upstreams: Vec<String> = client.upstreams().iter().map(|a| a.to_string()).collect();
-    let mut gateway = Gateway::builder(&args.root)
-        .index(args.index.as_str())
-        .front_controller(!args.no_front_controller)
-        .extensions(args.extensions.iter().cloned())
-        .max_body_bytes(args.max_body_size)
-        .buffer_memory_bytes(args.body_buffer_size)
-        .stream_request_bodies(args.stream_request_bodies)
-        .body_read_timeout(args.body_timeout)
-        .allow_underscore_headers(args.allow_underscore_headers);
-    if args.index.is_empty() {
-        gateway = gateway.no_index();
-    }
-    let gateway = gateway
-        .build(client)
-        .map_err(|e| Failure::usage(format!("--root: {e}")))?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| Failure::usage(format!("cannot listen on {}: {e}", args.listen)))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Failure::new(failure::OTHER, format!("listener: {e}")))?;
-    eprintln!(
-        "fcgi serve: listening on http://{local} (root {}, upstream {})",
-        gateway.document_root().display(),
-        upstreams.join(", ")
-    );
-    let head_limit = args.max_header_size.max(HYPER_MIN_BUF);
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        // The watchdog in `conn` times heads and idle connections.
-        .header_read_timeout(None)
-        .max_header_size(head_limit)
-        .max_buf_size(head_limit)
-        .max_headers(args.max_headers);
-    let state = Arc::new(State {
-        gateway,
-        access_log: !args.no_access_log,
-        max_uri_size: args.max_uri_size,
-        limits: ConnLimits {
-            header_timeout: args.header_timeout,
-            keepalive_timeout: args.keepalive_timeout,
-        },
-        http,
-    });
-    let slots = Arc::new(Semaphore::new(args.max_client_connections));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    let mut warned_full = false;
-    loop {
-        let permit = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if !warned_full {
-                    warned_full = true;
-                    tracing::warn!(target: "fcgi_cli", max = args.max_client_connections, "--max-client-connections reached: new connections wait in the listen queue");
-                }
-                tokio::select! {
-                    permit = Arc::clone(&slots).acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                    signal = &mut shutdown => {
-                        eprintln!("fcgi serve: {signal}: no new connections; waiting for in-flight requests");
-                        break;
-                    }
-                }
-            }
-        };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    tracing::warn!(target: "fcgi_cli", %error, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-            signal = &mut shutdown => {
-                eprintln!("fcgi serve: {signal}: no new connections; waiting for in-flight requests");
-                break;
-            }
-        };
-        let state = Arc::clone(&state);
-        let stop = stop_rx.clone();
-        tokio::spawn(async move {
-            connection(&state, tcp, peer, stop).await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    let all = u32::try_from(args.max_client_connections).unwrap_or(u32::MAX);
-    tokio::select! {
-        _ = slots.acquire_many(all) => eprintln!("fcgi serve: all requests finished; bye"),
-        _ = tokio::time::sleep(args.shutdown_timeout) => {
-            eprintln!("fcgi serve: requests still running after {:?}; exiting", args.shutdown_timeout)
-        }
-    }
-    Ok(())
-}
-
-/// Serves one client connection until it ends, a limit of [`ConnLimits`]
-/// passes, or the server stops (then the request in progress finishes and
-/// the connection closes).
-async fn connection(
-    state: &Arc<State>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
-) {
-    let _ = tcp.set_nodelay(true);
-    let info = ConnectionInfo {
-        peer: Some(peer),
-        local: tcp.local_addr().ok(),
-        secure: false,
-    };
-    let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
-        io: tcp,
-        activity: Arc::clone(&activity),
-    });
-    let service = {
-        let state = Arc::clone(state);
-        let activity = Arc::clone(&activity);
-        hyper::service::service_fn(move |request| {
-            let state = Arc::clone(&state);
-            let activity = Arc::clone(&activity);
-            activity.request_started();
-            async move {
-                let response = handle(&state, info, request).await;
-                Ok::<_, Infallible>(response.map(|body| Finishing::wrap(body, activity)))
-            }
-        })
-    };
-    let conn = state.http.serve_connection(io, service);
-    tokio::pin!(conn);
-    let alarm = tokio::time::sleep(
-        state
-            .limits
-            .keepalive_timeout
-            .min(state.limits.header_timeout),
-    );
-    tokio::pin!(alarm);
-    let mut stopping = *stop.borrow();
-    if stopping {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(target: "fcgi_cli", %peer, %error, "connection ended with an error");
-                }
-                return;
-            }
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            () = &mut alarm => match activity.check(&state.limits, tokio::time::Instant::now()) {
-                Ok(next) => alarm.as_mut().reset(next),
-                Err(expired) => {
-                    tracing::debug!(target: "fcgi_cli", %peer, ?expired, "closing the connection");
-                    return;
-                }
-            },
-        }
-    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM; says which.
@@ -434,6 +319,7 @@ async fn handle(
 ) -> Response<ServeBody> {
     let started = Instant::now();
     let line = state
+        .common
         .access_log
         .then(|| access_log::Entry::new(&request, info.peer));
     request.extensions_mut().insert(info);
@@ -453,8 +339,9 @@ fn target_len(uri: &http::Uri) -> usize {
 }
 
 async fn route(state: &State, request: Request<Incoming>) -> Response<ServeBody> {
-    if target_len(request.uri()) > state.max_uri_size {
-        tracing::info!(target: fcgi::gateway::LOG_TARGET, max = state.max_uri_size, "request target too long");
+    let max_uri_size = state.common.max_uri_size;
+    if target_len(request.uri()) > max_uri_size {
+        tracing::info!(target: fcgi::gateway::LOG_TARGET, max = max_uri_size, "request target too long");
         return plain(StatusCode::URI_TOO_LONG);
     }
     let (parts, body) = request.into_parts();
