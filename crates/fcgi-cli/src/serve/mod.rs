@@ -344,24 +344,24 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<ServeBody>
         tracing::info!(target: fcgi::gateway::LOG_TARGET, max = max_uri_size, "request target too long");
         return plain(StatusCode::URI_TOO_LONG);
     }
-    let (parts, body) = request.into_parts();
-    if let Err(error) = check_request_head(&parts) {
-        tracing::info!(target: fcgi::gateway::LOG_TARGET, uri = %parts.uri, %error, "bad request head");
-        let mut response = plain(error.status());
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-        return response;
-    }
-    let request = Request::from_parts(parts, body);
     let gateway = &state.gateway;
     match gateway.resolve(request.uri().path()) {
+        // The gateway checks the head (Host, transfer coding) itself.
         Ok(Route::Script(script)) => gateway.run(request, &script).await.map(boxed),
         Ok(Route::Static(path)) => {
-            static_files::serve(request.method(), request.headers(), &path).await
+            let (parts, _body) = request.into_parts();
+            if let Err(error) = check_request_head(&parts) {
+                tracing::info!(target: fcgi::gateway::LOG_TARGET, uri = %parts.uri, %error, "bad request head");
+                let mut response = plain(error.status());
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                return response;
+            }
+            static_files::serve(&parts.method, &parts.headers, &path).await
         }
-        // 400, 301 and 404 as the gateway words them.
+        // 400, 301 and 404 as the gateway words them (after its checks).
         _ => gateway.handle(request).await.map(boxed),
     }
 }
