@@ -39,6 +39,8 @@ pub type ServeBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Syn
 
 /// Smallest read buffer hyper accepts; the head limit is raised to it.
 const HYPER_MIN_BUF: usize = 8192;
+/// hyper's own limit on header lines, the default of `--max-headers`.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 const SERVE_HELP: &str = "\
 Serves DIR over HTTP/1.1: files from DIR as they are (content types, ranges,
@@ -130,7 +132,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024)]
     pub max_header_size: usize,
     /// Most header lines in a request head (431 above).
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = HYPER_DEFAULT_MAX_HEADERS)]
     pub max_headers: usize,
     /// Longest request target (path and query) in bytes (414 above).
     #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024)]
@@ -219,8 +221,12 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
         // The watchdog in `conn` times heads and idle connections.
         .header_read_timeout(None)
         .max_header_size(head_limit)
-        .max_buf_size(head_limit)
-        .max_headers(args.max_headers);
+        .max_buf_size(head_limit);
+    if args.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+        // Set only when it differs: with it set, hyper sizes its header
+        // array for every request instead of using its inline default.
+        http.max_headers(args.max_headers);
+    }
     let shared = loops::Shared::new(
         Common {
             access_log: !args.no_access_log,
