@@ -255,6 +255,34 @@ fn a_declared_body_over_the_limit_is_413_before_its_bytes_and_closes() {
 }
 
 #[test]
+fn a_413_reaches_a_client_that_keeps_sending_its_body() {
+    // Closing at once with the client's bytes unread makes the kernel
+    // reset the connection: a client still writing its body gets an error
+    // and (curl does) never reads the 413. The server closes lingering
+    // instead: it reads and drops the rest until the client is done.
+    let fpm = fpm();
+    let server = serve(&fpm, &["--max-body-size", "1000"]);
+    for round in 0..10 {
+        let mut raw = RawHttp::connect(server.addr);
+        raw.send(b"POST /hello.php HTTP/1.1\r\nHost: a\r\nContent-Length: 20971520\r\n\r\n");
+        // Like curl without Expect: the whole body first, then the answer.
+        let mut writer = raw.try_clone_stream();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..320 {
+            use std::io::Write;
+            if let Err(error) = writer.write_all(&chunk) {
+                // curl gives up here and never reads the answer.
+                panic!("round {round}: the server reset the upload: {error}");
+            }
+        }
+        let response = raw
+            .response()
+            .unwrap_or_else(|| panic!("round {round}: no answer (reset?)"));
+        assert_eq!(response.status, 413, "round {round}");
+    }
+}
+
+#[test]
 fn chunk_sizes_that_overflow_are_400_and_chunks_past_the_limit_413() {
     let fpm = fpm();
     let server = serve(&fpm, &["--max-body-size", "1000"]);

@@ -6,10 +6,18 @@
 //! own setting. A watchdog per connection checks them; it wakes only when
 //! a limit could have passed, so a busy connection costs no timer work per
 //! request.
+//!
+//! A connection the server closes while the client may still be sending
+//! (a 413 or 408 before the body was read, a 431) is closed the way nginx's
+//! `lingering_close` does it: the write side first, then what the client
+//! still sends is read and dropped until it closes too (at most
+//! `lingering_time`, and `lingering_timeout` between two reads). Closing at
+//! once with unread bytes would make the kernel reset the connection, and
+//! the client could lose the answer it had not read yet.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,11 +27,12 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use fcgi::gateway::ConnectionInfo;
+use http::header::CONNECTION;
 use http_body::{Body, Frame, SizeHint};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::{ServeBody, State};
@@ -44,9 +53,12 @@ pub async fn serve(
         secure: false,
     };
     let activity = Arc::new(Activity::new());
+    let (give_back, taken_back) = oneshot::channel();
     let io = TokioIo::new(Watched {
-        io: tcp,
+        io: Some(tcp),
         activity: Arc::clone(&activity),
+        peer_closed: false,
+        give_back: Some(give_back),
     });
     let service = {
         let state = Arc::clone(&state);
@@ -57,26 +69,35 @@ pub async fn serve(
             activity.request_started();
             async move {
                 let response = super::handle(&state, info, request).await;
+                if response
+                    .headers()
+                    .get(CONNECTION)
+                    .is_some_and(|v| v == "close")
+                {
+                    // Answered before the request was read to its end.
+                    activity.linger.store(true, Ordering::Relaxed);
+                }
                 Ok::<_, Infallible>(response.map(|body| Finishing::wrap(body, activity)))
             }
         })
     };
     let limits = state.common.limits;
-    let conn = state.common.http.serve_connection(io, service);
-    tokio::pin!(conn);
+    // Boxed so it can be dropped (handing the socket back) before the end.
+    let mut conn = Box::pin(state.common.http.serve_connection(io, service));
     let alarm = tokio::time::sleep(limits.keepalive_timeout.min(limits.header_timeout));
     tokio::pin!(alarm);
     let mut stopping = *stop.borrow();
     if stopping {
         conn.as_mut().graceful_shutdown();
     }
-    loop {
+    let linger_wanted = loop {
         tokio::select! {
             result = conn.as_mut() => {
-                if let Err(error) = result {
+                if let Err(error) = &result {
                     tracing::debug!(target: "fcgi_cli", %peer, %error, "connection ended with an error");
                 }
-                return;
+                // A head hyper refused (431, 400) may have more bytes behind it.
+                break result.is_err() || activity.linger.load(Ordering::Relaxed);
             }
             _ = stop.changed(), if !stopping => {
                 stopping = true;
@@ -86,12 +107,40 @@ pub async fn serve(
                 Ok(next) => alarm.as_mut().reset(next),
                 Err(expired) => {
                     tracing::debug!(target: "fcgi_cli", %peer, ?expired, "closing the connection");
-                    return;
+                    // Idle, or a head too slow: nothing to read first.
+                    break false;
                 }
             },
         }
+    };
+    // Dropping hyper's connection hands the socket back (unless the client
+    // closed its side already).
+    drop(conn);
+    if let Ok(tcp) = taken_back.await {
+        if linger_wanted {
+            linger(tcp, &limits).await;
+        }
     }
 }
+
+/// Closes the write side, then reads and drops what the client still sends
+/// until it closes (or the lingering limits pass).
+async fn linger(mut tcp: TcpStream, limits: &ConnLimits) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let give_up = Instant::now() + limits.lingering_time;
+    let mut scratch = vec![0u8; LINGER_READ];
+    loop {
+        let until = give_up.min(Instant::now() + limits.lingering_timeout);
+        match tokio::time::timeout_at(until, tcp.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Bytes read at a time while lingering.
+const LINGER_READ: usize = 16 * 1024;
 
 /// The per-connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +150,10 @@ pub struct ConnLimits {
     /// Longest idle time between two requests on a kept connection (and
     /// before the first).
     pub keepalive_timeout: Duration,
+    /// Longest time a closing connection reads what the client still sends.
+    pub lingering_time: Duration,
+    /// Longest wait for the next bytes while lingering.
+    pub lingering_timeout: Duration,
 }
 
 /// "Not set" for the millisecond clocks of [`Activity`].
@@ -117,6 +170,9 @@ pub struct Activity {
     /// When the first byte of the next request head arrived (ms since
     /// `origin`), or [`NEVER`].
     head_started: AtomicU64,
+    /// A response was sent before its request was read to the end
+    /// (`Connection: close`): close lingering.
+    linger: AtomicBool,
 }
 
 /// Why the watchdog closed a connection.
@@ -136,6 +192,7 @@ impl Activity {
             finished: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(NEVER),
+            linger: AtomicBool::new(false),
         }
     }
 
@@ -190,34 +247,62 @@ impl Activity {
     }
 }
 
-/// The client's socket, telling [`Activity`] when bytes arrive.
-pub struct Watched<T> {
-    pub io: T,
-    pub activity: Arc<Activity>,
+/// The client's socket, telling [`Activity`] when bytes arrive, and handing
+/// itself back for a lingering close when hyper lets go of it before the
+/// client closed its side.
+pub struct Watched {
+    io: Option<TcpStream>,
+    activity: Arc<Activity>,
+    /// The client closed its side (a read gave end of file).
+    peer_closed: bool,
+    give_back: Option<oneshot::Sender<TcpStream>>,
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+impl Watched {
+    fn io(&mut self) -> io::Result<&mut TcpStream> {
+        self.io
+            .as_mut()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if self.peer_closed {
+            return;
+        }
+        if let (Some(io), Some(give_back)) = (self.io.take(), self.give_back.take()) {
+            let _ = give_back.send(io);
+        }
+    }
+}
+
+impl AsyncRead for Watched {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.bytes_arrived();
+        let polled = Pin::new(self.io()?).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            if buf.filled().len() > before {
+                self.activity.bytes_arrived();
+            } else if buf.remaining() > 0 {
+                self.peer_closed = true;
+            }
         }
         polled
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+impl AsyncWrite for Watched {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        Pin::new(self.io()?).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -225,19 +310,19 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        Pin::new(self.io()?).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        true
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        Pin::new(self.io()?).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        Pin::new(self.io()?).poll_shutdown(cx)
     }
 }
 
@@ -287,6 +372,8 @@ mod tests {
     const LIMITS: ConnLimits = ConnLimits {
         header_timeout: Duration::from_secs(60),
         keepalive_timeout: Duration::from_secs(75),
+        lingering_time: Duration::from_secs(30),
+        lingering_timeout: Duration::from_secs(5),
     };
 
     #[test]

@@ -68,7 +68,9 @@ Safe by default:
                over --max-uri-size: 414; --header-timeout from the first byte
                of a head, --keepalive-timeout between requests (then closed
                silently); at most --max-client-connections at once (more wait
-               in the listen queue)
+               in the listen queue); a connection closed while the client may
+               still send is closed lingering (--lingering-time), so the client
+               reads the answer instead of a reset
   upstream     failures are 502 (504 after --timeout) with the detail in the log
 
 One access log line per request on standard error. Ctrl-C or SIGTERM: stop
@@ -127,6 +129,15 @@ pub struct ServeArgs {
     /// seconds.
     #[arg(long, value_name = "SECS", default_value = "75", value_parser = parse_secs)]
     pub keepalive_timeout: Duration,
+    /// When the server closes a connection the client may still be
+    /// sending on (413, 408, 431), the longest time it reads and drops what
+    /// comes before closing, in seconds (nginx's lingering_time).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub lingering_time: Duration,
+    /// The longest wait for more bytes while lingering, in seconds (nginx's
+    /// lingering_timeout).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub lingering_timeout: Duration,
     /// Largest request head (request line and headers) in bytes (431 above;
     /// at least 8192).
     #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024)]
@@ -234,6 +245,8 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
             limits: ConnLimits {
                 header_timeout: args.header_timeout,
                 keepalive_timeout: args.keepalive_timeout,
+                lingering_time: args.lingering_time,
+                lingering_timeout: args.lingering_timeout,
             },
             http,
         },
