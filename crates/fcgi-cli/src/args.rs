@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-const ADDRESS_HELP: &str = "\
+pub(crate) const ADDRESS_HELP: &str = "\
 Addresses: host:port, [v6]:port, tcp://host:port, unix:/path, or a socket path.
 When ADDR is left out, the first socket whose name starts with `php` under
 /run/php/, then under /var/run/, is used, else 127.0.0.1:9000 (-v says which;
 FCGI_DISCOVERY_DIRS, a :-separated list, replaces the two directories).";
 
-const EXIT_HELP: &str = "\
+pub(crate) const EXIT_HELP: &str = "\
 Exit codes: 0 success, 1 unexpected answer (ping, status) or a local file error,
 2 usage error, 3 cannot connect, 4 timed out, 5 protocol error or connection
 closed early, 6 server rejected the request (CANT_MPX_CONN, OVERLOADED,
@@ -41,7 +41,7 @@ pub enum Command {
     /// Check php-fpm's ping page (ping.path); exits 0 on the expected answer.
     Ping(PingArgs),
     /// Show php-fpm's pool status page (pm.status_path).
-    Status(StatusArgs),
+    Status(crate::status::StatusArgs),
     /// Ask the server for FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS.
     Values(ValuesArgs),
     /// Run PHP code inside the php-fpm pool (where opcache and APCu live).
@@ -258,37 +258,6 @@ pub struct PingArgs {
     /// The expected answer (php-fpm's ping.response).
     #[arg(long, default_value = "pong", value_name = "TEXT")]
     pub expect: String,
-    #[command(flatten)]
-    pub conn: ConnArgs,
-}
-
-/// `fcgi status`.
-#[derive(Debug, Args)]
-#[command(after_help = format!("Asks --path (SCRIPT_NAME; php-fpm's pm.status_path) for `?json` (or
-`?json&full` with --full) and prints the pool's figures, one per line, and
-with --full a table of its processes.
-
-Examples:
-  fcgi status
-  fcgi status 127.0.0.1:9000 --full
-  fcgi status unix:/run/php/php8.2-fpm.sock --json | jq '.\"active processes\"'
-
-{ADDRESS_HELP}
-
-{EXIT_HELP}"))]
-pub struct StatusArgs {
-    /// The server's address (discovered when left out).
-    #[arg(value_name = "ADDR")]
-    pub address: Option<String>,
-    /// The status page (php-fpm's pm.status_path).
-    #[arg(long, default_value = "/status", value_name = "PATH")]
-    pub path: String,
-    /// Print php-fpm's JSON as it came.
-    #[arg(long)]
-    pub json: bool,
-    /// Include every process of the pool.
-    #[arg(long)]
-    pub full: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
 }

@@ -22,8 +22,11 @@ mod cgi;
 mod commands;
 mod eval;
 mod failure;
+mod fpm_status;
+mod prometheus;
 mod serve;
 mod spawn;
+mod status;
 mod target;
 mod verbose;
 
@@ -55,7 +58,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Request(a) => commands::request(a),
         Command::Ping(a) => commands::ping(a),
-        Command::Status(a) => commands::status(a),
+        Command::Status(a) => status::status(a),
         Command::Values(a) => commands::values(a),
         Command::Eval(a) => eval::eval(a),
         Command::Bench(a) => bench::bench(a),
