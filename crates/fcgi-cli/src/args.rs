@@ -52,6 +52,8 @@ pub enum Command {
     /// Serve a PHP application over HTTP/1.1: static files from --root, scripts
     /// through FastCGI to the upstreams (like nginx with fastcgi_pass).
     Serve(crate::serve::ServeArgs),
+    /// Serve php-fpm pools' status as Prometheus metrics on /metrics.
+    Exporter(crate::exporter::ExporterArgs),
 }
 
 /// Options every subcommand has: time limits and verbosity.
@@ -302,6 +304,36 @@ pub(crate) fn parse_secs(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Units of [`parse_duration`], longest suffix first, with their length in
+/// seconds.
+const DURATION_UNITS: [(&str, f64); 5] = [
+    ("ms", 0.001),
+    ("us", 0.000_001),
+    ("s", 1.0),
+    ("m", 60.0),
+    ("h", 3600.0),
+];
+
+/// A duration as load generators take them: `10s`, `2m`, `500ms`, `1h`,
+/// `250us`, decimals allowed (`1.5s`); a plain number is seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let (number, scale) = DURATION_UNITS
+        .iter()
+        .find_map(|(unit, scale)| trimmed.strip_suffix(unit).map(|n| (n, *scale)))
+        .unwrap_or((trimmed, 1.0));
+    let value: f64 = number.trim().parse().map_err(|_| {
+        format!("{text:?} is not a duration: give a number with a unit (500ms, 10s, 2m, 1h) or plain seconds")
+    })?;
+    let secs = value * scale;
+    if !(secs > 0.0 && secs <= MAX_SECS) {
+        return Err(format!(
+            "{text:?}: give a duration above 0 and at most {MAX_SECS} seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,5 +352,24 @@ mod tests {
         assert!(parse_secs("NaN").is_err());
         assert!(parse_secs("inf").is_err());
         assert!(parse_secs("abc").is_err());
+    }
+
+    #[test]
+    fn durations_take_units_and_plain_numbers_are_seconds() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration(" 0.5s "), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn durations_refuse_nonsense() {
+        for text in ["", "s", "0s", "-1s", "10x", "ten", "1d", "NaNs", "infs"] {
+            assert!(parse_duration(text).is_err(), "{text:?}");
+        }
     }
 }

@@ -21,6 +21,7 @@ mod bench;
 mod cgi;
 mod commands;
 mod eval;
+mod exporter;
 mod failure;
 mod fpm_status;
 mod prometheus;
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => a.conn.verbose,
         Command::Bench(a) => a.conn.verbose,
         // serve logs through its own subscriber (see serve::serve).
-        Command::Serve(_) => false,
+        Command::Serve(_) | Command::Exporter(_) => false,
     };
     if verbose {
         verbose::install_record_trace();
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::eval(a),
         Command::Bench(a) => bench::bench(a),
         Command::Serve(a) => serve::serve(a),
+        Command::Exporter(a) => exporter::exporter(a),
     };
     match result {
         Ok(()) => ExitCode::from(failure::OK),
