@@ -16,7 +16,8 @@ Exit codes: 0 success, 1 unexpected answer (ping, status) or a local file error,
 2 usage error, 3 cannot connect, 4 timed out, 5 protocol error or connection
 closed early, 6 server rejected the request (CANT_MPX_CONN, OVERLOADED,
 UNKNOWN_ROLE), 7 a limit was exceeded, 8 the authorizer denied the request
-(--role authorizer), 9 PHP fatal error (eval), 22 --fail and status >= 400.
+(--role authorizer), 9 PHP fatal error (eval), 10-14 `fcgi health`
+thresholds (see its help), 22 --fail and status >= 400.
 --spawn: an application that cannot start (or exits right away) is 3.";
 
 /// `fcgi`: curl for FastCGI.
@@ -42,6 +43,9 @@ pub enum Command {
     Ping(PingArgs),
     /// Show php-fpm's pool status page (pm.status_path).
     Status(crate::status::StatusArgs),
+    /// Container probe: ping plus thresholds on the status page, with an
+    /// exit code per failed check.
+    Health(crate::health::HealthArgs),
     /// Ask the server for FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS.
     Values(ValuesArgs),
     /// Run PHP code inside the php-fpm pool (where opcache and APCu live).

@@ -24,6 +24,7 @@ mod eval;
 mod exporter;
 mod failure;
 mod fpm_status;
+mod health;
 mod prometheus;
 mod serve;
 mod spawn;
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::Request(a) => a.request.conn.verbose,
         Command::Ping(a) => a.conn.verbose,
         Command::Status(a) => a.conn.verbose,
+        Command::Health(a) => a.conn.verbose,
         Command::Values(a) => a.conn.verbose,
         Command::Eval(a) => a.conn.verbose,
         Command::Bench(a) => a.conn.verbose,
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Request(a) => commands::request(a),
         Command::Ping(a) => commands::ping(a),
         Command::Status(a) => status::status(a),
+        Command::Health(a) => health::health(a),
         Command::Values(a) => commands::values(a),
         Command::Eval(a) => eval::eval(a),
         Command::Bench(a) => bench::bench(a),
