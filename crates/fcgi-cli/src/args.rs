@@ -46,6 +46,9 @@ pub enum Command {
     /// Container probe: ping plus thresholds on the status page, with an
     /// exit code per failed check.
     Health(crate::health::HealthArgs),
+    /// Diagnose a php-fpm pool: each finding with the configuration line
+    /// that fixes it.
+    Doctor(crate::doctor::DoctorArgs),
     /// Ask the server for FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS.
     Values(ValuesArgs),
     /// Run PHP code inside the php-fpm pool (where opcache and APCu live).

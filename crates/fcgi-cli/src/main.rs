@@ -20,6 +20,7 @@ mod args;
 mod bench;
 mod cgi;
 mod commands;
+mod doctor;
 mod eval;
 mod exporter;
 mod failure;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         Command::Ping(a) => a.conn.verbose,
         Command::Status(a) => a.conn.verbose,
         Command::Health(a) => a.conn.verbose,
+        Command::Doctor(a) => a.conn.verbose,
         Command::Values(a) => a.conn.verbose,
         Command::Eval(a) => a.conn.verbose,
         Command::Bench(a) => a.conn.verbose,
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Ping(a) => commands::ping(a),
         Command::Status(a) => status::status(a),
         Command::Health(a) => health::health(a),
+        Command::Doctor(a) => doctor::doctor(a),
         Command::Values(a) => commands::values(a),
         Command::Eval(a) => eval::eval(a),
         Command::Bench(a) => bench::bench(a),

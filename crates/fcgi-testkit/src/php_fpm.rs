@@ -112,6 +112,7 @@ pub struct PhpFpmBuilder {
     process_manager: String,
     status_listen: bool,
     user: Option<String>,
+    chroot: bool,
 }
 
 impl Default for PhpFpmBuilder {
@@ -137,6 +138,7 @@ impl Default for PhpFpmBuilder {
             process_manager: "static".into(),
             status_listen: false,
             user: None,
+            chroot: false,
         }
     }
 }
@@ -176,6 +178,13 @@ impl PhpFpmBuilder {
     /// the scripts.
     pub fn user(mut self, user: &str) -> Self {
         self.user = Some(user.into());
+        self
+    }
+
+    /// Chroots each pool to the document root (`chroot = TMP/www`): scripts
+    /// are then found only by their path inside it (`/hello.php`).
+    pub fn chroot_to_doc_root(mut self, on: bool) -> Self {
+        self.chroot = on;
         self
     }
 
@@ -277,6 +286,9 @@ impl PhpFpmBuilder {
             }
             if let Some(user) = &self.user {
                 let _ = writeln!(c, "user = {user}");
+            }
+            if self.chroot {
+                let _ = writeln!(c, "chroot = {}", dir.join("www").display());
             }
             if let Some(n) = self.max_requests {
                 let _ = writeln!(c, "pm.max_requests = {n}");
