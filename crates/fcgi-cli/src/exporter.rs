@@ -90,7 +90,6 @@ Examples:
 /// `fcgi exporter`.
 #[derive(Debug, Args)]
 #[command(after_help = EXPORTER_HELP)]
-#[command(group(clap::ArgGroup::new("pools").required(true).multiple(true).args(["upstreams", "discover"])))]
 pub struct ExporterArgs {
     /// Where to serve /metrics.
     #[arg(long, default_value = DEFAULT_LISTEN, value_name = "HOST:PORT")]
@@ -119,6 +118,10 @@ pub struct ExporterArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_SCRAPES, value_name = "N",
           value_parser = positive)]
     pub max_scrapes: usize,
+    /// Print the metric table (name, type, status page field,
+    /// php-fpm_exporter's name) as Markdown and exit.
+    #[arg(long)]
+    pub print_mapping: bool,
 }
 
 /// A count of at least 1.
@@ -254,6 +257,15 @@ impl State {
 
 /// `fcgi exporter`.
 pub fn exporter(args: &ExporterArgs) -> Result<(), Failure> {
+    if args.print_mapping {
+        print!("{}", prometheus::mapping_table());
+        return Ok(());
+    }
+    if args.upstreams.is_empty() && args.discover.is_empty() {
+        return Err(Failure::usage(
+            "give the pools to scrape: --upstream ADDR (repeatable) or --discover DIR-OR-GLOB",
+        ));
+    }
     let upstreams = args
         .upstreams
         .iter()

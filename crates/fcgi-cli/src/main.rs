@@ -3,7 +3,11 @@
 //! * `fcgi request [ADDR] SCRIPT[?QUERY]` sends a request with the CGI params
 //!   nginx would send, streams the body to standard output and the server's
 //!   stderr to standard error (or prints one JSON object with `--json`);
-//! * `fcgi ping` and `fcgi status` read php-fpm's ping and status pages;
+//! * `fcgi ping` and `fcgi status` read php-fpm's ping and status pages
+//!   ([`status`], parsing in [`fpm_status`], metrics in [`prometheus`]);
+//! * `fcgi exporter` serves them as Prometheus metrics ([`exporter`]);
+//! * `fcgi health` checks a pool against thresholds ([`health`]);
+//! * `fcgi doctor` diagnoses a pool ([`doctor`]);
 //! * `fcgi values` asks for the FastCGI management values;
 //! * `fcgi eval` runs PHP code inside a php-fpm pool ([`eval`]);
 //! * `fcgi bench` load-tests a script ([`mod@bench`]);
@@ -94,7 +98,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             report(&Failure::usage(
-                "a command is needed: request, ping, status, values, eval, bench or serve (see `fcgi --help`)",
+                "a command is needed: request, ping, status, health, doctor, exporter, values, eval, bench or serve (see `fcgi --help`)",
             ))
         }
         _ => {

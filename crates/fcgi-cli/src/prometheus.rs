@@ -408,33 +408,50 @@ fn render_processes(out: &mut String, answered: &[(&PoolScrape, &PoolStatus)], m
     }
 }
 
-/// The mapping table of the documentation: our name, type, php-fpm's field
-/// and php-fpm_exporter's name, as Markdown rows.
+/// A name of the mapping table in code style, a remark after it plain.
+fn code_name(text: &str) -> String {
+    if text.starts_with('(') {
+        return text.to_string();
+    }
+    match text.split_once(' ') {
+        Some((name, rest)) => format!("`{name}` {rest}"),
+        None => format!("`{text}`"),
+    }
+}
+
+/// The mapping table of the documentation (`fcgi exporter
+/// --print-mapping`): our name, type, the status page field and
+/// php-fpm_exporter's name, as Markdown.
 pub fn mapping_table() -> String {
     let mut out = String::from(
         "| metric | type | status page field | php-fpm_exporter |\n|---|---|---|---|\n",
     );
-    out.push_str("| `phpfpm_up` | gauge | (scrape succeeded) | `phpfpm_up` |\n");
+    out.push_str("| `phpfpm_up` | gauge | (the scrape worked) | `phpfpm_up` |\n");
     out.push_str("| `phpfpm_scrape_duration_seconds` | gauge | (scrape time) | (none) |\n");
     for m in &POOL_METRICS {
         let _ = writeln!(
             out,
-            "| `{}` | {} | `{}` | `{}` |",
+            "| `{}` | {} | `{}` | {} |",
             m.name,
             m.kind.as_str(),
             m.field,
-            m.php_fpm_exporter
+            code_name(m.php_fpm_exporter)
         );
     }
     for m in &PROCESS_METRICS {
         let _ = writeln!(
             out,
-            "| `{}` | {} | per process | `{}` |",
+            "| `{}` | {} | per process | {} |",
             m.name,
             m.kind.as_str(),
-            m.php_fpm_exporter
+            code_name(m.php_fpm_exporter)
         );
     }
+    let _ = writeln!(
+        out,
+        "| `{PROCESS_STATE_METRIC}` | gauge | per process: `state` | `phpfpm_process_state` |"
+    );
+    out.push_str("| `phpfpm_processes_not_exported` | gauge | (over --max-processes) | (none) |\n");
     out
 }
 
@@ -447,6 +464,15 @@ mod tests {
         parse_page(200, "OK", crate::fpm_status::tests::SAMPLE.as_bytes())
             .unwrap()
             .0
+    }
+
+    #[test]
+    fn the_cli_manual_has_the_current_mapping_table() {
+        let manual = include_str!("../README.md");
+        assert!(
+            manual.contains(&mapping_table()),
+            "crates/fcgi-cli/README.md: paste the output of `fcgi exporter --print-mapping`"
+        );
     }
 
     #[test]

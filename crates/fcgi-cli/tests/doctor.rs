@@ -260,3 +260,45 @@ fn a_small_listen_backlog_gets_a_larger_one() {
     );
     assert!(fix(f).starts_with("listen.backlog = 511"), "{f}");
 }
+
+#[test]
+fn the_operator_commands_explain_themselves_in_help() {
+    for (args, needles) in [
+        (
+            vec!["doctor", "--help"],
+            vec!["Examples:", "fcgi doctor", "fix:", "--root"],
+        ),
+        (
+            vec!["health", "--help"],
+            vec!["Examples:", "fcgi health", "exit 10", "listen queue len"],
+        ),
+        (
+            vec!["exporter", "--help"],
+            vec![
+                "Examples:",
+                "fcgi exporter",
+                "pm.status_listen",
+                "--scrape-timeout",
+            ],
+        ),
+        (
+            vec!["status", "--help"],
+            vec!["Examples:", "--format", "prometheus"],
+        ),
+        (
+            vec!["eval", "--help"],
+            vec!["--all-workers", "rendezvous", "--dynamic"],
+        ),
+        (
+            vec!["bench", "--help"],
+            vec!["--rate", "abandoned", "500ms"],
+        ),
+    ] {
+        let run = fcgi(&args);
+        run.expect_code(0);
+        let text = run.stdout_text();
+        for needle in needles {
+            assert!(text.contains(needle), "{needle:?} in {args:?}: {text}");
+        }
+    }
+}
