@@ -37,10 +37,7 @@ use serde_json::{json, Value};
 use crate::args::{ConnArgs, ADDRESS_HELP};
 use crate::commands::{client, write_failure, VALUE_NAMES};
 use crate::failure::{Failure, OTHER};
-use crate::fpm_status::{
-    self, FetchError, PageError, PoolStatus, DEFAULT_PING_PATH, DEFAULT_PING_RESPONSE,
-    DEFAULT_STATUS_PATH,
-};
+use crate::fpm_status::{self, FetchError, PageArgs, PageError, PoolStatus};
 use crate::target::resolve;
 
 /// Size of the request body sent to the probe (over one 64 KiB record).
@@ -97,15 +94,8 @@ pub struct DoctorArgs {
     /// The pool's document root, writable here: enables the script checks.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// The ping page (php-fpm's ping.path).
-    #[arg(long, default_value = DEFAULT_PING_PATH, value_name = "PATH")]
-    pub ping_path: String,
-    /// The ping page's expected answer (php-fpm's ping.response).
-    #[arg(long, default_value = DEFAULT_PING_RESPONSE, value_name = "TEXT")]
-    pub expect: String,
-    /// The status page (php-fpm's pm.status_path).
-    #[arg(long, default_value = DEFAULT_STATUS_PATH, value_name = "PATH")]
-    pub status_path: String,
+    #[command(flatten)]
+    pub pages: PageArgs,
     /// Requests sent over one kept connection (to meet pm.max_requests).
     #[arg(long, default_value_t = DEFAULT_KEEPALIVE_REQUESTS, value_name = "N")]
     pub keepalive_requests: u32,
@@ -357,14 +347,14 @@ fn check_peer(
 }
 
 fn check_ping(args: &DoctorArgs, client: &Client, out: &mut Vec<Finding>) {
-    match fpm_status::ping(client, &args.ping_path, &args.expect, false) {
+    match fpm_status::ping(client, &args.pages.ping_path, &args.pages.expect, false) {
         Ok(took) => out.push(finding(
             "ping",
             Level::Ok,
             format!(
                 "{} answers {:?} in {:.1} ms",
-                args.ping_path,
-                args.expect,
+                args.pages.ping_path,
+                args.pages.expect,
                 took.as_secs_f64() * 1000.0
             ),
         )),
@@ -375,19 +365,19 @@ fn check_ping(args: &DoctorArgs, client: &Client, out: &mut Vec<Finding>) {
                     Level::Fail,
                     format!(
                         "{} answered {answer}, not {:?}",
-                        args.ping_path, args.expect
+                        args.pages.ping_path, args.pages.expect
                     ),
                 )
-                .fix(format!("ping.response = {}", args.expect)),
+                .fix(format!("ping.response = {}", args.pages.expect)),
             )
         }
         Err(FetchError::Page(err)) => out.push(
             finding(
                 "ping",
                 Level::Fail,
-                format!("no ping page at {}: it {err}", args.ping_path),
+                format!("no ping page at {}: it {err}", args.pages.ping_path),
             )
-            .fix(format!("ping.path = {}", args.ping_path)),
+            .fix(format!("ping.path = {}", args.pages.ping_path)),
         ),
         Err(FetchError::Request(err)) => out.push(finding(
             "ping",
@@ -401,7 +391,7 @@ fn check_ping(args: &DoctorArgs, client: &Client, out: &mut Vec<Finding>) {
 }
 
 fn check_status(args: &DoctorArgs, client: &Client, out: &mut Vec<Finding>) -> Option<PoolStatus> {
-    match fpm_status::fetch(client, &args.status_path, true, false) {
+    match fpm_status::fetch(client, &args.pages.status_path, true, false) {
         Ok(page) => {
             let s = &page.status;
             out.push(finding(
@@ -409,7 +399,7 @@ fn check_status(args: &DoctorArgs, client: &Client, out: &mut Vec<Finding>) -> O
                 Level::Ok,
                 format!(
                     "{} answers: pool {}, pm = {}, {} workers ({} idle, {} active), up {} s",
-                    args.status_path,
+                    args.pages.status_path,
                     s.pool,
                     s.process_manager,
                     s.total_processes,
@@ -425,9 +415,9 @@ fn check_status(args: &DoctorArgs, client: &Client, out: &mut Vec<Finding>) -> O
                 finding(
                     "status",
                     Level::Fail,
-                    format!("no status page at {}: it {err}", args.status_path),
+                    format!("no status page at {}: it {err}", args.pages.status_path),
                 )
-                .fix(format!("pm.status_path = {}", args.status_path)),
+                .fix(format!("pm.status_path = {}", args.pages.status_path)),
             );
             None
         }
@@ -974,7 +964,7 @@ pub fn doctor(args: &DoctorArgs) -> Result<(), Failure> {
         if let Some(status) = check_status(args, &client, &mut findings) {
             check_pool(
                 &status,
-                &args.status_path,
+                &args.pages.status_path,
                 matches!(address, Address::Unix(_)),
                 &mut findings,
             );

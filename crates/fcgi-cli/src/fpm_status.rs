@@ -33,6 +33,20 @@ pub const DEFAULT_PING_PATH: &str = "/ping";
 /// Default ping answer (php-fpm's `ping.response`).
 pub const DEFAULT_PING_RESPONSE: &str = "pong";
 
+/// Where a pool's ping and status pages are (`health`, `doctor`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PageArgs {
+    /// The ping page (php-fpm's ping.path).
+    #[arg(long, default_value = DEFAULT_PING_PATH, value_name = "PATH")]
+    pub ping_path: String,
+    /// The ping page's expected answer (php-fpm's ping.response).
+    #[arg(long, default_value = DEFAULT_PING_RESPONSE, value_name = "TEXT")]
+    pub expect: String,
+    /// The status page (php-fpm's pm.status_path).
+    #[arg(long, default_value = DEFAULT_STATUS_PATH, value_name = "PATH")]
+    pub status_path: String,
+}
+
 /// One php-fpm pool's figures, read from its status page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolStatus {

@@ -20,9 +20,7 @@ use serde_json::json;
 use crate::args::{ConnArgs, ADDRESS_HELP};
 use crate::commands::{client, write_failure};
 use crate::failure::Failure;
-use crate::fpm_status::{
-    self, PoolStatus, DEFAULT_PING_PATH, DEFAULT_PING_RESPONSE, DEFAULT_STATUS_PATH,
-};
+use crate::fpm_status::{self, PageArgs, PoolStatus};
 use crate::target::resolve;
 
 /// Exit code: more connections waiting than `--max-listen-queue`.
@@ -78,15 +76,8 @@ pub struct HealthArgs {
     /// The server's address (discovered when left out).
     #[arg(value_name = "ADDR")]
     pub address: Option<String>,
-    /// The ping page (php-fpm's ping.path).
-    #[arg(long, default_value = DEFAULT_PING_PATH, value_name = "PATH")]
-    pub ping_path: String,
-    /// The ping page's expected answer (php-fpm's ping.response).
-    #[arg(long, default_value = DEFAULT_PING_RESPONSE, value_name = "TEXT")]
-    pub expect: String,
-    /// The status page (php-fpm's pm.status_path).
-    #[arg(long, default_value = DEFAULT_STATUS_PATH, value_name = "PATH")]
-    pub status_path: String,
+    #[command(flatten)]
+    pub pages: PageArgs,
     /// Fail (exit 10) when more connections than N wait for a worker.
     #[arg(long, value_name = "N")]
     pub max_listen_queue: Option<u64>,
@@ -323,24 +314,25 @@ pub fn health(args: &HealthArgs) -> Result<(), Failure> {
     let address = target.address.to_string();
     let client = client(&target, &args.conn, None)?;
     let verbose = args.conn.verbose;
-    let ping = fpm_status::ping(&client, &args.ping_path, &args.expect, verbose).map_err(|e| {
-        e.failure(
-            "ping",
-            &args.ping_path,
-            &format!("{address} (expected {:?})", args.expect),
-        )
-    })?;
-    let page = fpm_status::fetch(&client, &args.status_path, true, verbose)
-        .map_err(|e| e.failure("status", &args.status_path, &address))?;
+    let ping = fpm_status::ping(&client, &args.pages.ping_path, &args.pages.expect, verbose)
+        .map_err(|e| {
+            e.failure(
+                "ping",
+                &args.pages.ping_path,
+                &format!("{address} (expected {:?})", args.pages.expect),
+            )
+        })?;
+    let page = fpm_status::fetch(&client, &args.pages.status_path, true, verbose)
+        .map_err(|e| e.failure("status", &args.pages.status_path, &address))?;
     let status = &page.status;
-    let reading = Reading::of(status, &args.status_path);
+    let reading = Reading::of(status, &args.pages.status_path);
     let counters = Counters::of(status);
     let watch_counters = args.max_slow_requests.is_some() || args.max_children_reached.is_some();
     let (increase, state_file) = if watch_counters || args.state_file.is_some() {
         let path = args
             .state_file
             .clone()
-            .unwrap_or_else(|| default_state_file(&address, &args.status_path));
+            .unwrap_or_else(|| default_state_file(&address, &args.pages.status_path));
         let previous = Counters::read(&path);
         counters.write(&path)?;
         (increase(previous, counters), Some(path))
