@@ -36,9 +36,9 @@ pub const SLOW_REQUESTS: u8 = 13;
 pub const MAX_CHILDREN: u8 = 14;
 
 const HEALTH_HELP: &str = "\
-Checks, in this order: the ping page answers (--ping-path, --expect; exit 1
-when it answers something else), the status page can be read (--status-path;
-exit 1), then each threshold given:
+Reads the status page (--status-path; exit 1 when there is none), checks
+that the ping page answers (--ping-path, --expect; exit 1 when it answers
+something else), then applies each threshold given:
 
   --max-listen-queue N     connections waiting for a worker now (`listen
                            queue`; TCP only: php-fpm reports 0 on Unix
@@ -314,6 +314,10 @@ pub fn health(args: &HealthArgs) -> Result<(), Failure> {
     let address = target.address.to_string();
     let client = client(&target, &args.conn, None)?;
     let verbose = args.conn.verbose;
+    // The status page first: a worker that just answered our ping may
+    // still be finishing, and would count as active.
+    let page = fpm_status::fetch(&client, &args.pages.status_path, true, verbose)
+        .map_err(|e| e.failure("status", &args.pages.status_path, &address))?;
     let ping = fpm_status::ping(&client, &args.pages.ping_path, &args.pages.expect, verbose)
         .map_err(|e| {
             e.failure(
@@ -322,8 +326,6 @@ pub fn health(args: &HealthArgs) -> Result<(), Failure> {
                 &format!("{address} (expected {:?})", args.pages.expect),
             )
         })?;
-    let page = fpm_status::fetch(&client, &args.pages.status_path, true, verbose)
-        .map_err(|e| e.failure("status", &args.pages.status_path, &address))?;
     let status = &page.status;
     let reading = Reading::of(status, &args.pages.status_path);
     let counters = Counters::of(status);
