@@ -57,3 +57,18 @@ ensure_dokuwiki() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dokuwiki >/dev/null
   have_dokuwiki || { echo "DokuWiki still not found after installing it" >&2; exit 1; }
 }
+
+# prometheus_client (PyPI): its Prometheus text parser checks what
+# `fcgi exporter` and `fcgi status --format prometheus` print
+# (crates/fcgi-cli/tests/exporter.rs).
+PROMETHEUS_CLIENT_VERSION=0.26.0
+
+ensure_prometheus_client() {
+  if python3 -c 'import prometheus_client.parser' >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "Installing prometheus_client ${PROMETHEUS_CLIENT_VERSION} (PyPI)..." >&2
+  python3 -m pip install -q "prometheus_client==${PROMETHEUS_CLIENT_VERSION}" \
+    || python3 -m pip install -q --break-system-packages "prometheus_client==${PROMETHEUS_CLIENT_VERSION}"
+  python3 -c 'import prometheus_client.parser' || { echo "prometheus_client still missing after installing it" >&2; exit 1; }
+}

@@ -5,18 +5,19 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-const ADDRESS_HELP: &str = "\
+pub(crate) const ADDRESS_HELP: &str = "\
 Addresses: host:port, [v6]:port, tcp://host:port, unix:/path, or a socket path.
 When ADDR is left out, the first socket whose name starts with `php` under
 /run/php/, then under /var/run/, is used, else 127.0.0.1:9000 (-v says which;
 FCGI_DISCOVERY_DIRS, a :-separated list, replaces the two directories).";
 
-const EXIT_HELP: &str = "\
+pub(crate) const EXIT_HELP: &str = "\
 Exit codes: 0 success, 1 unexpected answer (ping, status) or a local file error,
 2 usage error, 3 cannot connect, 4 timed out, 5 protocol error or connection
 closed early, 6 server rejected the request (CANT_MPX_CONN, OVERLOADED,
 UNKNOWN_ROLE), 7 a limit was exceeded, 8 the authorizer denied the request
-(--role authorizer), 9 PHP fatal error (eval), 22 --fail and status >= 400.
+(--role authorizer), 9 PHP fatal error (eval), 10-14 `fcgi health`
+thresholds (see its help), 22 --fail and status >= 400.
 --spawn: an application that cannot start (or exits right away) is 3.";
 
 /// `fcgi`: curl for FastCGI.
@@ -41,7 +42,13 @@ pub enum Command {
     /// Check php-fpm's ping page (ping.path); exits 0 on the expected answer.
     Ping(PingArgs),
     /// Show php-fpm's pool status page (pm.status_path).
-    Status(StatusArgs),
+    Status(crate::status::StatusArgs),
+    /// Container probe: ping plus thresholds on the status page, with an
+    /// exit code per failed check.
+    Health(crate::health::HealthArgs),
+    /// Diagnose a php-fpm pool: each finding with the configuration line
+    /// that fixes it.
+    Doctor(crate::doctor::DoctorArgs),
     /// Ask the server for FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS.
     Values(ValuesArgs),
     /// Run PHP code inside the php-fpm pool (where opcache and APCu live).
@@ -52,6 +59,8 @@ pub enum Command {
     /// Serve a PHP application over HTTP/1.1: static files from --root, scripts
     /// through FastCGI to the upstreams (like nginx with fastcgi_pass).
     Serve(crate::serve::ServeArgs),
+    /// Serve php-fpm pools' status as Prometheus metrics on /metrics.
+    Exporter(crate::exporter::ExporterArgs),
 }
 
 /// Options every subcommand has: time limits and verbosity.
@@ -262,37 +271,6 @@ pub struct PingArgs {
     pub conn: ConnArgs,
 }
 
-/// `fcgi status`.
-#[derive(Debug, Args)]
-#[command(after_help = format!("Asks --path (SCRIPT_NAME; php-fpm's pm.status_path) for `?json` (or
-`?json&full` with --full) and prints the pool's figures, one per line, and
-with --full a table of its processes.
-
-Examples:
-  fcgi status
-  fcgi status 127.0.0.1:9000 --full
-  fcgi status unix:/run/php/php8.2-fpm.sock --json | jq '.\"active processes\"'
-
-{ADDRESS_HELP}
-
-{EXIT_HELP}"))]
-pub struct StatusArgs {
-    /// The server's address (discovered when left out).
-    #[arg(value_name = "ADDR")]
-    pub address: Option<String>,
-    /// The status page (php-fpm's pm.status_path).
-    #[arg(long, default_value = "/status", value_name = "PATH")]
-    pub path: String,
-    /// Print php-fpm's JSON as it came.
-    #[arg(long)]
-    pub json: bool,
-    /// Include every process of the pool.
-    #[arg(long)]
-    pub full: bool,
-    #[command(flatten)]
-    pub conn: ConnArgs,
-}
-
 /// `fcgi values`.
 #[derive(Debug, Args)]
 #[command(after_help = format!("Sends FCGI_GET_VALUES for FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS
@@ -333,6 +311,36 @@ pub(crate) fn parse_secs(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Units of [`parse_duration`], longest suffix first, with their length in
+/// seconds.
+const DURATION_UNITS: [(&str, f64); 5] = [
+    ("ms", 0.001),
+    ("us", 0.000_001),
+    ("s", 1.0),
+    ("m", 60.0),
+    ("h", 3600.0),
+];
+
+/// A duration as load generators take them: `10s`, `2m`, `500ms`, `1h`,
+/// `250us`, decimals allowed (`1.5s`); a plain number is seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let (number, scale) = DURATION_UNITS
+        .iter()
+        .find_map(|(unit, scale)| trimmed.strip_suffix(unit).map(|n| (n, *scale)))
+        .unwrap_or((trimmed, 1.0));
+    let value: f64 = number.trim().parse().map_err(|_| {
+        format!("{text:?} is not a duration: give a number with a unit (500ms, 10s, 2m, 1h) or plain seconds")
+    })?;
+    let secs = value * scale;
+    if !(secs > 0.0 && secs <= MAX_SECS) {
+        return Err(format!(
+            "{text:?}: give a duration above 0 and at most {MAX_SECS} seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +359,24 @@ mod tests {
         assert!(parse_secs("NaN").is_err());
         assert!(parse_secs("inf").is_err());
         assert!(parse_secs("abc").is_err());
+    }
+
+    #[test]
+    fn durations_take_units_and_plain_numbers_are_seconds() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration(" 0.5s "), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn durations_refuse_nonsense() {
+        for text in ["", "s", "0s", "-1s", "10x", "ten", "1d", "NaNs", "infs"] {
+            assert!(parse_duration(text).is_err(), "{text:?}");
+        }
     }
 }

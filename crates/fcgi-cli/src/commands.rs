@@ -1,5 +1,5 @@
-//! The subcommands `request` (in the three roles), `ping`, `status` and
-//! `values`.
+//! The subcommands `request` (in the three roles), `ping` and `values`,
+//! and the client and output helpers the other commands share.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -10,9 +10,10 @@ use base64::Engine as _;
 use fcgi::{Authorization, Chunk, Client, Config, Headers, Request, Response};
 use serde_json::{json, Map, Value};
 
-use crate::args::{ConnArgs, PingArgs, RequestArgs, RequestCmd, RoleName, StatusArgs, ValuesArgs};
+use crate::args::{ConnArgs, PingArgs, RequestArgs, RequestCmd, RoleName, ValuesArgs};
 use crate::cgi::build_request;
 use crate::failure::{Failure, DENIED, HTTP_FAIL, OTHER};
+use crate::fpm_status;
 use crate::spawn::Server;
 use crate::target::{resolve, split_positionals, Target};
 use crate::verbose;
@@ -374,180 +375,25 @@ fn request_json(client: &Client, request: Request, args: &RequestArgs) -> Result
     Ok(())
 }
 
-/// A GET for a php-fpm page, matched on SCRIPT_NAME (SCRIPT_FILENAME must
-/// be present; it gets the same value).
-fn page_request(path: &str) -> Request {
-    Request::get(path)
-        .param("SERVER_SOFTWARE", crate::cgi::SERVER_SOFTWARE)
-        .param("REMOTE_ADDR", "127.0.0.1")
-        .param("SERVER_NAME", "localhost")
-}
-
-/// Text of a body for a message: trimmed, at most [`SNIPPET_LEN`] characters.
-const SNIPPET_LEN: usize = 80;
-
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    let mut out: String = text.chars().take(SNIPPET_LEN).collect();
-    if text.chars().count() > SNIPPET_LEN {
-        out.push('…');
-    }
-    format!("{out:?}")
-}
-
 /// `fcgi ping`.
 pub fn ping(args: &PingArgs) -> Result<(), Failure> {
     let target = resolve(args.address.as_deref())?;
     let client = client(&target, &args.conn, None)?;
-    let request = page_request(&args.path);
-    if args.conn.verbose {
-        print_params(&request);
-    }
-    let started = Instant::now();
-    let response = client.execute(request)?;
-    let elapsed = started.elapsed();
-    if args.conn.verbose {
-        print_head(response.status, &response.reason, &response.headers);
-    }
-    let answer = String::from_utf8_lossy(&response.body);
-    if response.status == 200 && answer.trim() == args.expect {
-        println!(
-            "{} from {} in {:.1} ms",
-            answer.trim(),
-            target.address,
-            elapsed.as_secs_f64() * 1000.0
-        );
-        return Ok(());
-    }
-    Err(Failure::new(
-        OTHER,
-        format!(
-            "ping {} at {} answered {} {} {} instead of {:?}; check ping.path and ping.response in the pool configuration (and --path, --expect)",
-            args.path,
-            target.address,
-            response.status,
-            response.reason,
-            snippet(&response.body),
-            args.expect
-        ),
-    ))
-}
-
-/// `fcgi status`.
-pub fn status(args: &StatusArgs) -> Result<(), Failure> {
-    let target = resolve(args.address.as_deref())?;
-    let client = client(&target, &args.conn, None)?;
-    let query = if args.full { "json&full" } else { "json" };
-    let request = page_request(&format!("{}?{query}", args.path));
-    if args.conn.verbose {
-        print_params(&request);
-    }
-    let response = client.execute(request)?;
-    if args.conn.verbose {
-        print_head(response.status, &response.reason, &response.headers);
-    }
-    let not_status = |why: &str| {
-        Failure::new(
-            OTHER,
-            format!(
-                "status page {} at {} answered {} {} {}, {why}; check pm.status_path in the pool configuration (and --path)",
-                args.path,
-                target.address,
-                response.status,
-                response.reason,
-                snippet(&response.body)
-            ),
-        )
-    };
-    if response.status != 200 {
-        return Err(not_status("not 200"));
-    }
-    let value: Value = serde_json::from_slice(&response.body)
-        .map_err(|_| not_status("which is not php-fpm's JSON status"))?;
-    let Value::Object(figures) = value else {
-        return Err(not_status("which is not a JSON object"));
-    };
-    let mut stdout = io::stdout().lock();
-    let text = if args.json {
-        let mut body = response.body.clone();
-        if body.last() != Some(&b'\n') {
-            body.push(b'\n');
-        }
-        body
-    } else {
-        render_status(&figures).into_bytes()
-    };
-    stdout
-        .write_all(&text)
-        .and_then(|()| stdout.flush())
-        .map_err(write_failure("the status to standard output"))
-}
-
-fn plain(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// php-fpm's status figures as `name: value` lines, then (with `full`) a
-/// table of its processes.
-pub fn render_status(figures: &Map<String, Value>) -> String {
-    let width = figures
-        .keys()
-        .filter(|k| *k != "processes")
-        .map(|k| k.len())
-        .max()
-        .unwrap_or(0);
-    let mut out = String::new();
-    for (name, value) in figures {
-        if name == "processes" {
-            continue;
-        }
-        out.push_str(&format!(
-            "{:width$}  {}\n",
-            format!("{name}:"),
-            plain(value),
-            width = width + 1
-        ));
-    }
-    if let Some(Value::Array(processes)) = figures.get("processes") {
-        let columns = [
-            "pid",
-            "state",
-            "requests",
-            "request duration",
-            "request method",
-            "request uri",
-            "script",
-            "last request cpu",
-            "last request memory",
-        ];
-        let mut rows: Vec<Vec<String>> = vec![columns.iter().map(|c| c.to_string()).collect()];
-        for process in processes {
-            rows.push(
-                columns
-                    .iter()
-                    .map(|c| process.get(*c).map(plain).unwrap_or_default())
-                    .collect(),
-            );
-        }
-        let widths: Vec<usize> = (0..columns.len())
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
-        out.push_str(&format!("\nprocesses ({}):\n", processes.len()));
-        for row in rows {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:w$}"))
-                .collect();
-            out.push_str(cells.join("  ").trim_end());
-            out.push('\n');
-        }
-    }
-    out
+    let elapsed =
+        fpm_status::ping(&client, &args.path, &args.expect, args.conn.verbose).map_err(|e| {
+            e.failure(
+                "ping",
+                &args.path,
+                &format!("{} (expected {:?})", target.address, args.expect),
+            )
+        })?;
+    println!(
+        "{} from {} in {:.1} ms",
+        args.expect,
+        target.address,
+        elapsed.as_secs_f64() * 1000.0
+    );
+    Ok(())
 }
 
 /// `fcgi values`.
@@ -589,21 +435,6 @@ pub fn values(args: &ValuesArgs) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_figures_are_aligned_lines() {
-        let figures: Value = serde_json::from_str(
-            r#"{"pool":"www","accepted conn":12,"processes":[{"pid":7,"state":"Idle","requests":3}]}"#,
-        )
-        .unwrap();
-        let text = render_status(figures.as_object().unwrap());
-        assert!(
-            text.starts_with("pool:           www\naccepted conn:  12\n"),
-            "{text}"
-        );
-        assert!(text.contains("processes (1):\npid  state"), "{text}");
-        assert!(text.contains("\n7    Idle   3"), "{text}");
-    }
 
     #[test]
     fn invalid_utf8_goes_to_base64() {

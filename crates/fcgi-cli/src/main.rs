@@ -3,7 +3,11 @@
 //! * `fcgi request [ADDR] SCRIPT[?QUERY]` sends a request with the CGI params
 //!   nginx would send, streams the body to standard output and the server's
 //!   stderr to standard error (or prints one JSON object with `--json`);
-//! * `fcgi ping` and `fcgi status` read php-fpm's ping and status pages;
+//! * `fcgi ping` and `fcgi status` read php-fpm's ping and status pages
+//!   ([`status`], parsing in [`fpm_status`], metrics in [`prometheus`]);
+//! * `fcgi exporter` serves them as Prometheus metrics ([`exporter`]);
+//! * `fcgi health` checks a pool against thresholds ([`health`]);
+//! * `fcgi doctor` diagnoses a pool ([`doctor`]);
 //! * `fcgi values` asks for the FastCGI management values;
 //! * `fcgi eval` runs PHP code inside a php-fpm pool ([`eval`]);
 //! * `fcgi bench` load-tests a script ([`mod@bench`]);
@@ -20,10 +24,16 @@ mod args;
 mod bench;
 mod cgi;
 mod commands;
+mod doctor;
 mod eval;
+mod exporter;
 mod failure;
+mod fpm_status;
+mod health;
+mod prometheus;
 mod serve;
 mod spawn;
+mod status;
 mod target;
 mod verbose;
 
@@ -43,11 +53,13 @@ fn main() -> ExitCode {
         Command::Request(a) => a.request.conn.verbose,
         Command::Ping(a) => a.conn.verbose,
         Command::Status(a) => a.conn.verbose,
+        Command::Health(a) => a.conn.verbose,
+        Command::Doctor(a) => a.conn.verbose,
         Command::Values(a) => a.conn.verbose,
         Command::Eval(a) => a.conn.verbose,
         Command::Bench(a) => a.conn.verbose,
         // serve logs through its own subscriber (see serve::serve).
-        Command::Serve(_) => false,
+        Command::Serve(_) | Command::Exporter(_) => false,
     };
     if verbose {
         verbose::install_record_trace();
@@ -55,11 +67,14 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Request(a) => commands::request(a),
         Command::Ping(a) => commands::ping(a),
-        Command::Status(a) => commands::status(a),
+        Command::Status(a) => status::status(a),
+        Command::Health(a) => health::health(a),
+        Command::Doctor(a) => doctor::doctor(a),
         Command::Values(a) => commands::values(a),
         Command::Eval(a) => eval::eval(a),
         Command::Bench(a) => bench::bench(a),
         Command::Serve(a) => serve::serve(a),
+        Command::Exporter(a) => exporter::exporter(a),
     };
     match result {
         Ok(()) => ExitCode::from(failure::OK),
@@ -83,7 +98,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             report(&Failure::usage(
-                "a command is needed: request, ping, status, values, eval, bench or serve (see `fcgi --help`)",
+                "a command is needed: request, ping, status, health, doctor, exporter, values, eval, bench or serve (see `fcgi --help`)",
             ))
         }
         _ => {

@@ -117,7 +117,7 @@ pub fn discover(dirs: &[PathBuf]) -> Target {
     }
 }
 
-fn is_socket(path: &Path) -> bool {
+pub fn is_socket(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 

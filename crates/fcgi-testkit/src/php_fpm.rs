@@ -14,7 +14,11 @@
 //! `opcache.enable=0` (no stale scripts); [`PhpFpmBuilder::ini`] overrides them.
 //!
 //! The document root (`TMP/www`) holds every script of [`crate::scripts`] plus
-//! the ones added with [`PhpFpmBuilder::script`]. The master's log (its
+//! the ones added with [`PhpFpmBuilder::script`]. Pools configured wrong on
+//! purpose (for `fcgi doctor` and friends) come from the builder: no ping or
+//! status page (an empty path), `dynamic` or `ondemand` process managers,
+//! workers running as another user, a `pm.status_listen` of their own, and
+//! any directive through [`PhpFpmBuilder::pool_config`]. The master's log (its
 //! `error_log` is its own stderr) is captured, see [`PhpFpm::server_log`], and
 //! printed when a fixture is dropped during a panic.
 
@@ -47,6 +51,9 @@ const READY_LINE: &str = "ready to handle connections";
 
 /// How long [`PhpFpm::stop`] waits after SIGTERM before SIGKILL.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+const STATUS_LISTEN_OFF: &str =
+    "the fixture has no status listener: build it with .status_listen(true)";
 
 const NOT_FOUND: &str = "php-fpm not found: install it with `apt-get install -y --no-install-recommends php8.2-fpm php8.2-cli` (or `php-fpm`), or set FCGI_TEST_PHP_FPM";
 
@@ -102,6 +109,10 @@ pub struct PhpFpmBuilder {
     pool_config: Vec<(String, String)>,
     scripts: Vec<(String, Vec<u8>)>,
     env: Vec<(String, String)>,
+    process_manager: String,
+    status_listen: bool,
+    user: Option<String>,
+    chroot: bool,
 }
 
 impl Default for PhpFpmBuilder {
@@ -124,6 +135,10 @@ impl Default for PhpFpmBuilder {
             pool_config: Vec::new(),
             scripts: Vec::new(),
             env: Vec::new(),
+            process_manager: "static".into(),
+            status_listen: false,
+            user: None,
+            chroot: false,
         }
     }
 }
@@ -141,13 +156,45 @@ impl PhpFpmBuilder {
         self
     }
 
-    /// `pm.status_path` (default `/status`).
+    /// `pm` of each pool: `static` (the default), `dynamic` (one worker
+    /// started, one to half of `pm.max_children` spare) or `ondemand`
+    /// (none until a request comes; idle ones end after 10 s).
+    pub fn process_manager(mut self, pm: &str) -> Self {
+        self.process_manager = pm.into();
+        self
+    }
+
+    /// Gives each pool a `pm.status_listen` of its own (php-fpm 8.0+): the
+    /// TCP pool on another free port, the Unix pool on `TMP/status.sock`;
+    /// see [`PhpFpm::tcp_status_address`] and [`PhpFpm::unix_status_address`].
+    pub fn status_listen(mut self, on: bool) -> Self {
+        self.status_listen = on;
+        self
+    }
+
+    /// Runs the workers as `user` (`user = ...` in each pool; the master
+    /// must run as root). The fixture's directories are then made
+    /// readable and searchable by others (0755) so the workers can reach
+    /// the scripts.
+    pub fn user(mut self, user: &str) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Chroots each pool to the document root (`chroot = TMP/www`): scripts
+    /// are then found only by their path inside it (`/hello.php`).
+    pub fn chroot_to_doc_root(mut self, on: bool) -> Self {
+        self.chroot = on;
+        self
+    }
+
+    /// `pm.status_path` (default `/status`; empty: not configured).
     pub fn status_path(mut self, path: &str) -> Self {
         self.status_path = path.into();
         self
     }
 
-    /// `ping.path` (default `/ping`).
+    /// `ping.path` (default `/ping`; empty: not configured).
     pub fn ping_path(mut self, path: &str) -> Self {
         self.ping_path = path.into();
         self
@@ -199,7 +246,7 @@ impl PhpFpmBuilder {
         panic!("php-fpm could not bind a free port after 5 attempts; log:\n{last_log}");
     }
 
-    fn config(&self, dir: &Path, port: u16, sock: &Path) -> String {
+    fn config(&self, dir: &Path, port: u16, sock: &Path, status_port: u16) -> String {
         let mut c = String::new();
         let _ = writeln!(c, "[global]");
         let _ = writeln!(c, "pid = {}", dir.join("php-fpm.pid").display());
@@ -215,13 +262,43 @@ impl PhpFpmBuilder {
             if name == "unix" {
                 let _ = writeln!(c, "listen.mode = 0666");
             }
-            let _ = writeln!(c, "pm = static");
+            let _ = writeln!(c, "pm = {}", self.process_manager);
             let _ = writeln!(c, "pm.max_children = {}", self.max_children);
+            match self.process_manager.as_str() {
+                "dynamic" => {
+                    let spare = (self.max_children / 2).max(1);
+                    let _ = writeln!(c, "pm.start_servers = 1");
+                    let _ = writeln!(c, "pm.min_spare_servers = 1");
+                    let _ = writeln!(c, "pm.max_spare_servers = {spare}");
+                }
+                "ondemand" => {
+                    let _ = writeln!(c, "pm.process_idle_timeout = 10s");
+                }
+                _ => {}
+            }
+            if self.status_listen {
+                let listen = if name == "unix" {
+                    dir.join("status.sock").display().to_string()
+                } else {
+                    format!("127.0.0.1:{status_port}")
+                };
+                let _ = writeln!(c, "pm.status_listen = {listen}");
+            }
+            if let Some(user) = &self.user {
+                let _ = writeln!(c, "user = {user}");
+            }
+            if self.chroot {
+                let _ = writeln!(c, "chroot = {}", dir.join("www").display());
+            }
             if let Some(n) = self.max_requests {
                 let _ = writeln!(c, "pm.max_requests = {n}");
             }
-            let _ = writeln!(c, "pm.status_path = {}", self.status_path);
-            let _ = writeln!(c, "ping.path = {}", self.ping_path);
+            if !self.status_path.is_empty() {
+                let _ = writeln!(c, "pm.status_path = {}", self.status_path);
+            }
+            if !self.ping_path.is_empty() {
+                let _ = writeln!(c, "ping.path = {}", self.ping_path);
+            }
             let _ = writeln!(c, "clear_env = no");
             let _ = writeln!(c, "catch_workers_output = yes");
             let _ = writeln!(c, "decorate_workers_output = no");
@@ -249,20 +326,29 @@ impl PhpFpmBuilder {
         for (name, content) in &self.scripts {
             write_file(&doc_root, name, content);
         }
+        if self.user.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            for d in [&root, &doc_root] {
+                fs::set_permissions(d, fs::Permissions::from_mode(0o755))
+                    .expect("make the fixture's directories searchable");
+            }
+        }
         let sock = root.join("fpm.sock");
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-            l.local_addr()
-                .expect("local address of a bound listener")
-                .port()
-        };
+        let (port, status_port) = (free_port(), free_port());
         let conf = root.join("php-fpm.conf");
-        fs::write(&conf, self.config(&root, port, &sock)).expect("write php-fpm.conf");
+        fs::write(&conf, self.config(&root, port, &sock, status_port)).expect("write php-fpm.conf");
 
         let log = Arc::new(Mutex::new(Vec::new()));
         let child = spawn_master(binary, &conf, &root, &self.env, &log)?;
         let tcp_addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let status_addrs = self.status_listen.then(|| {
+            (
+                SocketAddr::from(([127, 0, 0, 1], status_port)),
+                root.join("status.sock"),
+            )
+        });
         let fpm = PhpFpm {
+            status_addrs,
             child: Mutex::new(Some(child)),
             dir: Mutex::new(Some(dir)),
             root,
@@ -277,6 +363,15 @@ impl PhpFpmBuilder {
         fpm.wait_ready(0)?;
         Ok(fpm)
     }
+}
+
+/// A TCP port that was free a moment ago (php-fpm binds it; a clash is
+/// retried by [`PhpFpmBuilder::start`]).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+    l.local_addr()
+        .expect("local address of a bound listener")
+        .port()
 }
 
 /// Starts a php-fpm master in the foreground for `conf`, its output captured
@@ -416,6 +511,7 @@ pub struct PhpFpm {
     doc_root: PathBuf,
     sock: PathBuf,
     tcp_addr: SocketAddr,
+    status_addrs: Option<(SocketAddr, PathBuf)>,
     log: Arc<Mutex<Vec<u8>>>,
     binary: PathBuf,
     conf: PathBuf,
@@ -458,6 +554,24 @@ impl PhpFpm {
     /// The Unix pool's address as `"unix:/path/to/fpm.sock"`.
     pub fn unix_address(&self) -> String {
         format!("unix:{}", self.sock.display())
+    }
+
+    /// The TCP pool's `pm.status_listen` address, `"127.0.0.1:PORT"`.
+    ///
+    /// # Panics
+    /// Unless the fixture was built with [`PhpFpmBuilder::status_listen`].
+    pub fn tcp_status_address(&self) -> String {
+        let (addr, _) = self.status_addrs.as_ref().expect(STATUS_LISTEN_OFF);
+        addr.to_string()
+    }
+
+    /// The Unix pool's `pm.status_listen` address, `"unix:TMP/status.sock"`.
+    ///
+    /// # Panics
+    /// Unless the fixture was built with [`PhpFpmBuilder::status_listen`].
+    pub fn unix_status_address(&self) -> String {
+        let (_, path) = self.status_addrs.as_ref().expect(STATUS_LISTEN_OFF);
+        format!("unix:{}", path.display())
     }
 
     /// Both addresses, `[tcp_address(), unix_address()]`.

@@ -2,11 +2,23 @@
 //! connection, each recording into its own HDR histogram and tallies, merged
 //! at the end; a shared counter hands out the request budget (`-n`) or a
 //! shared end time stops the loops (`-d`).
+//!
+//! With `--rate` (open model, as wrk2) the counter hands out send slots on
+//! a fixed schedule instead: slot i is meant to go out at start + i/rate,
+//! whichever connection is free takes it, and its latency is measured from
+//! that intended time, so a slow server cannot hide behind the client's
+//! own waiting (coordinated omission). Slots still unsent at the end are
+//! missed sends.
+//!
+//! A run with a duration ends when it is up: the main thread stops waiting,
+//! closes every connection's tally, and a request still in flight is
+//! counted as abandoned, never waited for (its thread is left to its
+//! blocking read, which ends with the process).
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,6 +46,8 @@ pub struct Plan {
     pub requests: Option<u64>,
     /// how long to send them (`-d`).
     pub duration: Option<Duration>,
+    /// `--rate`: requests per second, sent on schedule (open model).
+    pub rate: Option<f64>,
     /// Draw a live progress line on standard error.
     pub progress: bool,
 }
@@ -62,6 +76,14 @@ pub struct Outcome {
     pub errors: BTreeMap<&'static str, ErrorTally>,
     /// Response body bytes received.
     pub body_bytes: u64,
+    /// Requests in flight when the duration ran out, abandoned.
+    pub abandoned: u64,
+    /// `--rate`: sends the schedule asked for.
+    pub intended: Option<u64>,
+    /// `--rate`: sends made.
+    pub sent: u64,
+    /// `--rate`: sends made late (see [`LATE_AFTER`]).
+    pub late: u64,
 }
 
 impl Outcome {
@@ -72,6 +94,10 @@ impl Outcome {
             status_counts: BTreeMap::new(),
             errors: BTreeMap::new(),
             body_bytes: 0,
+            abandoned: 0,
+            intended: None,
+            sent: 0,
+            late: 0,
         }
     }
 
@@ -83,6 +109,12 @@ impl Outcome {
     /// Requests that failed.
     pub fn error_count(&self) -> u64 {
         self.errors.values().map(|t| t.count).sum()
+    }
+
+    /// `--rate`: scheduled sends that never went out before the end, all
+    /// connections being busy.
+    pub fn missed(&self) -> Option<u64> {
+        self.intended.map(|i| i.saturating_sub(self.sent))
     }
 
     fn merge(&mut self, other: Outcome) {
@@ -98,6 +130,9 @@ impl Outcome {
                 .or_insert(tally);
         }
         self.body_bytes += other.body_bytes;
+        self.abandoned += other.abandoned;
+        self.sent += other.sent;
+        self.late += other.late;
     }
 
     fn record_error(&mut self, err: &fcgi::Error) {
@@ -145,7 +180,7 @@ pub fn error_kind(err: &fcgi::Error) -> &'static str {
 
 /// State shared by the connection threads.
 struct Shared {
-    /// Requests handed out so far (`-n`).
+    /// Requests handed out so far (`-n`), or send slots taken (`--rate`).
     issued: AtomicU64,
     /// Requests finished so far (answered or failed), for the progress line.
     finished: AtomicU64,
@@ -154,11 +189,14 @@ struct Shared {
     /// Set when a request cannot be built or sent at all: stop everywhere.
     stop: AtomicBool,
     limit: Option<u64>,
+    started: Instant,
     end: Option<Instant>,
+    /// `--rate`: the time between two intended sends.
+    period: Option<Duration>,
 }
 
 impl Shared {
-    /// Whether this thread may send one more request.
+    /// Closed-model pacing: whether this thread may send one more request.
     fn next(&self) -> bool {
         if self.stop.load(Ordering::Relaxed) {
             return false;
@@ -173,10 +211,55 @@ impl Shared {
             None => true,
         }
     }
+
+    /// Open-model pacing (`--rate`): the intended send time of the next
+    /// free slot, once it has come (the thread sleeps until then); `None`
+    /// when the run is over.
+    fn next_slot(&self, period: Duration) -> Option<Instant> {
+        let slot = self.issued.fetch_add(1, Ordering::Relaxed);
+        if self.limit.is_some_and(|limit| slot >= limit) {
+            return None;
+        }
+        let intended = self.started + period.mul_f64(slot as f64);
+        if self.end.is_some_and(|end| intended >= end) {
+            return None;
+        }
+        let now = Instant::now();
+        if intended > now {
+            thread::sleep(intended - now);
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(intended)
+    }
 }
+
+/// One connection's figures, shared with the main thread so that the run
+/// can end at its duration without waiting for a request in flight.
+#[derive(Debug)]
+struct Slot {
+    outcome: Outcome,
+    /// A request is on its way.
+    in_flight: bool,
+    /// The run is over: record nothing more, send nothing more.
+    closed: bool,
+}
+
+type SlotCell = Mutex<Slot>;
+
+fn lock(slot: &SlotCell) -> std::sync::MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends later than their intended time by more than this (or by more than
+/// the interval between sends, if longer) count as late.
+pub const LATE_AFTER: Duration = Duration::from_millis(1);
 
 /// Runs the plan against `address`; returns the merged figures. A request
 /// that cannot be built (refused before anything is sent) stops the run.
+/// With a duration, the run ends when it is up: requests still in flight
+/// are abandoned (counted in [`Outcome::abandoned`]), never waited for.
 pub fn run(
     address: &Address,
     config: Config,
@@ -184,57 +267,87 @@ pub fn run(
     plan: &Plan,
 ) -> Result<Outcome, Failure> {
     let started = Instant::now();
-    let shared = Shared {
+    let shared = Arc::new(Shared {
         issued: AtomicU64::new(0),
         finished: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         limit: plan.requests,
+        started,
         end: plan.duration.map(|d| started + d),
-    };
-    let mut total = Outcome::new();
+        period: plan.rate.map(|rate| Duration::from_secs_f64(1.0 / rate)),
+    });
+    let template = Arc::new(template.clone());
+    let mut slots: Vec<Arc<SlotCell>> = Vec::new();
+    let (done_tx, done_rx) = mpsc::channel();
+    for i in 0..plan.connections {
+        let client = Client::with_config(address.clone(), config.clone())?;
+        let slot = Arc::new(Mutex::new(Slot {
+            outcome: Outcome::new(),
+            in_flight: false,
+            closed: false,
+        }));
+        slots.push(Arc::clone(&slot));
+        let done_tx = done_tx.clone();
+        let thread_shared = Arc::clone(&shared);
+        let template = Arc::clone(&template);
+        thread::Builder::new()
+            .name(format!("bench-{i}"))
+            .spawn(move || {
+                let stop = connection_loop(&client, &template, &thread_shared, &slot);
+                let _ = done_tx.send(stop);
+            })
+            .map_err(|e| {
+                shared.stop.store(true, Ordering::Relaxed);
+                Failure::new(
+                    crate::failure::OTHER,
+                    format!("cannot start connection thread {i}: {e}"),
+                )
+            })?;
+    }
+    drop(done_tx);
     let mut refused: Option<Failure> = None;
-    thread::scope(|scope| -> Result<(), Failure> {
-        let (done_tx, done_rx) = mpsc::channel();
-        for i in 0..plan.connections {
-            let client = Client::with_config(address.clone(), config.clone())?;
-            let done_tx = done_tx.clone();
-            let shared = &shared;
-            thread::Builder::new()
-                .name(format!("bench-{i}"))
-                .spawn_scoped(scope, move || {
-                    let result = connection_loop(&client, template, shared);
-                    let _ = done_tx.send(result);
-                })
-                .map_err(|e| {
-                    shared.stop.store(true, Ordering::Relaxed);
-                    Failure::new(
-                        crate::failure::OTHER,
-                        format!("cannot start connection thread {i}: {e}"),
-                    )
-                })?;
-        }
-        drop(done_tx);
-        let mut remaining = plan.connections;
-        while remaining > 0 {
-            match done_rx.recv_timeout(PROGRESS_EVERY) {
-                Ok((outcome, stop)) => {
-                    total.merge(outcome);
-                    if let Some(failure) = stop {
-                        refused.get_or_insert(failure);
-                    }
-                    remaining -= 1;
+    let mut remaining = plan.connections;
+    while remaining > 0 {
+        let wait = match shared.end {
+            Some(end) => match end.checked_duration_since(Instant::now()) {
+                Some(left) => left.min(PROGRESS_EVERY),
+                // The duration is up: whatever is in flight is abandoned.
+                None => break,
+            },
+            None => PROGRESS_EVERY,
+        };
+        match done_rx.recv_timeout(wait) {
+            Ok(stop) => {
+                if let Some(failure) = stop {
+                    refused.get_or_insert(failure);
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                remaining -= 1;
             }
-            if plan.progress {
-                draw_progress(&shared, started, plan);
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        Ok(())
-    })?;
+        if plan.progress {
+            draw_progress(&shared, started, plan);
+        }
+    }
+    let mut total = Outcome::new();
     total.elapsed = started.elapsed();
+    if let Some(duration) = plan.duration {
+        total.elapsed = total.elapsed.min(duration);
+    }
+    for slot in &slots {
+        let mut slot = lock(slot);
+        slot.closed = true;
+        if slot.in_flight {
+            total.abandoned += 1;
+        }
+        let outcome = std::mem::replace(&mut slot.outcome, Outcome::new());
+        total.merge(outcome);
+    }
+    if let Some(period) = shared.period {
+        total.intended = Some(intended_sends(plan, period));
+    }
     if plan.progress {
         // Clear the progress line.
         let _ = write!(io::stderr().lock(), "\r\x1b[2K");
@@ -245,34 +358,74 @@ pub fn run(
     }
 }
 
-/// One connection's loop; returns its figures, and the failure that stopped
-/// the whole run, if any.
+/// How many sends the schedule asks for: `-n`, or one per interval over
+/// the duration (the first at 0).
+fn intended_sends(plan: &Plan, period: Duration) -> u64 {
+    match (plan.requests, plan.duration) {
+        (Some(n), _) => n,
+        (None, Some(d)) => (d.as_secs_f64() / period.as_secs_f64()).ceil() as u64,
+        (None, None) => 0,
+    }
+}
+
+/// One connection's loop, recording into its slot; returns the failure
+/// that stopped the whole run, if any.
 fn connection_loop(
     client: &Client,
     template: &Template,
     shared: &Shared,
-) -> (Outcome, Option<Failure>) {
-    let mut outcome = Outcome::new();
+    slot: &SlotCell,
+) -> Option<Failure> {
     let request = template.request();
     // Encoded once; a request that cannot be prepared goes the long way, so
     // that its error is counted (or stops the run) exactly as per request.
     let prepared = client.prepare(template.request()).ok();
-    while shared.next() {
+    let late_after = shared.period.map_or(LATE_AFTER, |p| p.max(LATE_AFTER));
+    loop {
+        let intended = match shared.period {
+            Some(period) => match shared.next_slot(period) {
+                Some(at) => Some(at),
+                None => return None,
+            },
+            None if shared.next() => None,
+            None => return None,
+        };
+        {
+            let mut slot = lock(slot);
+            if slot.closed {
+                return None;
+            }
+            slot.in_flight = true;
+            if let Some(at) = intended {
+                slot.outcome.sent += 1;
+                if at.elapsed() > late_after {
+                    slot.outcome.late += 1;
+                }
+            }
+        }
         let result = match &prepared {
             Some(prepared) => client.stream_prepared(prepared),
             None => client.stream_again(&request),
         };
-        // Latency counts from when the client began the request.
+        // Latency counts from the intended send time (--rate: no
+        // coordinated omission), else from when the client began.
         let result = result.and_then(|mut stream| {
             let (status, bytes) = drain(&mut stream)?;
-            Ok((status, bytes, stream.started().elapsed()))
+            let from = intended.unwrap_or_else(|| stream.started());
+            Ok((status, bytes, from.elapsed()))
         });
+        let mut slot = lock(slot);
+        if slot.closed {
+            // Counted as abandoned when the run ended.
+            return None;
+        }
+        slot.in_flight = false;
         match result {
             Ok((status, bytes, elapsed)) => {
                 let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-                outcome.latency_us.saturating_record(us.max(1));
-                *outcome.status_counts.entry(status).or_default() += 1;
-                outcome.body_bytes += bytes;
+                slot.outcome.latency_us.saturating_record(us.max(1));
+                *slot.outcome.status_counts.entry(status).or_default() += 1;
+                slot.outcome.body_bytes += bytes;
             }
             Err(err) => {
                 shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -282,14 +435,14 @@ fn connection_loop(
                 ) {
                     // The same request would be refused every time.
                     shared.stop.store(true, Ordering::Relaxed);
-                    return (outcome, Some(Failure::from_fcgi(&err)));
+                    return Some(Failure::from_fcgi(&err));
                 }
-                outcome.record_error(&err);
+                slot.outcome.record_error(&err);
             }
         }
+        drop(slot);
         shared.finished.fetch_add(1, Ordering::Relaxed);
     }
-    (outcome, None)
 }
 
 /// The rest of one response: status and body bytes, the body read and

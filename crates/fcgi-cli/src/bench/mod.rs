@@ -32,10 +32,24 @@ pub const MAX_BENCH_BODY: u64 = 256 * 1024 * 1024;
 const BENCH_HELP: &str = "\
 Sends the request that `fcgi request` would send for the same options, again
 and again, over -c kept connections (FCGI_KEEP_CONN; one thread each), for -n
-requests in all or for -d seconds, then prints requests/s, transfer rate,
-latency percentiles, status codes and errors by kind. Requests that fail are
-counted by kind, never hidden; the exit code is 0 even then, unless
---fail-on-error. Every request is bounded by --timeout.
+requests in all or for -d DURATION (10s, 2m, 500ms; a plain number is
+seconds), then prints requests/s, transfer rate, latency percentiles, status
+codes and errors by kind. Requests that fail are counted by kind, never
+hidden; the exit code is 0 even then, unless --fail-on-error. Every request
+is bounded by --timeout.
+
+A run with -d ends when the duration is up, as wrk's does: requests still in
+flight then are abandoned and counted (`abandoned` in --json), not waited
+for.
+
+Closed model by default: each connection sends its next request as soon as
+the last one is answered. --rate N is the open model (as wrk2): requests are
+due every 1/N s whatever happens, whichever connection is free sends the
+next one, and latency counts from when a request was due, so a slow server
+shows as latency instead of as fewer requests (no coordinated omission).
+Sends due before the end that no connection was free to make are reported as
+missed; sends made more than one interval (at least 1 ms) after they were
+due, as late. Use enough connections (-c) for the rate times the latency.
 
 With php-fpm, an idle kept connection pins a worker: use at most
 pm.max_children connections.
@@ -46,15 +60,28 @@ The body is given with --data (not -d, which is the duration here).
 PHP_FCGI_CHILDREN defaults to -c and PHP_FCGI_MAX_REQUESTS to 0 (no restarts).
 
 Examples:
-  fcgi bench /var/www/html/index.php -c 4 -d 10
+  fcgi bench /var/www/html/index.php -c 4 -d 10s
+  fcgi bench 127.0.0.1:9000 /srv/app/index.php -c 8 -d 2m --rate 500
   fcgi bench 127.0.0.1:9000 /srv/app/index.php?page=2 -c 8 -n 100000 --json
   fcgi bench unix:/run/php/php8.2-fpm.sock /srv/www/api.php --json-body '{\"a\":1}' -c 2 -n 1000
   fcgi bench --spawn php-cgi hello.php -c 4 -n 10000";
 
+/// Highest `--rate` accepted, in requests per second.
+pub const MAX_RATE: f64 = 10_000_000.0;
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= MAX_RATE => Ok(rate),
+        _ => Err(format!(
+            "{text:?}: give requests per second above 0 and at most {MAX_RATE}"
+        )),
+    }
+}
+
 /// `fcgi bench`.
 #[derive(Debug, Args)]
 #[command(
-    override_usage = "fcgi bench [OPTIONS] [ADDR] SCRIPT[?QUERY] -c CONNS (-n REQUESTS | -d SECS)",
+    override_usage = "fcgi bench [OPTIONS] [ADDR] SCRIPT[?QUERY] -c CONNS (-n REQUESTS | -d DURATION) [--rate N]",
     after_help = BENCH_HELP
 )]
 #[command(group(clap::ArgGroup::new("bound").required(true).args(["requests", "duration"])))]
@@ -73,9 +100,16 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
 
-    /// How long to send requests, in seconds (decimals allowed).
-    #[arg(short = 'd', long = "duration", value_name = "SECS", value_parser = crate::args::parse_secs)]
+    /// How long to send requests: 10s, 2m, 500ms, 1h (a plain number is
+    /// seconds). Requests still in flight at the end are abandoned.
+    #[arg(short = 'd', long = "duration", value_name = "DURATION", value_parser = crate::args::parse_duration)]
     pub duration: Option<Duration>,
+
+    /// Send N requests per second on a fixed schedule (open model, as
+    /// wrk2), spread over the connections; latency counts from each
+    /// request's intended send time. Decimals allowed.
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub rate: Option<f64>,
 
     /// Print one JSON object with the figures instead of the text report.
     #[arg(long)]
@@ -236,6 +270,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
         connections: args.connections,
         requests: args.requests,
         duration: args.duration,
+        rate: args.rate,
         progress: !args.json && io::stderr().is_terminal(),
     };
     let outcome = engine::run(&target.address, config, &template, &plan)?;

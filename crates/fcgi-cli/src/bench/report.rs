@@ -116,6 +116,12 @@ impl<'a> Summary<'a> {
                 "p50": l.p50, "p90": l.p90, "p99": l.p99, "p999": l.p999, "max": l.max,
             },
             "status_counts": status_counts,
+            "abandoned": o.abandoned,
+            "rate": self.plan.rate,
+            "latency_from": if self.plan.rate.is_some() { "intended send time" } else { "send time" },
+            "intended_requests": o.intended,
+            "missed_sends": o.missed(),
+            "late_sends": self.plan.rate.map(|_| o.late),
         })
     }
 
@@ -124,11 +130,16 @@ impl<'a> Summary<'a> {
         let o = self.outcome;
         let l = self.latency();
         let mut out = String::new();
-        let bound = match (self.plan.requests, self.plan.duration) {
+        let mut bound = match (self.plan.requests, self.plan.duration) {
             (Some(n), _) => format!("{n} requests"),
             (None, Some(d)) => format!("{}s", d.as_secs_f64()),
             (None, None) => String::new(),
         };
+        if let Some(rate) = self.plan.rate {
+            bound.push_str(&format!(
+                ", --rate {rate}/s (latency from the intended send time)"
+            ));
+        }
         out.push_str(&format!(
             "fcgi bench {}: {} connections, {bound}\n",
             self.address, self.plan.connections
@@ -141,6 +152,18 @@ impl<'a> Summary<'a> {
             o.error_count(),
             human_bytes(o.body_bytes as f64)
         ));
+        if o.abandoned > 0 {
+            out.push_str(&format!(
+                "  {} requests in flight at the end, abandoned\n",
+                o.abandoned
+            ));
+        }
+        if let (Some(intended), Some(missed)) = (o.intended, o.missed()) {
+            out.push_str(&format!(
+                "  Schedule: {intended} sends due, {} made, {missed} missed (no connection free), {} late\n",
+                o.sent, o.late
+            ));
+        }
         out.push_str(&format!("  Requests/sec: {:.2}\n", self.rps()));
         out.push_str(&format!(
             "  Transfer/sec: {} (response bodies)\n",

@@ -3,6 +3,11 @@
 //! read, that file is requested, what the code printed goes to standard
 //! output and PHP's errors to standard error, and the file is removed (a
 //! guard removes it on every path, errors and time-outs included).
+//!
+//! `--all-workers` runs the code once in every worker of the pool instead
+//! ([`all_workers`]).
+
+mod all_workers;
 
 use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Write};
@@ -64,7 +69,23 @@ Examples:
   fcgi eval 127.0.0.1:9000 'echo ini_get(\"memory_limit\");'
   fcgi eval unix:/run/php/php8.2-fpm.sock -f warmup.php --tmp-dir /var/tmp
   fcgi eval --chroot-prefix /srv/chroot --tmp-dir /srv/chroot/tmp 'apcu_clear_cache();'
-  fcgi eval --spawn php-cgi 'echo PHP_VERSION;'";
+  fcgi eval --spawn php-cgi 'echo PHP_VERSION;'
+  fcgi eval --all-workers 'opcache_reset(); echo \"reset\";'
+
+--all-workers runs the code once in every worker of the pool: opcache,
+APCu and the stat cache live in each worker, so opcache_reset(),
+apcu_clear_cache() or clearstatcache() reach only the worker that runs
+them. The pool's size is read from its status page (--status-path), as many
+requests are sent at once, and each waits (up to --rendezvous-timeout) until
+all have arrived before running the code, so no worker can take two; a
+worker that gets a second one anyway does not run the code again. One line
+per worker: its pid, ok or fatal (or the error), and what the code printed;
+--json prints one object with a `workers` table. Exit 0 when every worker
+ran the code, 9 when it failed with a fatal error in one of them, 1 when
+some worker was not reached (a busy one: it is named). Only for static pools
+(pm = static): in a dynamic or ondemand pool workers come and go, so it
+refuses unless --dynamic, which runs the code in the workers there now and
+says so.";
 
 /// `fcgi eval`.
 #[derive(Debug, Args)]
@@ -93,6 +114,29 @@ pub struct EvalArgs {
 
     #[command(flatten)]
     pub spawn: SpawnArgs,
+
+    /// Run the code once in every worker of the pool (see below).
+    #[arg(long)]
+    pub all_workers: bool,
+
+    /// With --all-workers: print one JSON object with a `workers` table.
+    #[arg(long, requires = "all_workers")]
+    pub json: bool,
+
+    /// With --all-workers: also in a dynamic or ondemand pool, in the
+    /// workers there now.
+    #[arg(long, requires = "all_workers")]
+    pub dynamic: bool,
+
+    /// With --all-workers: the status page (php-fpm's pm.status_path) that
+    /// gives the pool's workers.
+    #[arg(long, default_value = crate::fpm_status::DEFAULT_STATUS_PATH, value_name = "PATH")]
+    pub status_path: String,
+
+    /// With --all-workers: how long a request waits for the others before
+    /// running the code anyway (500ms, 5s...).
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::args::parse_duration)]
+    pub rendezvous_timeout: std::time::Duration,
 
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -245,8 +289,16 @@ pub fn eval(args: &EvalArgs) -> Result<(), Failure> {
     let dir = tmp_dir(args)?;
     // Checked before the file exists, so a bad prefix leaves nothing behind.
     script_filename(&dir.join("x.php"), args.chroot_prefix.as_deref())?;
+    if args.all_workers {
+        if args.spawn.spawn.is_some() {
+            return Err(Failure::usage(
+                "--all-workers needs a php-fpm pool (its status page), not --spawn",
+            ));
+        }
+        return all_workers::run(args, address, &dir, &code);
+    }
     let script = write_script(&dir, &wrap_code(&code))?;
-    remove_on_interrupt(script.path().to_path_buf())?;
+    remove_on_interrupt(vec![script.path().to_path_buf()])?;
     let filename = script_filename(script.path(), args.chroot_prefix.as_deref())?;
     let mut server = Server::open(&args.spawn, address)?;
     let result = run(args, &server, &filename);
@@ -255,12 +307,12 @@ pub fn eval(args: &EvalArgs) -> Result<(), Failure> {
     result
 }
 
-/// Removes `path` and exits with 128 + the signal's number when SIGINT,
-/// SIGTERM or SIGHUP arrives before `fcgi eval` ends (normal ends, errors
-/// and timeouts remove the script through its guard): the temporary script
-/// must not outlive the command. The handlers are in place when this
-/// returns.
-fn remove_on_interrupt(path: PathBuf) -> Result<(), Failure> {
+/// Removes `paths` (files, or directories with what is in them) and exits
+/// with 128 + the signal's number when SIGINT, SIGTERM or SIGHUP arrives
+/// before `fcgi eval` ends (normal ends, errors and timeouts remove the
+/// files through their guards): the temporary scripts must not outlive the
+/// command. The handlers are in place when this returns.
+fn remove_on_interrupt(paths: Vec<PathBuf>) -> Result<(), Failure> {
     use tokio::signal::unix::{signal, SignalKind};
     let failed = |e: io::Error| Failure::new(OTHER, format!("cannot watch for signals: {e}"));
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -285,7 +337,13 @@ fn remove_on_interrupt(path: PathBuf) -> Result<(), Failure> {
                     _ = hangup.recv() => 128 + 1,
                 }
             });
-            let _ = fs::remove_file(&path);
+            for path in &paths {
+                if path.is_dir() {
+                    let _ = fs::remove_dir_all(path);
+                } else {
+                    let _ = fs::remove_file(path);
+                }
+            }
             std::process::exit(code);
         })
         .map_err(failed)?;
@@ -294,17 +352,7 @@ fn remove_on_interrupt(path: PathBuf) -> Result<(), Failure> {
 
 fn run(args: &EvalArgs, server: &Server, filename: &str) -> Result<(), Failure> {
     let client = client(&server.target, &args.conn, None)?;
-    let document_root = Path::new(filename)
-        .parent()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "/".into());
-    let request = Request::get(filename)
-        .param("DOCUMENT_ROOT", document_root)
-        .param("SERVER_SOFTWARE", crate::cgi::SERVER_SOFTWARE)
-        .param("REMOTE_ADDR", "127.0.0.1")
-        .param("SERVER_ADDR", "127.0.0.1")
-        .param("SERVER_NAME", "localhost")
-        .param("HTTP_HOST", "localhost");
+    let request = script_request(filename);
     if args.conn.verbose {
         print_params(&request);
     }
@@ -347,12 +395,7 @@ fn run(args: &EvalArgs, server: &Server, filename: &str) -> Result<(), Failure> 
     }
     out.flush().map_err(write_failure(what))?;
     if status == 404 && is_script_unknown(&stderr_text, &not_found) {
-        return Err(Failure::new(
-            OTHER,
-            format!(
-                "the pool cannot find the temporary script {filename}: it must be able to read --tmp-dir (php-fpm run by systemd often has a private /tmp: try --tmp-dir /var/tmp), and a chrooted pool needs --chroot-prefix"
-            ),
-        ));
+        return Err(Failure::new(OTHER, script_unknown(filename)));
     }
     if status == 404 {
         out.write_all(&not_found).map_err(write_failure(what))?;
@@ -370,6 +413,28 @@ fn run(args: &EvalArgs, server: &Server, filename: &str) -> Result<(), Failure> 
         ));
     }
     Ok(())
+}
+
+/// The request that runs the temporary script `filename`.
+fn script_request(filename: &str) -> Request {
+    let document_root = Path::new(filename)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/".into());
+    Request::get(filename)
+        .param("DOCUMENT_ROOT", document_root)
+        .param("SERVER_SOFTWARE", crate::cgi::SERVER_SOFTWARE)
+        .param("REMOTE_ADDR", "127.0.0.1")
+        .param("SERVER_ADDR", "127.0.0.1")
+        .param("SERVER_NAME", "localhost")
+        .param("HTTP_HOST", "localhost")
+}
+
+/// The message for a pool that cannot see the temporary script.
+fn script_unknown(filename: &str) -> String {
+    format!(
+        "the pool cannot find the temporary script {filename}: it must be able to read --tmp-dir (php-fpm run by systemd often has a private /tmp: try --tmp-dir /var/tmp), and a chrooted pool needs --chroot-prefix"
+    )
 }
 
 /// How much of PHP's stderr is kept to recognise a missing script.
