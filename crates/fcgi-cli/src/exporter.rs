@@ -310,7 +310,7 @@ async fn serve(args: &ExporterArgs, state: Arc<State>) -> Result<(), Failure> {
         pools.join(", "),
         args.scrape_timeout
     );
-    let shutdown = shutdown_signal();
+    let shutdown = crate::signals::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -339,21 +339,6 @@ async fn serve(args: &ExporterArgs, state: Arc<State>) -> Result<(), Failure> {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM; says which.
-async fn shutdown_signal() -> &'static str {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = ctrl_c => "interrupted",
-            _ = term.recv() => "terminated",
-        },
-        Err(_) => {
-            let _ = ctrl_c.await;
-            "interrupted"
-        }
     }
 }
 

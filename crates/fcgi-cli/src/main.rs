@@ -32,6 +32,7 @@ mod fpm_status;
 mod health;
 mod prometheus;
 mod serve;
+mod signals;
 mod spawn;
 mod status;
 mod target;

@@ -163,7 +163,7 @@ async fn accept(
 ) -> Result<(), Failure> {
     let listener = TcpListener::from_std(listener)
         .map_err(|e| Failure::new(failure::OTHER, format!("listener: {e}")))?;
-    let shutdown = super::shutdown_signal();
+    let shutdown = crate::signals::shutdown_signal();
     tokio::pin!(shutdown);
     let mut warned_full = false;
     let signal = loop {

@@ -302,21 +302,6 @@ fn install_logging(verbose: bool) {
     let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
 }
 
-/// Resolves on Ctrl-C or SIGTERM; says which.
-async fn shutdown_signal() -> &'static str {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = ctrl_c => "interrupted",
-            _ = term.recv() => "terminated",
-        },
-        Err(_) => {
-            let _ = ctrl_c.await;
-            "interrupted"
-        }
-    }
-}
-
 /// Boxes a body for [`ServeBody`].
 pub fn boxed<B>(body: B) -> ServeBody
 where
