@@ -100,7 +100,7 @@ fn custom_script_and_ini() {
 fn all_scripts_behave() {
     let fpm = PhpFpm::builder().max_children(2).start();
     let a = fpm.tcp_address();
-    assert_eq!(scripts::ALL.len(), 13);
+    assert_eq!(scripts::ALL.len(), 14);
 
     // server.php: $_SERVER, $_GET, $_POST, input length.
     let body = b"a=1&b=two";
@@ -227,6 +227,18 @@ fn all_scripts_behave() {
             sha256_hex(big.as_bytes())
         )
     );
+
+    // careless.php: says what it is told, lies included.
+    let r = get(
+        &fpm,
+        &a,
+        "careless.php",
+        "status=299%20Odd&h[]=X-A:%201&h[]=X-A:%202&cl=5&body=ab&repeat=3",
+    );
+    assert_eq!(r.status(), 299);
+    assert_eq!(r.header_values("X-A"), ["1", "2"]);
+    assert_eq!(r.header_values("Content-Length"), ["5"]);
+    assert_eq!(r.body_str(), "ababab");
 }
 
 #[test]
