@@ -103,7 +103,7 @@ impl RequestShared {
 }
 
 /// What the driver hands a request.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Frame {
     Stdout(Bytes),
     Stderr(Bytes),
