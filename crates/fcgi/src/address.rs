@@ -212,7 +212,10 @@ mod tests {
 
     #[test]
     fn only_tcp_addresses_with_a_name_have_a_host_name() {
-        assert_eq!(tcp("localhost", 9000).host_name(), Some(("localhost", 9000)));
+        assert_eq!(
+            tcp("localhost", 9000).host_name(),
+            Some(("localhost", 9000))
+        );
         assert_eq!(tcp("::1", 9000).host_name(), None);
         assert_eq!(tcp("10.1.2.3", 9000).host_name(), None);
         assert_eq!(Address::Unix("/x.sock".into()).host_name(), None);

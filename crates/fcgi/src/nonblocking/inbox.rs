@@ -290,7 +290,10 @@ mod tests {
         let frames = drain(&inbox);
         assert_eq!(frames.len(), 11);
         for i in 0..5u8 {
-            assert_eq!(frames[2 * i as usize], Frame::Stdout(Bytes::from(vec![i; 6])));
+            assert_eq!(
+                frames[2 * i as usize],
+                Frame::Stdout(Bytes::from(vec![i; 6]))
+            );
             assert_eq!(
                 frames[2 * i as usize + 1],
                 Frame::Stderr(Bytes::from(vec![i + 100; 1]))
@@ -307,10 +310,18 @@ mod tests {
             .push(Frame::Stdout(Bytes::from_static(b"abcd")), &limits, "a")
             .unwrap();
         inbox
-            .push(Frame::Stdout(Bytes::from_static(b"0123456789")), &limits, "a")
+            .push(
+                Frame::Stdout(Bytes::from_static(b"0123456789")),
+                &limits,
+                "a",
+            )
             .unwrap();
         let err = inbox
-            .push(Frame::Stdout(Bytes::from_static(b"0123456789")), &limits, "a")
+            .push(
+                Frame::Stdout(Bytes::from_static(b"0123456789")),
+                &limits,
+                "a",
+            )
             .unwrap_err();
         assert!(
             matches!(
@@ -331,7 +342,10 @@ mod tests {
         inbox
             .push(Frame::Stdout(Bytes::from_static(b"abcdef")), &limits, "a")
             .unwrap();
-        assert_eq!(drain(&inbox), [Frame::Stdout(Bytes::from_static(b"abcdef"))]);
+        assert_eq!(
+            drain(&inbox),
+            [Frame::Stdout(Bytes::from_static(b"abcdef"))]
+        );
         inbox
             .push(Frame::Stdout(Bytes::from_static(b"xy")), &limits, "a")
             .unwrap();

@@ -104,10 +104,10 @@ use crate::request::{Body, PreparedRequest, Request, Role, PREAMBLE_CAPACITY};
 use crate::response::Response;
 use body::Sink;
 use conn::{Failure, RequestShared, Start};
-use inbox::{BufferLimits, Inbox};
-use resolve::{Named, Resolver};
 use direct::{DirectLease, Exchange, Start as DirectStart};
+use inbox::{BufferLimits, Inbox};
 use pool::{Availability, Lease, SharedLease, Upstream};
+use resolve::{Named, Resolver};
 use response::{DriverLink, Link, Outstanding, Parts};
 
 pub use crate::blocking::Trailer;

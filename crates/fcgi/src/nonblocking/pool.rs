@@ -194,7 +194,10 @@ impl Upstream {
             let _ = self.pool();
             return Ok(());
         }
-        self.pool.get_or_try_init(|| self.discover()).await.map(|_| ())
+        self.pool
+            .get_or_try_init(|| self.discover())
+            .await
+            .map(|_| ())
     }
 
     /// Asks the server with FCGI_GET_VALUES whether it multiplexes; no
@@ -582,6 +585,8 @@ impl Pool {
         state.connecting -= 1;
         state.entries.push(entry);
         drop(state);
+        // Callers that waited for this connection may take slots on it now.
+        self.changed.notify_waiters();
         tracing::debug!(upstream = %self.driver.address, conn = serial, "connected");
         (conn, id)
     }
