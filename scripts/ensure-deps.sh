@@ -57,3 +57,34 @@ ensure_dokuwiki() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dokuwiki >/dev/null
   have_dokuwiki || { echo "DokuWiki still not found after installing it" >&2; exit 1; }
 }
+
+# The compatibility matrix (crates/fcgi/tests/real_servers.rs,
+# crates/fcgi-cli/tests/real_servers.rs): fcgiwrap, Go (net/http/fcgi, built
+# by the tests with `go build`), uWSGI with its Python 3 plugin (Debian
+# packages) and flup (PyPI). php-cgi comes with ensure_php_fpm.
+have_matrix_servers() {
+  command -v fcgiwrap >/dev/null 2>&1 || [ -x /usr/sbin/fcgiwrap ] || return 1
+  command -v go >/dev/null 2>&1 || return 1
+  command -v uwsgi >/dev/null 2>&1 || return 1
+  [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || return 1
+  python3 -c 'import flup.server.fcgi' >/dev/null 2>&1
+}
+
+ensure_matrix_servers() {
+  if have_matrix_servers; then
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "fcgiwrap, golang-go, uwsgi and uwsgi-plugin-python3 are missing and this is not a Debian/Ubuntu system: install them with your package manager, and flup with pip" >&2
+    exit 1
+  fi
+  echo "Installing fcgiwrap, golang-go, uwsgi, uwsgi-plugin-python3 (Debian/Ubuntu packages) and flup (PyPI)..." >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    fcgiwrap golang-go uwsgi uwsgi-plugin-python3 >/dev/null
+  if ! python3 -c 'import flup.server.fcgi' >/dev/null 2>&1; then
+    # A distribution's own Python refuses plain pip installs (PEP 668).
+    python3 -m pip install -q flup 2>/dev/null || python3 -m pip install -q --break-system-packages flup
+  fi
+  have_matrix_servers || { echo "the compatibility matrix's servers are still missing after installing them" >&2; exit 1; }
+}

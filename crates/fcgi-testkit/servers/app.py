@@ -9,8 +9,9 @@ wsgiref's CGIHandler). Every server's app answers the same query strings:
   op=cookies        two Set-Cookie headers (a=1, b=2)
   op=notfound       Status 404 Not Found
   op=stderr         "to-stderr" on the error stream, "ok" as the body
-  op=barrier&group=G&n=N  answers once N requests of group G are waiting
-                    (proves that they run at the same time)
+  op=barrier&group=G&n=N[&ms=T]  answers "together" once N requests of
+                    group G are waiting (proves that they run at the same
+                    time), "alone" with 504 after T ms (default 20000)
 """
 import hashlib
 import sys
@@ -68,10 +69,11 @@ def app(environ, start_response):
         return [b"ok"]
     if op == "barrier":
         group, n = args.get("group", ""), int(args.get("n", "1"))
+        wait = int(args.get("ms", "20000")) / 1000
         with _lock:
             _groups[group] = _groups.get(group, 0) + 1
             _lock.notify_all()
-            ok = _lock.wait_for(lambda: _groups[group] >= n, timeout=20)
+            ok = _lock.wait_for(lambda: _groups[group] >= n, timeout=wait)
         start_response("200 OK" if ok else "504 Gateway Timeout", text)
         return [b"together" if ok else b"alone"]
     start_response("400 Bad Request", text)

@@ -74,8 +74,12 @@ func handle(w http.ResponseWriter, r *http.Request) {
 	case "barrier":
 		group := q.Get("group")
 		n, _ := strconv.Atoi(q.Get("n"))
-		deadline := time.Now().Add(20 * time.Second)
-		go func() { time.Sleep(20 * time.Second); cond.Broadcast() }()
+		wait := 20000
+		if ms, err := strconv.Atoi(q.Get("ms")); err == nil {
+			wait = ms
+		}
+		deadline := time.Now().Add(time.Duration(wait) * time.Millisecond)
+		go func() { time.Sleep(time.Duration(wait) * time.Millisecond); cond.Broadcast() }()
 		mu.Lock()
 		groups[group]++
 		cond.Broadcast()
