@@ -368,3 +368,40 @@ async fn a_host_name_that_resolves_to_nothing_is_a_connect_error_naming_it() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_readers_hold_bounded_memory_the_rest_waits_in_files() {
+    const READERS: usize = 32;
+    const LEN: usize = 2 << 20;
+    let server = FakeServer::tcp(scripted(OnAbort::Ignore));
+    let client = mpx_client(&server).build().unwrap();
+    within(Duration::from_secs(10), ok(&client)).await.unwrap();
+    let before = fcgi_testkit::Usage::now();
+    let mut stalled = Vec::new();
+    for _ in 0..READERS {
+        stalled.push(client.stream(big(LEN)).await.unwrap());
+    }
+    // The server answers in order: this one comes after every big body
+    // was read off the connection.
+    within(Duration::from_secs(30), ok(&client)).await.unwrap();
+    let grown_kb = fcgi_testkit::Usage::now()
+        .rss_kb
+        .saturating_sub(before.rss_kb);
+    // Per reader: the memory buffer (256 KiB by default) and one read
+    // chunk (64 KiB); 8 MiB of slack for the allocator and the fake.
+    let bound_kb = (READERS * (256 + 64) + 8 * 1024) as u64;
+    eprintln!(
+        "{READERS} stalled readers of {LEN} bytes each on one connection: resident memory grew {grown_kb} KiB (bound {bound_kb} KiB; {} KiB were unread)",
+        READERS * LEN / 1024
+    );
+    assert!(grown_kb < bound_kb, "grew {grown_kb} KiB");
+    for mut stream in stalled {
+        let mut len = 0;
+        while let Some(chunk) = stream.next_chunk().await.unwrap() {
+            if let fcgi::nonblocking::Chunk::Body(bytes) = chunk {
+                len += bytes.len();
+            }
+        }
+        assert_eq!(len, LEN);
+    }
+}

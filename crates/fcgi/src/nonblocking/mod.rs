@@ -15,12 +15,16 @@
 //! - **stale connection retry**: a request that fails on a reused connection
 //!   before any byte of its response arrived is sent once more on a fresh
 //!   connection, when its body is replayable (in memory);
-//! - **multiplexing**: each upstream is asked once (FCGI_GET_VALUES) whether
-//!   it multiplexes; if it answers FCGI_MPXS_CONNS=1, many requests share a
-//!   connection with distinct request ids (at most
-//!   [`Builder::max_requests_per_connection`], lowered to FCGI_MAX_REQS when
-//!   the server gives it). php-fpm answers 0: one request per connection at
-//!   a time. [`Builder::multiplexing`] overrides the discovery;
+//! - **multiplexing**: each upstream is asked once (FCGI_GET_VALUES, on a
+//!   connection of its own, in the background after the first request's
+//!   connection is made: no request waits for it) whether it multiplexes;
+//!   until an answer says FCGI_MPXS_CONNS=1 it is used one request per
+//!   connection, and no answer (fcgiwrap, uWSGI) is remembered as "no".
+//!   With FCGI_MPXS_CONNS=1 many requests share a connection with distinct
+//!   request ids (at most [`Builder::max_requests_per_connection`], lowered
+//!   to FCGI_MAX_REQS when the server gives it). php-fpm answers 0.
+//!   [`Builder::multiplexing`] overrides the discovery and
+//!   [`Client::discover`] runs it at once;
 //! - **no task per connection** when the server does not multiplex
 //!   (php-fpm): a request takes an idle connection from the pool, writes
 //!   and reads it from the caller's own task and puts it back after a clean
@@ -30,20 +34,31 @@
 //! - **prepared requests**: [`Client::prepare`] encodes a request once,
 //!   [`Client::execute_prepared`] sends it any number of times;
 //! - **full duplex**: the body is written while the response is read;
-//! - **streaming with backpressure**: [`ResponseStream`] buffers a few
-//!   chunks at most, so a slow reader slows the server down;
+//! - **streaming with backpressure** on connections of their own:
+//!   [`ResponseStream`] buffers a few chunks at most, so a slow reader slows
+//!   the server down. A multiplexed connection never waits for one reader
+//!   (FastCGI has no per-request flow control, so that would stall every
+//!   request on it): each request's unread response is buffered, up to
+//!   [`Builder::response_buffer_memory`] in memory, then up to
+//!   [`Builder::max_response_temp_file`] in a temporary file; past that
+//!   the request fails with [`crate::Limit::ResponseBuffer`];
 //! - **cancellation**: dropping a request future or a [`ResponseStream`]
 //!   cancels the request: its connection is closed (php-fpm ignores
 //!   FCGI_ABORT_REQUEST, a closed connection stops the script at its next
 //!   output); on a multiplexed connection FCGI_ABORT_REQUEST is sent and the
-//!   request's records are discarded;
+//!   request's records are read and discarded (also records that still come
+//!   after its END_REQUEST, as Go's server sends). An aborted request whose
+//!   END_REQUEST never comes (flup) is given up after
+//!   [`Builder::abort_timeout`], and its connection retired and replaced;
 //! - **time limits** as the blocking client ([`crate::Timeouts`]: connect,
 //!   idle, overall deadline), per request with [`Client::execute_with`];
 //! - **several upstreams**: requests go to the upstream with the fewest
 //!   outstanding requests; one whose connects fail
 //!   [`Builder::mark_down_after`] times in a row is skipped for
 //!   [`Builder::probe_interval`], then one request probes it; a request whose
-//!   connect fails (it never reached a server) fails over to another upstream;
+//!   connect fails (it never reached a server) fails over to another upstream.
+//!   An upstream given as a host name stands for all its addresses, each an
+//!   upstream of its own, resolved again every [`Builder::resolve_interval`];
 //! - **tracing**: a `fcgi_request` span per request (upstream, request id,
 //!   connection) with DEBUG events for the head, the end (status, bytes,
 //!   duration) and failures; nothing is printed unless a subscriber is set.
@@ -72,9 +87,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A multiplexed connection has no per-request flow control: a response that
-//! is not being read stalls the other requests on its connection (each
-//! eventually hits its idle timeout). Read multiplexed responses concurrently.
+//! Memory per multiplexed connection: a 64 KiB read buffer, the write
+//! queue (at most [`DEFAULT_MAX_REQUESTS_PER_CONNECTION`] preambles and 4
+//! body records), and per request in flight at most
+//! [`Builder::response_buffer_memory`] of unread response plus one read
+//! chunk (64 KiB); a request that is read as fast as it arrives holds
+//! next to nothing. So 64 stalled readers on one connection hold at most
+//! 64 x (256 + 64) KiB = 20 MiB with the defaults; the rest waits in their
+//! temporary files.
 
 mod body;
 mod conn;
