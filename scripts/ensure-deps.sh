@@ -13,6 +13,12 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# Installs Debian/Ubuntu packages, quietly, after updating the index.
+apt_install() {
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 ensure_php_fpm() {
   if have_php_fpm && command -v php >/dev/null 2>&1 && command -v php-cgi >/dev/null 2>&1; then
     return 0
@@ -22,8 +28,7 @@ ensure_php_fpm() {
     exit 1
   fi
   echo "Installing php-fpm, php-cli and php-cgi (Debian/Ubuntu packages)..." >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends php-fpm php-cli php-cgi >/dev/null
+  apt_install php-fpm php-cli php-cgi
   have_php_fpm || { echo "php-fpm still not found after installing it" >&2; exit 1; }
 }
 
@@ -53,8 +58,7 @@ ensure_dokuwiki() {
     return 0
   fi
   echo "Installing DokuWiki (Debian/Ubuntu package dokuwiki)..." >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dokuwiki >/dev/null
+  apt_install dokuwiki
   have_dokuwiki || { echo "DokuWiki still not found after installing it" >&2; exit 1; }
 }
 
@@ -79,9 +83,7 @@ ensure_matrix_servers() {
     exit 1
   fi
   echo "Installing fcgiwrap, golang-go, uwsgi, uwsgi-plugin-python3 (Debian/Ubuntu packages) and flup (PyPI)..." >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    fcgiwrap golang-go uwsgi uwsgi-plugin-python3 >/dev/null
+  apt_install fcgiwrap golang-go uwsgi uwsgi-plugin-python3
   if ! python3 -c 'import flup.server.fcgi' >/dev/null 2>&1; then
     # A distribution's own Python refuses plain pip installs (PEP 668).
     python3 -m pip install -q flup 2>/dev/null || python3 -m pip install -q --break-system-packages flup

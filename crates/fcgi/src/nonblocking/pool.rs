@@ -178,12 +178,11 @@ impl Upstream {
         if self.pool.get().is_some() || self.discovering.swap(true, Ordering::AcqRel) {
             return;
         }
-        let me = Arc::clone(self);
+        let guard = Discovering(Arc::clone(self));
         tokio::spawn(async move {
             // A failure to connect leaves it open: the next connection
             // made for a request starts it again.
-            let _ = me.discovered().await;
-            me.discovering.store(false, Ordering::Release);
+            let _ = guard.0.discovered().await;
         });
     }
 
@@ -452,6 +451,17 @@ impl Upstream {
                 }
             }
         }
+    }
+}
+
+/// A discovery task's claim: released when the task ends or is dropped
+/// unfinished (its runtime shut down), so that a later request starts
+/// another.
+struct Discovering(Arc<Upstream>);
+
+impl Drop for Discovering {
+    fn drop(&mut self) {
+        self.0.discovering.store(false, Ordering::Release);
     }
 }
 
