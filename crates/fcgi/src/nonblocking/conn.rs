@@ -257,8 +257,21 @@ struct Ended {
 impl Ended {
     fn insert(&mut self, id: u16, now: Instant, window: Duration) {
         self.prune(now, window);
+        // Bounded however fast requests end: past one entry per possible
+        // id, the oldest endings are forgotten early.
+        while self.order.len() > usize::from(u16::MAX) {
+            self.forget_oldest();
+        }
         self.when.insert(id, now);
         self.order.push_back((id, now));
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some((id, at)) = self.order.pop_front() {
+            if self.when.get(&id) == Some(&at) {
+                self.when.remove(&id);
+            }
+        }
     }
 
     fn remove(&mut self, id: u16) {
@@ -272,14 +285,11 @@ impl Ended {
     }
 
     fn prune(&mut self, now: Instant, window: Duration) {
-        while let Some(&(id, at)) = self.order.front() {
+        while let Some(&(_, at)) = self.order.front() {
             if now.duration_since(at) <= window {
                 break;
             }
-            self.order.pop_front();
-            if self.when.get(&id) == Some(&at) {
-                self.when.remove(&id);
-            }
+            self.forget_oldest();
         }
     }
 }
@@ -768,4 +778,33 @@ async fn write_some<W: AsyncWrite + Unpin>(
         return Err(io::ErrorKind::WriteZero.into());
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ended_id_is_remembered_for_the_window_only() {
+        let mut ended = Ended::default();
+        let start = Instant::now();
+        let window = Duration::from_secs(10);
+        ended.insert(7, start, window);
+        assert!(ended.contains(7, start + Duration::from_secs(9), window));
+        assert!(!ended.contains(7, start + Duration::from_secs(11), window));
+        assert!(!ended.contains(8, start, window), "never used");
+        ended.insert(9, start + Duration::from_secs(11), window);
+        assert!(!ended.when.contains_key(&7), "pruned");
+    }
+
+    #[test]
+    fn ended_ids_stay_bounded_however_fast_requests_end() {
+        let mut ended = Ended::default();
+        let now = Instant::now();
+        for i in 0..200_000u32 {
+            ended.insert((i % 1000) as u16 + 1, now, Duration::from_secs(3600));
+        }
+        assert!(ended.order.len() <= usize::from(u16::MAX) + 1);
+        assert_eq!(ended.when.len(), 1000);
+    }
 }
