@@ -248,10 +248,12 @@ struct Active {
 /// from records for an id never used. At most one entry per id.
 #[derive(Default)]
 struct Ended {
-    when: HashMap<u16, Instant>,
-    /// In the order they ended (an id that ended again has a stale earlier
-    /// entry, skipped when pruning).
-    order: VecDeque<(u16, Instant)>,
+    /// When each id ended, and the number of that ending.
+    when: HashMap<u16, (Instant, u64)>,
+    /// Endings in order (an id that ended again leaves a stale earlier
+    /// entry, told apart by its number).
+    order: VecDeque<(u16, Instant, u64)>,
+    count: u64,
 }
 
 impl Ended {
@@ -262,13 +264,14 @@ impl Ended {
         while self.order.len() > usize::from(u16::MAX) {
             self.forget_oldest();
         }
-        self.when.insert(id, now);
-        self.order.push_back((id, now));
+        self.count += 1;
+        self.when.insert(id, (now, self.count));
+        self.order.push_back((id, now, self.count));
     }
 
     fn forget_oldest(&mut self) {
-        if let Some((id, at)) = self.order.pop_front() {
-            if self.when.get(&id) == Some(&at) {
+        if let Some((id, _, number)) = self.order.pop_front() {
+            if self.when.get(&id).map(|&(_, n)| n) == Some(number) {
                 self.when.remove(&id);
             }
         }
@@ -281,11 +284,11 @@ impl Ended {
     fn contains(&self, id: u16, now: Instant, window: Duration) -> bool {
         self.when
             .get(&id)
-            .is_some_and(|&at| now.duration_since(at) <= window)
+            .is_some_and(|&(at, _)| now.duration_since(at) <= window)
     }
 
     fn prune(&mut self, now: Instant, window: Duration) {
-        while let Some(&(_, at)) = self.order.front() {
+        while let Some(&(_, at, _)) = self.order.front() {
             if now.duration_since(at) <= window {
                 break;
             }
