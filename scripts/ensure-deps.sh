@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need when it is missing: php-fpm,
-# php-cli and php-cgi from the distribution's packages. Sourced by scripts/demo and
+# php-cli and php-cgi (the demo), and for the tests DokuWiki, the servers of
+# the compatibility matrix and two PyPI packages. Sourced by scripts/demo and
 # scripts/test; safe to run again (does nothing when all is there).
 set -euo pipefail
 
@@ -13,6 +14,22 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# Installs Debian/Ubuntu packages, quietly, after updating the index.
+apt_install() {
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Installs a PyPI package for the current user's python3 (pip first, from
+# the distribution, when it is missing). A distribution's own Python refuses
+# plain pip installs (PEP 668), hence the fallback.
+pip_install() {
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt_install python3-pip
+  fi
+  python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
+}
+
 ensure_php_fpm() {
   if have_php_fpm && command -v php >/dev/null 2>&1 && command -v php-cgi >/dev/null 2>&1; then
     return 0
@@ -22,8 +39,7 @@ ensure_php_fpm() {
     exit 1
   fi
   echo "Installing php-fpm, php-cli and php-cgi (Debian/Ubuntu packages)..." >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends php-fpm php-cli php-cgi >/dev/null
+  apt_install php-fpm php-cli php-cgi
   have_php_fpm || { echo "php-fpm still not found after installing it" >&2; exit 1; }
 }
 
@@ -53,8 +69,7 @@ ensure_dokuwiki() {
     return 0
   fi
   echo "Installing DokuWiki (Debian/Ubuntu package dokuwiki)..." >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dokuwiki >/dev/null
+  apt_install dokuwiki
   have_dokuwiki || { echo "DokuWiki still not found after installing it" >&2; exit 1; }
 }
 
@@ -68,7 +83,36 @@ ensure_prometheus_client() {
     return 0
   fi
   echo "Installing prometheus_client ${PROMETHEUS_CLIENT_VERSION} (PyPI)..." >&2
-  python3 -m pip install -q "prometheus_client==${PROMETHEUS_CLIENT_VERSION}" \
-    || python3 -m pip install -q --break-system-packages "prometheus_client==${PROMETHEUS_CLIENT_VERSION}"
+  pip_install "prometheus_client==${PROMETHEUS_CLIENT_VERSION}"
   python3 -c 'import prometheus_client.parser' || { echo "prometheus_client still missing after installing it" >&2; exit 1; }
+}
+
+# The compatibility matrix (crates/fcgi/tests/real_servers.rs,
+# crates/fcgi-cli/tests/real_servers.rs): fcgiwrap, Go (net/http/fcgi, built
+# by the tests with `go build`), uWSGI with its Python 3 plugin (Debian
+# packages) and flup (PyPI). php-cgi comes with ensure_php_fpm.
+FLUP_VERSION=1.0.3
+
+have_matrix_servers() {
+  command -v fcgiwrap >/dev/null 2>&1 || [ -x /usr/sbin/fcgiwrap ] || return 1
+  command -v go >/dev/null 2>&1 || return 1
+  command -v uwsgi >/dev/null 2>&1 || return 1
+  [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || return 1
+  python3 -c 'import flup.server.fcgi' >/dev/null 2>&1
+}
+
+ensure_matrix_servers() {
+  if have_matrix_servers; then
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "fcgiwrap, golang-go, uwsgi and uwsgi-plugin-python3 are missing and this is not a Debian/Ubuntu system: install them with your package manager, and flup with pip" >&2
+    exit 1
+  fi
+  echo "Installing fcgiwrap, golang-go, uwsgi, uwsgi-plugin-python3 (Debian/Ubuntu packages) and flup (PyPI)..." >&2
+  apt_install fcgiwrap golang-go uwsgi uwsgi-plugin-python3
+  if ! python3 -c 'import flup.server.fcgi' >/dev/null 2>&1; then
+    pip_install "flup==${FLUP_VERSION}"
+  fi
+  have_matrix_servers || { echo "the compatibility matrix's servers are still missing after installing them" >&2; exit 1; }
 }

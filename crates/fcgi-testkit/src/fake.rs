@@ -103,7 +103,14 @@ impl std::fmt::Debug for FakeServer {
 impl FakeServer {
     /// Listens on `127.0.0.1:0` and runs `handler` for every connection.
     pub fn tcp(handler: impl Handler) -> FakeServer {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for the fake server");
+        Self::tcp_on("127.0.0.1", handler)
+    }
+
+    /// Listens on a free port of `ip` (another loopback address such as
+    /// `127.0.0.2`, to stand for another host) and runs `handler` for every
+    /// connection.
+    pub fn tcp_on(ip: &str, handler: impl Handler) -> FakeServer {
+        let l = TcpListener::bind((ip, 0)).expect("bind a free port for the fake server");
         let addr = l.local_addr().expect("local address of the fake server");
         l.set_nonblocking(true)
             .expect("make the fake listener non-blocking");

@@ -9,6 +9,9 @@
 //!   php-fpm or to check what a client sent without using the crates under test.
 //! * [`Usage`]: open file descriptors, threads and resident memory of the
 //!   test process, to check that nothing leaks.
+//! * [`servers`]: real FastCGI servers other than php-fpm (fcgiwrap, Go,
+//!   flup, uWSGI, php-cgi) running one small test application, for the
+//!   compatibility matrix.
 //! * [`pattern()`]: the deterministic byte pattern written by `output.php` and
 //!   `big_then_read.php`, and SHA-256 helpers to compare checksums.
 
@@ -17,6 +20,7 @@ pub mod pattern;
 pub mod php_fpm;
 pub mod raw;
 pub mod scripts;
+pub mod servers;
 pub mod stream;
 pub mod usage;
 

@@ -115,6 +115,28 @@ impl FromStr for Address {
     }
 }
 
+impl Address {
+    /// The host name and port of a TCP address whose host is a name rather
+    /// than an IP address (`None` for IP addresses and Unix sockets): the
+    /// async client resolves such a name to all its addresses.
+    ///
+    /// ```
+    /// use fcgi::Address;
+    /// let named: Address = "php.default.svc.cluster.local:9000".parse().unwrap();
+    /// assert_eq!(named.host_name(), Some(("php.default.svc.cluster.local", 9000)));
+    /// let ip: Address = "127.0.0.1:9000".parse().unwrap();
+    /// assert_eq!(ip.host_name(), None);
+    /// ```
+    pub fn host_name(&self) -> Option<(&str, u16)> {
+        match self {
+            Address::Tcp { host, port } if host.parse::<std::net::IpAddr>().is_err() => {
+                Some((host.as_str(), *port))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -186,6 +208,17 @@ mod tests {
         assert!(reason("http://x:1").contains("unknown scheme"));
         assert!(reason("").contains("empty"));
         assert!(reason("unix:").contains("socket path"));
+    }
+
+    #[test]
+    fn only_tcp_addresses_with_a_name_have_a_host_name() {
+        assert_eq!(
+            tcp("localhost", 9000).host_name(),
+            Some(("localhost", 9000))
+        );
+        assert_eq!(tcp("::1", 9000).host_name(), None);
+        assert_eq!(tcp("10.1.2.3", 9000).host_name(), None);
+        assert_eq!(Address::Unix("/x.sock".into()).host_name(), None);
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub enum Limit {
     BodyBytes,
     /// [`crate::Limits::max_params`]: name-value pairs in one request.
     Params,
+    /// The async client's buffer for one request's unread response on a
+    /// multiplexed connection (memory, then a temporary file): see
+    /// `nonblocking::Builder::max_response_temp_file`.
+    ResponseBuffer,
 }
 
 impl std::fmt::Display for Limit {
@@ -67,6 +71,9 @@ impl std::fmt::Display for Limit {
                 "max_body_bytes (response body kept in memory; stream large responses instead)"
             }
             Limit::Params => "max_params (name-value pairs per request)",
+            Limit::ResponseBuffer => {
+                "max_response_temp_file (unread response of one request on a multiplexed connection; read it faster or raise the limit)"
+            }
         })
     }
 }

@@ -304,6 +304,7 @@ async fn multiplexed_requests_interleave_and_every_byte_arrives() {
         .max_connections(2)
         .build()
         .unwrap();
+    client.discover().await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..200usize {
         let client = client.clone();
@@ -373,6 +374,7 @@ async fn dropping_a_multiplexed_response_sends_abort_request_and_others_go_on() 
         .max_connections(1)
         .build()
         .unwrap();
+    client.discover().await.unwrap();
     let mut slow = client
         .stream(mpx_request(0, 0, Vec::new()).param("SLOW", "1"))
         .await

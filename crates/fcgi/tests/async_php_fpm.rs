@@ -37,6 +37,8 @@ async fn hello_world_over_both_transports_and_no_multiplexing_discovered() {
             .unwrap();
         assert_eq!(response.status, 200);
         assert_eq!(response.body, b"Hello, World!");
+        // Discovery runs in the background; wait for its answer.
+        client.discover().await.unwrap();
         assert_eq!(
             client.is_multiplexed(0),
             Some(false),

@@ -10,10 +10,19 @@
 //! does both at once, so a request body is written while the response is
 //! read (full duplex).
 //!
-//! Backpressure: when a request's channel is full the driver stops reading
-//! the socket until the reader takes a chunk, so a slow reader slows the
-//! server down instead of growing a buffer. This stalls every request on the
-//! connection (FastCGI has no per-request flow control).
+//! The driver never waits for a reader: FastCGI has no per-request flow
+//! control, so stopping the socket for one slow reader would stall every
+//! request on the connection. Each request buffers its own unread response
+//! ([`Inbox`]: memory, then a temporary file, then that request fails).
+//!
+//! Cancellation sends FCGI_ABORT_REQUEST; the request's records are read
+//! and dropped until its END_REQUEST, and records that still come for an id
+//! that ended within the abort timeout are dropped and counted (Go's server
+//! sends some after it answered the abort). A record for any other id is a
+//! protocol error. An aborted id whose END_REQUEST does not come within the
+//! abort timeout (flup never sends one while its application waits for the
+//! body) is given up and the connection retired: it takes no new requests
+//! and closes once its requests are over.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
@@ -27,6 +36,7 @@ use fcgi_proto::encode::encode_abort_request;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::inbox::{BufferLimits, Inbox};
 use super::lock;
 use super::pool::Pool;
 use super::socket::Socket;
@@ -35,9 +45,6 @@ use crate::exchange::{trace_event, trace_sent_records};
 
 /// Bytes asked of the socket per read: one full php-fpm record fits.
 pub(crate) const READ_CHUNK_LEN: usize = 64 * 1024 + 64;
-/// Response chunks buffered per request before the connection stops reading
-/// (each at most [`READ_CHUNK_LEN`] bytes).
-pub(crate) const FRAME_CHANNEL_CAPACITY: usize = 4;
 /// Body records queued per connection before body writers wait.
 pub(crate) const WRITE_CHANNEL_CAPACITY: usize = 4;
 /// Largest number of buffers handed to one vectored write.
@@ -96,7 +103,7 @@ impl RequestShared {
 }
 
 /// What the driver hands a request.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Frame {
     Stdout(Bytes),
     Stderr(Bytes),
@@ -142,7 +149,7 @@ pub(crate) struct Start {
     /// BEGIN_REQUEST and PARAMS, and the whole body when `complete`.
     pub(crate) preamble: Bytes,
     pub(crate) complete: bool,
-    pub(crate) frames: mpsc::Sender<Frame>,
+    pub(crate) inbox: Arc<Inbox>,
     pub(crate) shared: Arc<RequestShared>,
 }
 
@@ -191,6 +198,10 @@ impl ConnHandle {
 pub(crate) struct DriverSettings {
     pub(crate) address: String,
     pub(crate) pool_idle_timeout: Duration,
+    /// How long an aborted request id may wait for its END_REQUEST; also
+    /// how long records for an id that ended are taken as late and dropped.
+    pub(crate) abort_timeout: Duration,
+    pub(crate) buffer: BufferLimits,
 }
 
 /// Starts the driver task of a fresh connection.
@@ -208,9 +219,10 @@ pub(crate) fn spawn(
         settings,
         active: HashMap::new(),
         aborted: HashMap::new(),
+        ended: Ended::default(),
+        dropped_records: 0,
+        retiring: false,
         decoder: Decoder::multiplexed(),
-        pending: Bytes::new(),
-        blocked: None,
         out: VecDeque::new(),
         out_offset: 0,
     };
@@ -224,10 +236,65 @@ pub(crate) fn spawn(
 
 struct Active {
     generation: u64,
-    frames: mpsc::Sender<Frame>,
+    inbox: Arc<Inbox>,
     shared: Arc<RequestShared>,
     body_done: bool,
     received: u64,
+}
+
+/// Ids whose requests ended recently, so that records a server still sends
+/// for them (Go's `net/http/fcgi` answers FCGI_ABORT_REQUEST with
+/// END_REQUEST, then may send STDOUT and a second END_REQUEST) are told
+/// from records for an id never used. At most one entry per id.
+#[derive(Default)]
+struct Ended {
+    /// When each id ended, and the number of that ending.
+    when: HashMap<u16, (Instant, u64)>,
+    /// Endings in order (an id that ended again leaves a stale earlier
+    /// entry, told apart by its number).
+    order: VecDeque<(u16, Instant, u64)>,
+    count: u64,
+}
+
+impl Ended {
+    fn insert(&mut self, id: u16, now: Instant, window: Duration) {
+        self.prune(now, window);
+        // Bounded however fast requests end: past one entry per possible
+        // id, the oldest endings are forgotten early.
+        while self.order.len() > usize::from(u16::MAX) {
+            self.forget_oldest();
+        }
+        self.count += 1;
+        self.when.insert(id, (now, self.count));
+        self.order.push_back((id, now, self.count));
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some((id, _, number)) = self.order.pop_front() {
+            if self.when.get(&id).map(|&(_, n)| n) == Some(number) {
+                self.when.remove(&id);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u16) {
+        self.when.remove(&id);
+    }
+
+    fn contains(&self, id: u16, now: Instant, window: Duration) -> bool {
+        self.when
+            .get(&id)
+            .is_some_and(|&(at, _)| now.duration_since(at) <= window)
+    }
+
+    fn prune(&mut self, now: Instant, window: Duration) {
+        while let Some(&(_, at, _)) = self.order.front() {
+            if now.duration_since(at) <= window {
+                break;
+            }
+            self.forget_oldest();
+        }
+    }
 }
 
 /// A buffer queued for writing, and whose it is.
@@ -240,7 +307,7 @@ struct OutItem {
 
 /// Why the driver stops.
 enum Stop {
-    /// Closed on purpose (idle, or the pool is gone).
+    /// Closed on purpose (idle, retired, or the pool is gone).
     Quiet,
     /// The connection failed; every request on it fails with this.
     Failed { error: Error, closed: bool },
@@ -251,13 +318,16 @@ struct Driver {
     pool: Weak<Pool>,
     settings: DriverSettings,
     active: HashMap<u16, Active>,
-    /// Aborted ids (multiplexed): their records are dropped until END_REQUEST.
-    aborted: HashMap<u16, u64>,
+    /// Aborted ids, and when: their records are dropped until END_REQUEST
+    /// or the abort timeout.
+    aborted: HashMap<u16, Instant>,
+    ended: Ended,
+    /// Records dropped because their request was aborted or had ended.
+    dropped_records: u64,
+    /// The pool gives this connection no more requests; it closes once the
+    /// requests on it are over.
+    retiring: bool,
     decoder: Decoder,
-    /// Read but not yet decoded.
-    pending: Bytes,
-    /// A frame waiting for room in its request's channel.
-    blocked: Option<(u16, Frame)>,
     out: VecDeque<OutItem>,
     /// Bytes of `out.front()` already written.
     out_offset: usize,
@@ -273,16 +343,16 @@ impl Driver {
         let (mut reader, mut writer) = tokio::io::split(socket);
         let mut rbuf = BytesMut::with_capacity(READ_CHUNK_LEN);
         let stop = loop {
-            let idle = self.active.is_empty() && self.aborted.is_empty() && self.out.is_empty();
-            let blocked_tx = self
-                .blocked
-                .as_ref()
-                .and_then(|(id, _)| self.active.get(id))
-                .map(|a| a.frames.clone());
-            let can_read = self.blocked.is_none() && self.pending.is_empty();
-            if can_read {
-                reserve_read(&mut rbuf);
+            if self.retiring && self.active.is_empty() {
+                break Stop::Quiet;
             }
+            let idle = self.active.is_empty() && self.aborted.is_empty() && self.out.is_empty();
+            let abort_due = self
+                .aborted
+                .values()
+                .map(|&since| since + self.settings.abort_timeout)
+                .min();
+            reserve_read(&mut rbuf);
             let result: Result<(), Stop> = tokio::select! {
                 biased;
                 ctl = ctl_rx.recv() => match ctl {
@@ -290,26 +360,6 @@ impl Driver {
                     // Every handle is gone: the pool was dropped.
                     None => Err(Stop::Quiet),
                 },
-                permit = reserve(blocked_tx.as_ref()), if blocked_tx.is_some() => {
-                    match permit {
-                        Some(permit) => match self.blocked.take() {
-                            Some((id, frame)) => {
-                                let end = matches!(frame, Frame::End(_));
-                                permit.send(frame);
-                                let finished = if end { self.finish(id) } else { Ok(()) };
-                                // Go on with the input that waited behind it.
-                                finished.and_then(|()| self.process_input())
-                            }
-                            None => Ok(()),
-                        },
-                        // The reader went away while we waited.
-                        None => match self.blocked.take() {
-                            Some((id, Frame::End(_))) => self.finish(id).and_then(|()| self.process_input()),
-                            Some((id, _)) => self.abandon(id).and_then(|()| self.process_input()),
-                            None => Ok(()),
-                        },
-                    }
-                }
                 written = write_some(&mut writer, &self.out, self.out_offset), if !self.out.is_empty() => {
                     match written {
                         Ok(n) => { self.advance_out(n); Ok(()) }
@@ -320,17 +370,21 @@ impl Driver {
                     if let Some(item) = item { self.queue_write(item); }
                     Ok(())
                 }
-                read = reader.read_buf(&mut rbuf), if can_read => match read {
+                read = reader.read_buf(&mut rbuf) => match read {
                     Ok(0) => Err(Stop::Failed {
                         error: Error::ConnectionClosed { address: self.settings.address.clone(), received: 0 },
                         closed: true,
                     }),
                     Ok(_) => {
-                        self.pending = rbuf.split().freeze();
-                        self.process_input()
+                        let input = rbuf.split().freeze();
+                        self.process_input(input)
                     }
                     Err(e) => Err(self.io_stop(e)),
                 },
+                () = sleep_until(abort_due), if abort_due.is_some() => {
+                    self.expire_aborts();
+                    Ok(())
+                }
                 () = tokio::time::sleep(self.settings.pool_idle_timeout), if idle => {
                     match self.pool.upgrade() {
                         Some(pool) if !pool.retire_if_idle(self.serial) => Ok(()),
@@ -375,8 +429,10 @@ impl Driver {
                         ),
                         retryable: false,
                     });
+                    start.inbox.close();
                     return Ok(());
                 }
+                self.ended.remove(start.id);
                 self.out.push_back(OutItem {
                     bytes: start.preamble,
                     id: start.id,
@@ -387,7 +443,7 @@ impl Driver {
                     start.id,
                     Active {
                         generation: start.generation,
-                        frames: start.frames,
+                        inbox: start.inbox,
                         shared: start.shared,
                         body_done: false,
                         received: 0,
@@ -399,33 +455,26 @@ impl Driver {
                 if self.active.get(&id).map(|a| a.generation) != Some(generation) {
                     return Ok(()); // finished already; the id may serve another request
                 }
-                self.abandon(id)
+                self.abandon(id);
+                Ok(())
             }
         }
     }
 
-    /// Stops request `id` whose reader is gone.
-    fn abandon(&mut self, id: u16) -> Result<(), Stop> {
+    /// Stops request `id` (its reader is gone, or its buffer overflowed):
+    /// FCGI_ABORT_REQUEST, and its records are dropped from now on.
+    fn abandon(&mut self, id: u16) {
         let Some(active) = self.active.remove(&id) else {
-            return Ok(());
+            return;
         };
-        if matches!(&self.blocked, Some((b, _)) if *b == id) {
-            self.blocked = None;
-        }
+        active.inbox.close();
         tracing::debug!(
             conn = self.serial,
             id,
             "request cancelled: FCGI_ABORT_REQUEST"
         );
-        // Drop its queued body records that have not started to go out.
         let generation = active.generation;
-        let mut index = 0;
-        let offset = self.out_offset;
-        self.out.retain(|item| {
-            let keep = (index == 0 && offset > 0) || item.id != id || item.generation != generation;
-            index += 1;
-            keep
-        });
+        self.drop_queued_body(id, generation);
         let mut abort = Vec::with_capacity(8);
         encode_abort_request(id, &mut abort);
         trace_sent_records(&abort);
@@ -435,8 +484,51 @@ impl Driver {
             generation,
             last: false,
         });
-        self.aborted.insert(id, generation);
-        Ok(())
+        self.aborted.insert(id, Instant::now());
+    }
+
+    /// Drops the body records of request `id` that have not started to go
+    /// out.
+    fn drop_queued_body(&mut self, id: u16, generation: u64) {
+        let mut index = 0;
+        let offset = self.out_offset;
+        self.out.retain(|item| {
+            let keep = (index == 0 && offset > 0) || item.id != id || item.generation != generation;
+            index += 1;
+            keep
+        });
+    }
+
+    /// Aborted ids whose END_REQUEST did not come within the abort timeout
+    /// are given up: released, and the connection retired (the server may
+    /// still count them as running, so the connection is not trusted with
+    /// more requests); the pool opens a new one as needed.
+    fn expire_aborts(&mut self) {
+        let now = Instant::now();
+        let timeout = self.settings.abort_timeout;
+        let expired: Vec<u16> = self
+            .aborted
+            .iter()
+            .filter(|(_, &since)| now.duration_since(since) >= timeout)
+            .map(|(&id, _)| id)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        for id in &expired {
+            self.aborted.remove(id);
+            self.ended.insert(*id, now, timeout);
+            self.release(*id, false);
+        }
+        tracing::debug!(
+            conn = self.serial,
+            ids = ?expired,
+            "no END_REQUEST for aborted requests within the abort timeout; connection retired"
+        );
+        self.retiring = true;
+        if let Some(pool) = self.pool.upgrade() {
+            pool.remove(self.serial);
+        }
     }
 
     fn queue_write(&mut self, item: WriteItem) {
@@ -481,15 +573,14 @@ impl Driver {
         }
     }
 
-    /// Decodes `pending` and routes events until it is used up or a
-    /// request's channel is full.
-    fn process_input(&mut self) -> Result<(), Stop> {
-        while !self.pending.is_empty() && self.blocked.is_none() {
-            let routed =
-                next_frame(&mut self.decoder, &mut self.pending).map_err(|e| Stop::Failed {
-                    error: Error::from_decode(&self.settings.address, e),
-                    closed: false,
-                })?;
+    /// Decodes `input` and routes every event in it; never waits for a
+    /// reader (each request buffers its own, see [`Inbox`]).
+    fn process_input(&mut self, mut input: Bytes) -> Result<(), Stop> {
+        while !input.is_empty() {
+            let routed = next_frame(&mut self.decoder, &mut input).map_err(|e| Stop::Failed {
+                error: Error::from_decode(&self.settings.address, e),
+                closed: false,
+            })?;
             if let Some((id, frame)) = routed {
                 self.route(id, frame)?;
             }
@@ -498,71 +589,97 @@ impl Driver {
     }
 
     fn route(&mut self, id: u16, frame: Frame) -> Result<(), Stop> {
-        if self.aborted.contains_key(&id) {
-            if matches!(frame, Frame::End(_)) {
-                self.aborted.remove(&id);
-                self.release(id, true);
-            }
-            return Ok(());
-        }
         let Some(active) = self.active.get_mut(&id) else {
-            return Err(Stop::Failed {
-                error: Error::protocol(
-                    &self.settings.address,
-                    format!(
-                        "record for request id {id}, which is not in progress on this connection"
-                    ),
-                ),
-                closed: false,
-            });
+            return self.stray(id, frame);
         };
         if let Frame::Stdout(b) | Frame::Stderr(b) = &frame {
             active.received += b.len() as u64 + 8;
         }
+        active.shared.touch();
         let end = matches!(frame, Frame::End(_));
-        match active.frames.try_send(frame) {
-            Ok(()) => {
-                if end {
-                    self.finish(id)?;
-                }
+        match active
+            .inbox
+            .push(frame, &self.settings.buffer, &self.settings.address)
+        {
+            Ok(()) if end => {
+                self.finish(id);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(frame)) => {
-                self.blocked = Some((id, frame));
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Closed(frame)) => {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // This request alone fails; its reader gets what was
+                // buffered, then the error.
+                tracing::debug!(conn = self.serial, id, %error, "response buffer full; request aborted");
+                active.shared.fail(Failure {
+                    error,
+                    retryable: false,
+                });
                 if end {
-                    // Its reader left just as the response ended: the
-                    // request is over; nothing to abort.
-                    drop(frame);
-                    self.finish(id)
+                    self.finish(id);
                 } else {
-                    self.abandon(id)
+                    self.abandon(id);
                 }
+                Ok(())
             }
         }
     }
 
-    /// END_REQUEST was handed to request `id`.
-    fn finish(&mut self, id: u16) -> Result<(), Stop> {
-        let Some(active) = self.active.remove(&id) else {
-            return Ok(());
+    /// A record for an id with no request in progress: dropped (and
+    /// counted) when this side aborted that request or it ended recently,
+    /// else a protocol error.
+    fn stray(&mut self, id: u16, frame: Frame) -> Result<(), Stop> {
+        let end = matches!(frame, Frame::End(_));
+        let kind = match frame {
+            Frame::Stdout(_) => "STDOUT",
+            Frame::Stderr(_) => "STDERR",
+            Frame::End(_) => "END_REQUEST",
         };
+        let window = self.settings.abort_timeout;
+        let now = Instant::now();
+        if self.aborted.contains_key(&id) {
+            self.dropped_records += 1;
+            if end {
+                self.aborted.remove(&id);
+                self.ended.insert(id, now, window);
+                self.release(id, true);
+            }
+            return Ok(());
+        }
+        if self.ended.contains(id, now, window) {
+            self.dropped_records += 1;
+            tracing::debug!(
+                conn = self.serial,
+                id,
+                record = kind,
+                dropped_records = self.dropped_records,
+                "late record for a request that already ended; dropped"
+            );
+            return Ok(());
+        }
+        Err(Stop::Failed {
+            error: Error::protocol(
+                &self.settings.address,
+                format!(
+                    "{kind} record for request id {id}, which is not in progress on this connection"
+                ),
+            ),
+            closed: false,
+        })
+    }
+
+    /// END_REQUEST was handed to request `id`.
+    fn finish(&mut self, id: u16) {
+        let Some(active) = self.active.remove(&id) else {
+            return;
+        };
+        active.inbox.close();
         if !active.body_done {
             // Drop the rest of its body; the server is done with it.
-            let generation = active.generation;
-            let offset = self.out_offset;
-            let mut index = 0;
-            self.out.retain(|item| {
-                let keep =
-                    (index == 0 && offset > 0) || item.id != id || item.generation != generation;
-                index += 1;
-                keep
-            });
+            self.drop_queued_body(id, active.generation);
         }
+        self.ended
+            .insert(id, Instant::now(), self.settings.abort_timeout);
         self.release(id, true);
-        Ok(())
     }
 
     fn release(&self, id: u16, served: bool) {
@@ -585,13 +702,14 @@ impl Driver {
             ),
             Stop::Failed { error, closed } => (error, closed),
         };
-        tracing::debug!(conn = self.serial, reason = %error, "connection closed");
+        tracing::debug!(conn = self.serial, reason = %error, dropped_records = self.dropped_records, "connection closed");
         for (_, active) in self.active.drain() {
             let retryable = closed && active.received == 0;
             active.shared.fail(Failure {
                 error: copy_error(&error, active.received),
                 retryable,
             });
+            active.inbox.close();
         }
         // Requests handed over after the end never reached the server.
         ctl_rx.close();
@@ -601,8 +719,17 @@ impl Driver {
                     error: copy_error(&error, 0),
                     retryable: true,
                 });
+                start.inbox.close();
             }
         }
+    }
+}
+
+/// Waits until `at` (never, when `None`).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -625,13 +752,6 @@ fn copy_error(error: &Error, received: u64) -> Error {
             address: String::new(),
             detail: other.to_string(),
         },
-    }
-}
-
-async fn reserve(tx: Option<&mpsc::Sender<Frame>>) -> Option<mpsc::Permit<'_, Frame>> {
-    match tx {
-        Some(tx) => tx.reserve().await.ok(),
-        None => std::future::pending().await,
     }
 }
 
@@ -661,4 +781,33 @@ async fn write_some<W: AsyncWrite + Unpin>(
         return Err(io::ErrorKind::WriteZero.into());
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ended_id_is_remembered_for_the_window_only() {
+        let mut ended = Ended::default();
+        let start = Instant::now();
+        let window = Duration::from_secs(10);
+        ended.insert(7, start, window);
+        assert!(ended.contains(7, start + Duration::from_secs(9), window));
+        assert!(!ended.contains(7, start + Duration::from_secs(11), window));
+        assert!(!ended.contains(8, start, window), "never used");
+        ended.insert(9, start + Duration::from_secs(11), window);
+        assert!(!ended.when.contains_key(&7), "pruned");
+    }
+
+    #[test]
+    fn ended_ids_stay_bounded_however_fast_requests_end() {
+        let mut ended = Ended::default();
+        let now = Instant::now();
+        for i in 0..200_000u32 {
+            ended.insert((i % 1000) as u16 + 1, now, Duration::from_secs(3600));
+        }
+        assert!(ended.order.len() <= usize::from(u16::MAX) + 1);
+        assert_eq!(ended.when.len(), 1000);
+    }
 }

@@ -15,12 +15,16 @@
 //! - **stale connection retry**: a request that fails on a reused connection
 //!   before any byte of its response arrived is sent once more on a fresh
 //!   connection, when its body is replayable (in memory);
-//! - **multiplexing**: each upstream is asked once (FCGI_GET_VALUES) whether
-//!   it multiplexes; if it answers FCGI_MPXS_CONNS=1, many requests share a
-//!   connection with distinct request ids (at most
-//!   [`Builder::max_requests_per_connection`], lowered to FCGI_MAX_REQS when
-//!   the server gives it). php-fpm answers 0: one request per connection at
-//!   a time. [`Builder::multiplexing`] overrides the discovery;
+//! - **multiplexing**: each upstream is asked once (FCGI_GET_VALUES, on a
+//!   connection of its own, in the background after the first request's
+//!   connection is made: no request waits for it) whether it multiplexes;
+//!   until an answer says FCGI_MPXS_CONNS=1 it is used one request per
+//!   connection, and no answer (fcgiwrap, uWSGI) is remembered as "no".
+//!   With FCGI_MPXS_CONNS=1 many requests share a connection with distinct
+//!   request ids (at most [`Builder::max_requests_per_connection`], lowered
+//!   to FCGI_MAX_REQS when the server gives it). php-fpm answers 0.
+//!   [`Builder::multiplexing`] overrides the discovery and
+//!   [`Client::discover`] runs it at once;
 //! - **no task per connection** when the server does not multiplex
 //!   (php-fpm): a request takes an idle connection from the pool, writes
 //!   and reads it from the caller's own task and puts it back after a clean
@@ -30,20 +34,31 @@
 //! - **prepared requests**: [`Client::prepare`] encodes a request once,
 //!   [`Client::execute_prepared`] sends it any number of times;
 //! - **full duplex**: the body is written while the response is read;
-//! - **streaming with backpressure**: [`ResponseStream`] buffers a few
-//!   chunks at most, so a slow reader slows the server down;
+//! - **streaming with backpressure** on connections of their own:
+//!   [`ResponseStream`] buffers a few chunks at most, so a slow reader slows
+//!   the server down. A multiplexed connection never waits for one reader
+//!   (FastCGI has no per-request flow control, so that would stall every
+//!   request on it): each request's unread response is buffered, up to
+//!   [`Builder::response_buffer_memory`] in memory, then up to
+//!   [`Builder::max_response_temp_file`] in a temporary file; past that
+//!   the request fails with [`crate::Limit::ResponseBuffer`];
 //! - **cancellation**: dropping a request future or a [`ResponseStream`]
 //!   cancels the request: its connection is closed (php-fpm ignores
 //!   FCGI_ABORT_REQUEST, a closed connection stops the script at its next
 //!   output); on a multiplexed connection FCGI_ABORT_REQUEST is sent and the
-//!   request's records are discarded;
+//!   request's records are read and discarded (also records that still come
+//!   after its END_REQUEST, as Go's server sends). An aborted request whose
+//!   END_REQUEST never comes (flup) is given up after
+//!   [`Builder::abort_timeout`], and its connection retired and replaced;
 //! - **time limits** as the blocking client ([`crate::Timeouts`]: connect,
 //!   idle, overall deadline), per request with [`Client::execute_with`];
 //! - **several upstreams**: requests go to the upstream with the fewest
 //!   outstanding requests; one whose connects fail
 //!   [`Builder::mark_down_after`] times in a row is skipped for
 //!   [`Builder::probe_interval`], then one request probes it; a request whose
-//!   connect fails (it never reached a server) fails over to another upstream;
+//!   connect fails (it never reached a server) fails over to another upstream.
+//!   An upstream given as a host name stands for all its addresses, each an
+//!   upstream of its own, resolved again every [`Builder::resolve_interval`];
 //! - **tracing**: a `fcgi_request` span per request (upstream, request id,
 //!   connection) with DEBUG events for the head, the end (status, bytes,
 //!   duration) and failures; nothing is printed unless a subscriber is set.
@@ -72,14 +87,21 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A multiplexed connection has no per-request flow control: a response that
-//! is not being read stalls the other requests on its connection (each
-//! eventually hits its idle timeout). Read multiplexed responses concurrently.
+//! Memory per multiplexed connection: a 64 KiB read buffer, the write
+//! queue (at most [`DEFAULT_MAX_REQUESTS_PER_CONNECTION`] preambles and 4
+//! body records), and per request in flight at most
+//! [`Builder::response_buffer_memory`] of unread response plus one read
+//! chunk (64 KiB); a request that is read as fast as it arrives holds
+//! next to nothing. So 64 stalled readers on one connection hold at most
+//! 64 x (256 + 64) KiB = 20 MiB with the defaults; the rest waits in their
+//! temporary files.
 
 mod body;
 mod conn;
 mod direct;
+mod inbox;
 mod pool;
+mod resolve;
 mod response;
 mod socket;
 
@@ -91,7 +113,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use crate::address::Address;
 use crate::config::{Config, Timeouts};
@@ -102,9 +123,11 @@ use crate::exchange::{
 use crate::request::{Body, PreparedRequest, Request, Role, PREAMBLE_CAPACITY};
 use crate::response::Response;
 use body::Sink;
-use conn::{Failure, RequestShared, Start, FRAME_CHANNEL_CAPACITY};
+use conn::{Failure, RequestShared, Start};
 use direct::{DirectLease, Exchange, Start as DirectStart};
+use inbox::{BufferLimits, Inbox};
 use pool::{Availability, Lease, SharedLease, Upstream};
+use resolve::{Named, Resolver};
 use response::{DriverLink, Link, Outstanding, Parts};
 
 pub use crate::blocking::Trailer;
@@ -123,6 +146,21 @@ pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 64;
 pub const DEFAULT_MARK_DOWN_AFTER: u32 = 2;
 /// Default time a down upstream is skipped before it is probed again: 2 seconds.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// Default wait for the END_REQUEST of an aborted request on a multiplexed
+/// connection: 10 seconds.
+pub const DEFAULT_ABORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default unread response of one multiplexed request kept in memory:
+/// 256 KiB.
+pub const DEFAULT_RESPONSE_BUFFER_MEMORY: usize = 256 * 1024;
+/// Default unread response of one multiplexed request kept in a temporary
+/// file past the memory: 1 GiB (nginx's `fastcgi_max_temp_file_size`).
+pub const DEFAULT_MAX_RESPONSE_TEMP_FILE: u64 = 1 << 30;
+/// Default time after which an upstream given as a host name is resolved
+/// again: 30 seconds.
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Default wait for a server's answer to FCGI_GET_VALUES: 2 seconds. No
+/// request waits for it.
+pub const DEFAULT_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether requests share connections (FastCGI multiplexing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -148,6 +186,11 @@ pub(crate) struct Settings {
     pub(crate) keep_alive: bool,
     pub(crate) mark_down_after: u32,
     pub(crate) probe_interval: Duration,
+    pub(crate) abort_timeout: Duration,
+    pub(crate) buffer: BufferLimits,
+    pub(crate) resolve_interval: Duration,
+    pub(crate) discovery_timeout: Duration,
+    pub(crate) resolver: Resolver,
 }
 
 impl Default for Settings {
@@ -162,6 +205,15 @@ impl Default for Settings {
             keep_alive: true,
             mark_down_after: DEFAULT_MARK_DOWN_AFTER,
             probe_interval: DEFAULT_PROBE_INTERVAL,
+            abort_timeout: DEFAULT_ABORT_TIMEOUT,
+            buffer: BufferLimits {
+                memory: DEFAULT_RESPONSE_BUFFER_MEMORY,
+                file: DEFAULT_MAX_RESPONSE_TEMP_FILE,
+                dir: None,
+            },
+            resolve_interval: DEFAULT_RESOLVE_INTERVAL,
+            discovery_timeout: DEFAULT_DISCOVERY_TIMEOUT,
+            resolver: Resolver::default(),
         }
     }
 }
@@ -359,6 +411,86 @@ impl Builder {
         self
     }
 
+    /// How long an aborted request on a multiplexed connection may wait for
+    /// its END_REQUEST (default [`DEFAULT_ABORT_TIMEOUT`]). Its records are
+    /// read and dropped meanwhile; past it the id is given up and the
+    /// connection retired (no new requests; closed once its requests are
+    /// over) and replaced. Records that come for a request id within this
+    /// time after its request ended are dropped too (and counted in a DEBUG
+    /// event), not taken as a protocol error.
+    pub fn abort_timeout(mut self, timeout: Duration) -> Builder {
+        self.settings.abort_timeout = timeout;
+        self
+    }
+
+    /// Unread response bytes of one request on a multiplexed connection
+    /// kept in memory (default [`DEFAULT_RESPONSE_BUFFER_MEMORY`]); more go
+    /// to a temporary file. A multiplexed connection never waits for a slow
+    /// reader (that would stall the other requests on it).
+    pub fn response_buffer_memory(mut self, bytes: usize) -> Builder {
+        self.settings.buffer.memory = bytes;
+        self
+    }
+
+    /// Unread response bytes of one request on a multiplexed connection
+    /// kept in a temporary file past the memory (default
+    /// [`DEFAULT_MAX_RESPONSE_TEMP_FILE`]; 0: none). Past it that request
+    /// fails with [`Error::LimitExceeded`] ([`crate::Limit::ResponseBuffer`]),
+    /// after its reader got what was buffered.
+    pub fn max_response_temp_file(mut self, bytes: u64) -> Builder {
+        self.settings.buffer.file = bytes;
+        self
+    }
+
+    /// Where the temporary files of [`Builder::max_response_temp_file`] are
+    /// made (default: the system's temporary directory). They have no name
+    /// and vanish when closed.
+    pub fn temp_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Builder {
+        self.settings.buffer.dir = Some(dir.into());
+        self
+    }
+
+    /// How long an answer to FCGI_GET_VALUES is waited for (default
+    /// [`DEFAULT_DISCOVERY_TIMEOUT`]). No request waits for it: until an
+    /// answer says FCGI_MPXS_CONNS=1 the upstream is used one request per
+    /// connection.
+    pub fn discovery_timeout(mut self, timeout: Duration) -> Builder {
+        self.settings.discovery_timeout = timeout;
+        self
+    }
+
+    /// How often an upstream given as a host name is resolved again
+    /// (default [`DEFAULT_RESOLVE_INTERVAL`]): each of its addresses is an
+    /// upstream of its own, so servers that come and go behind one name
+    /// are followed.
+    pub fn resolve_interval(mut self, interval: Duration) -> Builder {
+        self.settings.resolve_interval = interval;
+        self
+    }
+
+    /// How host names are resolved (default: the system's resolver); for
+    /// tests, and for service discovery of one's own.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// let client = fcgi::nonblocking::Client::builder()
+    ///     .upstream("php.test:9000")
+    ///     .resolver(|host: &str, port: u16| {
+    ///         assert_eq!(host, "php.test");
+    ///         Ok(vec![SocketAddr::from(([127, 0, 0, 2], port))])
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = client;
+    /// ```
+    pub fn resolver<F>(mut self, resolve: F) -> Builder
+    where
+        F: Fn(&str, u16) -> std::io::Result<Vec<std::net::SocketAddr>> + Send + Sync + 'static,
+    {
+        self.settings.resolver = Resolver::custom(resolve);
+        self
+    }
+
     /// The client; fails on an invalid address or when none was given.
     pub fn build(self) -> Result<Client, Error> {
         if let Some(error) = self.error {
@@ -370,14 +502,27 @@ impl Builder {
             ));
         }
         let settings = Arc::new(self.settings);
-        let upstreams = self
+        let slots: Vec<Slot> = self
             .addresses
             .into_iter()
-            .map(|a| Arc::new(Upstream::new(a, Arc::clone(&settings))))
+            .map(|a| match Named::new(&a, &settings) {
+                Some(named) => Slot::Named(Arc::new(named)),
+                None => Slot::Fixed(Arc::new(Upstream::new(a, Arc::clone(&settings)))),
+            })
             .collect();
+        let fixed = slots
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::Fixed(upstream) => Some(Arc::clone(upstream)),
+                Slot::Named(_) => None,
+            })
+            .collect();
+        let named = slots.iter().any(|slot| matches!(slot, Slot::Named(_)));
         Ok(Client {
             inner: Arc::new(Inner {
-                upstreams,
+                slots,
+                fixed,
+                named,
                 settings,
                 rotation: AtomicUsize::new(0),
             }),
@@ -406,9 +551,32 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    upstreams: Vec<Arc<Upstream>>,
+    /// The upstreams as given.
+    slots: Vec<Slot>,
+    /// The upstreams given as addresses (all of them unless `named`).
+    fixed: Vec<Arc<Upstream>>,
+    /// Some upstream was given as a host name.
+    named: bool,
     settings: Arc<Settings>,
     rotation: AtomicUsize,
+}
+
+/// One upstream as given: an address, or a host name standing for the
+/// upstreams of its addresses.
+#[derive(Debug)]
+enum Slot {
+    Fixed(Arc<Upstream>),
+    Named(Arc<Named>),
+}
+
+impl Slot {
+    /// The upstreams it stands for now (a name is resolved on first use).
+    async fn upstreams(&self) -> Result<Vec<Arc<Upstream>>, Error> {
+        match self {
+            Slot::Fixed(upstream) => Ok(vec![Arc::clone(upstream)]),
+            Slot::Named(named) => named.upstreams().await,
+        }
+    }
 }
 
 /// Locks `m`; the data the async client guards stays consistent across a
@@ -447,9 +615,12 @@ impl Client {
     /// The upstream addresses, in the order given.
     pub fn upstreams(&self) -> Vec<Address> {
         self.inner
-            .upstreams
+            .slots
             .iter()
-            .map(|u| u.address.clone())
+            .map(|slot| match slot {
+                Slot::Fixed(upstream) => upstream.address.clone(),
+                Slot::Named(named) => named.address.clone(),
+            })
             .collect()
     }
 
@@ -458,10 +629,40 @@ impl Client {
         &self.inner.settings.config
     }
 
-    /// Whether the upstream at `index` multiplexes, once its pool exists
-    /// (after its first request); `None` before.
+    /// Whether the upstream at `index` multiplexes, once discovery has
+    /// concluded ([`Client::discover`], or in the background after the
+    /// first request); `None` before. For a host name, whether its first
+    /// address multiplexes.
     pub fn is_multiplexed(&self, index: usize) -> Option<bool> {
-        self.inner.upstreams.get(index)?.multiplexed()
+        match self.inner.slots.get(index)? {
+            Slot::Fixed(upstream) => upstream.multiplexed(),
+            Slot::Named(named) => named.resolved_first()?.multiplexed(),
+        }
+    }
+
+    /// Asks every upstream now whether it multiplexes (FCGI_GET_VALUES,
+    /// see [`Multiplexing::Auto`]) and returns once each has answered or
+    /// its wait ([`Builder::discovery_timeout`]) has passed; the first
+    /// error when one cannot be reached. Optional: without it, each
+    /// upstream is asked in the background after its first connection,
+    /// and used one request per connection until it answers.
+    pub async fn discover(&self) -> Result<(), Error> {
+        let mut first_error = None;
+        for slot in &self.inner.slots {
+            let upstreams = match slot.upstreams().await {
+                Ok(upstreams) => upstreams,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            for upstream in upstreams {
+                if let Err(e) = upstream.discovered().await {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Sends `request` and collects the whole response in memory (the body up
@@ -605,11 +806,19 @@ impl Client {
     ) -> Result<ResponseStream, Error> {
         let timer = Timer::new(timeouts);
         let mut tried = Vec::new();
+        let resolved;
+        let upstreams = if self.inner.named {
+            // Boxed: resolving would otherwise grow every request's future.
+            resolved = Box::pin(self.current_upstreams()).await?;
+            &resolved[..]
+        } else {
+            &self.inner.fixed[..]
+        };
         loop {
-            let Some(index) = self.choose(&tried) else {
+            let Some(index) = self.choose(upstreams, &tried) else {
                 return Err(Error::InvalidRequest("no upstream left to try".into()));
             };
-            let upstream = &self.inner.upstreams[index];
+            let upstream = &upstreams[index];
             match self.attempt(upstream, &mut outgoing, &timer).await {
                 Ok(stream) => return Ok(stream),
                 Err(error) => {
@@ -623,7 +832,7 @@ impl Client {
                     );
                     tried.push(index);
                     if never_reached
-                        && tried.len() < self.inner.upstreams.len()
+                        && tried.len() < upstreams.len()
                         && !timer.remaining().is_zero()
                     {
                         tracing::debug!(upstream = %upstream.address_text, %error, "failing over to another upstream");
@@ -639,17 +848,40 @@ impl Client {
     /// a connection of its own; returns the pairs it answered.
     pub async fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
         let timer = Timer::new(self.inner.settings.config.timeouts);
-        match self.inner.upstreams.first() {
+        let upstreams = match self.inner.slots.first() {
+            Some(slot) => slot.upstreams().await?,
+            None => Vec::new(),
+        };
+        match upstreams.first() {
             Some(upstream) => upstream.get_values(&timer, names).await,
             None => Err(Error::InvalidRequest("no upstream".into())),
+        }
+    }
+
+    /// Every upstream now: those given as addresses and those of the
+    /// addresses of the names given (resolved on first use); a name that
+    /// cannot be resolved is an error only when no upstream is left.
+    async fn current_upstreams(&self) -> Result<Vec<Arc<Upstream>>, Error> {
+        let mut all = Vec::new();
+        let mut failed = None;
+        for slot in &self.inner.slots {
+            match slot.upstreams().await {
+                Ok(upstreams) => all.extend(upstreams),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        match failed {
+            Some(error) if all.is_empty() => Err(error),
+            _ => Ok(all),
         }
     }
 
     /// The upstream for the next request: fewest outstanding requests among
     /// those up (ties go round), else one due for a probe, else the one
     /// down for the shortest time.
-    fn choose(&self, tried: &[usize]) -> Option<usize> {
-        let upstreams = &self.inner.upstreams;
+    fn choose(&self, upstreams: &[Arc<Upstream>], tried: &[usize]) -> Option<usize> {
         let n = upstreams.len();
         let offset = self.inner.rotation.fetch_add(1, Ordering::Relaxed);
         let order = (0..n)
@@ -764,7 +996,7 @@ impl Client {
         let complete = outgoing.complete;
         let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(RequestShared::new());
-        let (frames, rx) = mpsc::channel(FRAME_CHANNEL_CAPACITY);
+        let inbox = Arc::new(Inbox::default());
         let span = tracing::debug_span!(
             "fcgi_request",
             upstream = %upstream.address_text,
@@ -776,7 +1008,7 @@ impl Client {
             generation,
             preamble: outgoing.records_for(lease.id, true),
             complete,
-            frames,
+            inbox: Arc::clone(&inbox),
             shared: Arc::clone(&shared),
         });
         if !started {
@@ -813,7 +1045,7 @@ impl Client {
         let id = lease.id;
         let link = Link::Driver(DriverLink {
             generation,
-            rx,
+            inbox,
             shared,
             lease,
             writer,

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use fcgi_proto::encode::encode_get_values;
@@ -20,10 +20,6 @@ use super::{lock, Multiplexing, Settings, Timer};
 use crate::address::Address;
 use crate::error::{Error, TimeoutPhase};
 use crate::exchange::ValuesAnswer;
-
-/// How long the FCGI_GET_VALUES question may take before the upstream is
-/// taken not to multiplex.
-pub(crate) const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether an upstream may be chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +46,13 @@ pub(crate) struct Upstream {
     /// `address_text` for errors and machines, shared without copying.
     pub(crate) address_shared: Arc<str>,
     settings: Arc<Settings>,
+    /// Set once discovery has concluded (or the settings say).
     pool: tokio::sync::OnceCell<Pools>,
+    /// One request per connection until discovery concludes; the pool for
+    /// good if the server does not multiplex.
+    provisional: std::sync::OnceLock<Arc<DirectPool>>,
+    /// A discovery task is running.
+    discovering: std::sync::atomic::AtomicBool,
     /// Requests chosen for this upstream and not finished.
     pub(crate) outstanding: AtomicUsize,
     health: Mutex<Health>,
@@ -58,12 +60,20 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     pub(crate) fn new(address: Address, settings: Arc<Settings>) -> Upstream {
+        let label = address.to_string();
+        Upstream::with_label(address, label, settings)
+    }
+
+    /// An upstream named `label` in errors and logs.
+    pub(crate) fn with_label(address: Address, label: String, settings: Arc<Settings>) -> Upstream {
         Upstream {
-            address_text: address.to_string(),
-            address_shared: address.to_string().into(),
+            address_shared: label.as_str().into(),
+            address_text: label,
             address,
             settings,
             pool: tokio::sync::OnceCell::new(),
+            provisional: std::sync::OnceLock::new(),
+            discovering: std::sync::atomic::AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             health: Mutex::new(Health::default()),
         }
@@ -130,59 +140,108 @@ impl Upstream {
         }
     }
 
-    async fn pool(self: &Arc<Self>, timer: &Timer) -> Result<Pools, Error> {
+    /// The pool for the next request. While discovery has not concluded
+    /// the upstream is used one request per connection (no request waits
+    /// for an answer that fcgiwrap or uWSGI never give).
+    fn pool(&self) -> Pools {
         if let Some(pools) = self.pool.get() {
-            return Ok(pools.clone());
+            return pools.clone();
         }
-        // Boxed: the first request's wait would otherwise grow every
-        // request's future.
-        Box::pin(self.pool.get_or_try_init(|| self.discover(timer)))
-            .await
-            .cloned()
+        match self.settings.multiplexing {
+            Multiplexing::Auto => Pools::Direct(Arc::clone(self.provisional())),
+            Multiplexing::Disabled => self.settle(Pools::Direct(Arc::clone(self.provisional()))),
+            Multiplexing::Enabled => self.settle(self.shared_pool(None, None)),
+        }
     }
 
-    /// Builds the pool, asking the server about multiplexing first unless
-    /// the settings say.
-    async fn discover(self: &Arc<Self>, timer: &Timer) -> Result<Pools, Error> {
-        let settings = &self.settings;
-        let (multiplexed, max_reqs, max_conns) = match settings.multiplexing {
-            Multiplexing::Disabled => (false, None, None),
-            Multiplexing::Enabled => (true, None, None),
-            Multiplexing::Auto => {
-                let values = self
-                    .get_values(timer, &[MPXS_CONNS, MAX_REQS, MAX_CONNS])
-                    .await;
-                let values = match values {
-                    Ok(values) => values,
-                    Err(e @ (Error::Connect { .. } | Error::InvalidAddress(_))) => return Err(e),
-                    Err(
-                        e @ Error::Timeout {
-                            phase: TimeoutPhase::Connect | TimeoutPhase::Deadline,
-                            ..
-                        },
-                    ) => return Err(e),
-                    Err(error) => {
-                        tracing::debug!(upstream = %self.address_text, %error, "FCGI_GET_VALUES unanswered; not multiplexing");
-                        Vec::new()
-                    }
-                };
-                let get = |name: &str| {
-                    values
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-                };
-                (get(MPXS_CONNS) == Some(1), get(MAX_REQS), get(MAX_CONNS))
+    /// Sets the pool for good (the first one set wins).
+    fn settle(&self, pools: Pools) -> Pools {
+        let _ = self.pool.set(pools.clone());
+        self.pool.get().cloned().unwrap_or(pools)
+    }
+
+    fn provisional(&self) -> &Arc<DirectPool> {
+        self.provisional.get_or_init(|| {
+            DirectPool::new(
+                self.address_text.clone(),
+                self.settings.max_connections,
+                self.settings.keep_alive,
+                self.settings.pool_idle_timeout,
+            )
+        })
+    }
+
+    /// Starts discovery in a task of its own unless it has concluded or is
+    /// under way. Called after a request's own connection is made, so that
+    /// a server with one worker takes the request's connection first.
+    fn start_discovery(self: &Arc<Self>) {
+        if self.pool.get().is_some() || self.discovering.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let guard = Discovering(Arc::clone(self));
+        tokio::spawn(async move {
+            // A failure to connect leaves it open: the next connection
+            // made for a request starts it again.
+            let _ = guard.0.discovered().await;
+        });
+    }
+
+    /// Waits until discovery has concluded (running it here unless it runs
+    /// elsewhere); an error when the server could not be reached.
+    pub(crate) async fn discovered(self: &Arc<Self>) -> Result<(), Error> {
+        if self.settings.multiplexing != Multiplexing::Auto {
+            let _ = self.pool();
+            return Ok(());
+        }
+        self.pool
+            .get_or_try_init(|| self.discover())
+            .await
+            .map(|_| ())
+    }
+
+    /// Asks the server with FCGI_GET_VALUES whether it multiplexes; no
+    /// answer (or an answer without FCGI_MPXS_CONNS=1) means it does not,
+    /// and is remembered.
+    async fn discover(self: &Arc<Self>) -> Result<Pools, Error> {
+        let timer = Timer::new(self.settings.config.timeouts);
+        let values = self
+            .get_values(&timer, &[MPXS_CONNS, MAX_REQS, MAX_CONNS])
+            .await;
+        let values = match values {
+            Ok(values) => values,
+            Err(e @ (Error::Connect { .. } | Error::InvalidAddress(_))) => return Err(e),
+            Err(
+                e @ Error::Timeout {
+                    phase: TimeoutPhase::Connect,
+                    ..
+                },
+            ) => return Err(e),
+            Err(error) => {
+                tracing::debug!(upstream = %self.address_text, %error, "FCGI_GET_VALUES unanswered; not multiplexing");
+                Vec::new()
             }
         };
-        let cap = if multiplexed {
-            let cap = settings.max_requests_per_connection;
-            max_reqs
-                .map_or(cap, |m| cap.min(m))
-                .clamp(1, u16::MAX as usize - 1)
-        } else {
-            1
+        let get = |name: &str| {
+            values
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
         };
+        if get(MPXS_CONNS) != Some(1) {
+            tracing::debug!(upstream = %self.address_text, multiplexed = false, "pool ready");
+            return Ok(Pools::Direct(Arc::clone(self.provisional())));
+        }
+        Ok(self.shared_pool(get(MAX_REQS), get(MAX_CONNS)))
+    }
+
+    /// The pool of a server that multiplexes, within what it said it takes.
+    fn shared_pool(&self, max_reqs: Option<usize>, max_conns: Option<usize>) -> Pools {
+        let settings = &self.settings;
+        let cap = max_reqs
+            .map_or(settings.max_requests_per_connection, |m| {
+                settings.max_requests_per_connection.min(m)
+            })
+            .clamp(1, u16::MAX as usize - 1);
         let max_connections = max_conns
             .map_or(settings.max_connections, |m| {
                 settings.max_connections.min(m)
@@ -190,20 +249,12 @@ impl Upstream {
             .max(1);
         tracing::debug!(
             upstream = %self.address_text,
-            multiplexed,
+            multiplexed = true,
             requests_per_connection = cap,
             max_connections,
             "pool ready"
         );
-        if !multiplexed {
-            return Ok(Pools::Direct(DirectPool::new(
-                self.address_text.clone(),
-                max_connections,
-                settings.keep_alive,
-                settings.pool_idle_timeout,
-            )));
-        }
-        Ok(Pools::Shared(Arc::new_cyclic(|me| Pool {
+        Pools::Shared(Arc::new_cyclic(|me| Pool {
             me: me.clone(),
             semaphore: Arc::new(Semaphore::new(max_connections * cap)),
             cap,
@@ -214,8 +265,10 @@ impl Upstream {
             driver: DriverSettings {
                 address: self.address_text.clone(),
                 pool_idle_timeout: settings.pool_idle_timeout,
+                abort_timeout: settings.abort_timeout,
+                buffer: settings.buffer.clone(),
             },
-        })))
+        }))
     }
 
     /// FCGI_GET_VALUES over a connection of its own, closed afterwards.
@@ -226,7 +279,9 @@ impl Upstream {
     ) -> Result<Vec<(String, String)>, Error> {
         let mut socket = self.connect(timer).await?;
         let address = &self.address_text;
-        let limit = DISCOVERY_TIMEOUT
+        let limit = self
+            .settings
+            .discovery_timeout
             .min(self.settings.config.timeouts.idle)
             .min(timer.remaining());
         let exchange = async {
@@ -276,7 +331,7 @@ impl Upstream {
         timer: &Timer,
         fresh: bool,
     ) -> Result<Lease, Error> {
-        match self.pool(timer).await? {
+        match self.pool() {
             Pools::Direct(pool) => {
                 let permit = self.permit(&pool.semaphore, timer).await?;
                 let idle =
@@ -286,7 +341,13 @@ impl Upstream {
                     Some(conn) => conn,
                     // Boxed: connecting is rare, and its future would
                     // otherwise grow every request's future.
-                    None => pool.new_conn(Box::pin(self.connect(timer)).await?),
+                    None => {
+                        let conn = pool.new_conn(Box::pin(self.connect(timer)).await?);
+                        if self.pool.get().is_none() {
+                            self.start_discovery();
+                        }
+                        conn
+                    }
                 };
                 Ok(Lease::Direct(DirectLease { pool, permit, conn }))
             }
@@ -390,6 +451,17 @@ impl Upstream {
                 }
             }
         }
+    }
+}
+
+/// A discovery task's claim: released when the task ends or is dropped
+/// unfinished (its runtime shut down), so that a later request starts
+/// another.
+struct Discovering(Arc<Upstream>);
+
+impl Drop for Discovering {
+    fn drop(&mut self) {
+        self.0.discovering.store(false, Ordering::Release);
     }
 }
 
@@ -523,6 +595,8 @@ impl Pool {
         state.connecting -= 1;
         state.entries.push(entry);
         drop(state);
+        // Callers that waited for this connection may take slots on it now.
+        self.changed.notify_waiters();
         tracing::debug!(upstream = %self.driver.address, conn = serial, "connected");
         (conn, id)
     }

@@ -11,12 +11,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use fcgi_proto::decode::Event;
 use fcgi_proto::head::Headers;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::body::Sink;
 use super::conn::{Failure, Frame, RequestShared};
 use super::direct::Exchange;
+use super::inbox::Inbox;
 use super::pool::{SharedLease, Upstream};
 use super::{Alarm, Timer};
 use crate::blocking::Trailer;
@@ -88,7 +88,7 @@ pub(crate) enum Link {
 /// A request on a multiplexed connection.
 pub(crate) struct DriverLink {
     pub(crate) generation: u64,
-    pub(crate) rx: mpsc::Receiver<Frame>,
+    pub(crate) inbox: Arc<Inbox>,
     pub(crate) shared: Arc<RequestShared>,
     pub(crate) lease: SharedLease,
     pub(crate) writer: Option<JoinHandle<Option<Sink>>>,
@@ -129,12 +129,12 @@ impl Link {
             Link::Direct(x) => return x.poll_frame(cx),
             Link::Driver(d) => d,
         };
-        match d.rx.poll_recv(cx) {
-            Poll::Ready(Some(frame)) => {
+        match d.inbox.poll_next(cx) {
+            Poll::Ready(Ok(Some(frame))) => {
                 d.shared.touch();
                 Poll::Ready(Ok(frame))
             }
-            Poll::Ready(None) => {
+            Poll::Ready(Ok(None)) => {
                 Poll::Ready(Err(d.shared.take_failure().unwrap_or_else(|| Failure {
                     error: Error::ConnectionClosed {
                         address: address.to_string(),
@@ -143,6 +143,13 @@ impl Link {
                     retryable: false,
                 })))
             }
+            Poll::Ready(Err(source)) => Poll::Ready(Err(Failure {
+                error: Error::Io {
+                    address: format!("{address} (response buffer file)"),
+                    source,
+                },
+                retryable: false,
+            })),
             Poll::Pending => {
                 // A body error ends the request even while the server is silent.
                 if d.writer.as_ref().is_some_and(|w| w.is_finished()) {
@@ -180,8 +187,12 @@ impl Link {
 
 /// A response whose head has arrived. Read the body with
 /// [`ResponseStream::next_chunk`] or as a [`futures_core::Stream`] of
-/// [`Chunk`]s; at most a few chunks are buffered, so a slow reader slows the
-/// server down and memory stays flat.
+/// [`Chunk`]s. On a connection of its own (php-fpm) at most a few chunks are
+/// buffered, so a slow reader slows the server down and memory stays flat;
+/// on a multiplexed connection the unread response is buffered up to a
+/// bound (memory, then a temporary file: see
+/// [`super::Builder::response_buffer_memory`]) so that other requests on
+/// the connection keep flowing.
 ///
 /// Dropping it before the end cancels the request: the connection is closed
 /// (which stops a php-fpm script at its next output), or on a multiplexed
