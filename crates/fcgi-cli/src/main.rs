@@ -45,6 +45,11 @@ use clap::Parser;
 use args::{Cli, Command};
 use failure::Failure;
 
+/// mimalloc instead of the C library's allocator: `fcgi serve` and `fcgi
+/// bench` allocate and free small blocks on every request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -22,11 +22,17 @@ use crate::failure::{self, Failure};
 /// Pause after a failed accept (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// The number of event loops: `threads` (0: one per core), but never more
-/// than there are upstream connections to share among them.
+/// The number of event loops: `threads` (0: one per two cores, rounded up),
+/// but never more than there are upstream connections to share among them.
+///
+/// Why half the cores by default: the PHP workers behind the gateway need
+/// CPU too, usually on the same machine. On 2 cores next to php-fpm, one
+/// loop served as many requests per second as two (hello.php, a static
+/// file, 100 KB POSTs) at 15 to 20% less CPU per request
+/// (`bench/serve-vs-nginx`, bench/SERVE-RESULTS.md).
 pub fn count(threads: usize, max_connections: usize) -> usize {
     let wanted = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)),
         n => n,
     };
     wanted.min(max_connections).max(1)

@@ -163,8 +163,9 @@ pub struct ServeArgs {
     /// No access log.
     #[arg(long)]
     pub no_access_log: bool,
-    /// Event loops (threads): 0 is one per core, at most --max-connections
-    /// (each loop keeps its share of the upstream pool).
+    /// Event loops (threads): 0 is one per two cores (the PHP workers need
+    /// the others), at most --max-connections (each loop keeps its share of
+    /// the upstream pool).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
     /// Log the gateway's decisions (dropped headers, buffered bodies) too.
