@@ -7,16 +7,10 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
 use http::header::{REFERER, USER_AGENT};
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
-
-use super::ServeBody;
 
 /// What the line says about the request.
 pub struct Entry {
@@ -62,70 +56,47 @@ impl Entry {
         }
     }
 
-    /// The response, its body counting bytes and logging when done.
-    pub fn attach(self, response: Response<ServeBody>, started: Instant) -> Response<ServeBody> {
-        let status = response.status().as_u16();
-        response.map(|inner| {
-            super::boxed(Logged {
-                inner,
-                entry: Some(self),
-                status,
-                bytes: 0,
-                started,
-            })
-        })
+    /// The line to write once `response`'s body is done ([`Pending`]).
+    pub fn pending<B>(self, response: &Response<B>, started: Instant) -> Pending {
+        Pending {
+            entry: self,
+            status: response.status().as_u16(),
+            bytes: 0,
+            started,
+        }
     }
 }
 
-struct Logged {
-    inner: ServeBody,
-    entry: Option<Entry>,
+/// A line waiting for its response body to end: the body counts the bytes
+/// it sends ([`Pending::sent`]), then writes the line ([`Pending::write`])
+/// when it is done or dropped.
+pub struct Pending {
+    entry: Entry,
     status: u16,
     bytes: u64,
     started: Instant,
 }
 
-impl Body for Logged {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.bytes += data.len() as u64;
-            }
-        }
-        polled
+impl Pending {
+    /// `n` more bytes of the body went out.
+    pub fn sent(&mut self, n: usize) {
+        self.bytes += n as u64;
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            let date = log_date(SystemTime::now());
-            eprintln!(
-                "{} - - [{date}] \"{}\" {} {} \"{}\" \"{}\" {:.3}ms",
-                entry.peer,
-                entry.request_line,
-                self.status,
-                self.bytes,
-                entry.referer,
-                entry.user_agent,
-                self.started.elapsed().as_secs_f64() * 1e3
-            );
-        }
+    /// Writes the line to standard error.
+    pub fn write(self) {
+        let date = log_date(SystemTime::now());
+        let entry = self.entry;
+        eprintln!(
+            "{} - - [{date}] \"{}\" {} {} \"{}\" \"{}\" {:.3}ms",
+            entry.peer,
+            entry.request_line,
+            self.status,
+            self.bytes,
+            entry.referer,
+            entry.user_agent,
+            self.started.elapsed().as_secs_f64() * 1e3
+        );
     }
 }
 

@@ -35,6 +35,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::access_log::Pending;
 use super::{ServeBody, State};
 
 /// Serves one client connection until it ends, a limit of [`ConnLimits`]
@@ -68,7 +69,7 @@ pub async fn serve(
             let activity = Arc::clone(&activity);
             activity.request_started();
             async move {
-                let response = super::handle(&state, info, request).await;
+                let (response, log) = super::handle(&state, info, request).await;
                 if response
                     .headers()
                     .get(CONNECTION)
@@ -77,7 +78,7 @@ pub async fn serve(
                     // Answered before the request was read to its end.
                     activity.linger.store(true, Ordering::Relaxed);
                 }
-                Ok::<_, Infallible>(response.map(|body| Finishing::wrap(body, activity)))
+                Ok::<_, Infallible>(response.map(|body| Finishing::wrap(body, activity, log)))
             }
         })
     };
@@ -327,15 +328,20 @@ impl AsyncWrite for Watched {
 }
 
 /// A response body that tells [`Activity`] when it is done (sent whole, or
-/// dropped by hyper).
+/// dropped by hyper), and writes the access log line if there is one.
 pub struct Finishing {
     inner: ServeBody,
     activity: Arc<Activity>,
+    log: Option<Pending>,
 }
 
 impl Finishing {
-    pub fn wrap(inner: ServeBody, activity: Arc<Activity>) -> ServeBody {
-        super::boxed(Finishing { inner, activity })
+    pub fn wrap(inner: ServeBody, activity: Arc<Activity>, log: Option<Pending>) -> ServeBody {
+        super::boxed(Finishing {
+            inner,
+            activity,
+            log,
+        })
     }
 }
 
@@ -347,7 +353,13 @@ impl Body for Finishing {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(log)) = (&polled, self.log.as_mut()) {
+            if let Some(data) = frame.data_ref() {
+                log.sent(data.len());
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -362,6 +374,9 @@ impl Body for Finishing {
 impl Drop for Finishing {
     fn drop(&mut self) {
         self.activity.response_finished();
+        if let Some(log) = self.log.take() {
+            log.write();
+        }
     }
 }
 
@@ -417,6 +432,7 @@ mod tests {
         drop(Finishing {
             inner: ServeBody::default(),
             activity: Arc::clone(&activity),
+            log: None,
         });
         assert!(activity.is_idle());
         let idle_at =

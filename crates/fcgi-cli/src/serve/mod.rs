@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Args;
 use fcgi::gateway::{
-    check_request_head, ConnectionInfo, Gateway, Route, DEFAULT_BUFFER_MEMORY_BYTES,
-    DEFAULT_MAX_BODY_BYTES,
+    ConnectionInfo, Gateway, Route, DEFAULT_BUFFER_MEMORY_BYTES, DEFAULT_MAX_BODY_BYTES,
 };
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -317,11 +316,13 @@ pub fn plain(status: StatusCode) -> Response<ServeBody> {
     fcgi::gateway::plain(status).map(boxed)
 }
 
+/// The response to `request`, and its access log line (written when the
+/// body is done) unless the log is off.
 async fn handle(
     state: &State,
     info: ConnectionInfo,
     mut request: Request<Incoming>,
-) -> Response<ServeBody> {
+) -> (Response<ServeBody>, Option<access_log::Pending>) {
     let started = Instant::now();
     let line = state
         .common
@@ -329,10 +330,8 @@ async fn handle(
         .then(|| access_log::Entry::new(&request, info.peer));
     request.extensions_mut().insert(info);
     let response = route(state, request).await;
-    match line {
-        Some(line) => line.attach(response, started),
-        None => response,
-    }
+    let pending = line.map(|line| line.pending(&response, started));
+    (response, pending)
 }
 
 /// The length of the request target as it came (path and query, or the
@@ -353,19 +352,10 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<ServeBody>
     match gateway.resolve(request.uri().path()) {
         // The gateway checks the head (Host, transfer coding) itself.
         Ok(Route::Script(script)) => gateway.run(request, &script).await.map(boxed),
-        Ok(Route::Static(path)) => {
-            let (parts, _body) = request.into_parts();
-            if let Err(error) = check_request_head(&parts) {
-                tracing::info!(target: fcgi::gateway::LOG_TARGET, uri = %parts.uri, %error, "bad request head");
-                let mut response = plain(error.status());
-                response.headers_mut().insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
-                return response;
-            }
-            static_files::serve(&parts.method, &parts.headers, &path).await
-        }
+        Ok(Route::Static(path)) => match fcgi::gateway::refuse_bad_head(&request) {
+            Some(refused) => refused.map(boxed),
+            None => static_files::serve(request.method(), request.headers(), &path).await,
+        },
         // 400, 301 and 404 as the gateway words them (after its checks).
         _ => gateway.handle(request).await.map(boxed),
     }

@@ -70,12 +70,22 @@ impl std::error::Error for RequestError {}
 /// assert_eq!(check_request_head(&bad.into_parts().0), Err(RequestError::InvalidHost));
 /// ```
 pub fn check_request_head(parts: &Parts) -> Result<(), RequestError> {
-    let mut hosts = parts.headers.get_all(HOST).iter();
+    check_head(parts.version, &parts.uri, &parts.headers)
+}
+
+/// [`check_request_head`] over the pieces of a head, so that a whole
+/// `Request` can be checked without taking it apart.
+pub(crate) fn check_head(
+    version: Version,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Result<(), RequestError> {
+    let mut hosts = headers.get_all(HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err(RequestError::DuplicateHost);
     }
-    if let Some(authority) = parts.uri.authority() {
+    if let Some(authority) = uri.authority() {
         if authority.as_str().contains('@') {
             return Err(RequestError::UserinfoInTarget);
         }
@@ -84,11 +94,11 @@ pub fn check_request_head(parts: &Parts) -> Result<(), RequestError> {
         Some(value) if !is_valid_host(value.as_bytes()) => return Err(RequestError::InvalidHost),
         Some(_) => {}
         // HTTP/1.0 may omit Host; HTTP/2 and later carry :authority instead.
-        None if parts.version == Version::HTTP_11 => return Err(RequestError::MissingHost),
+        None if version == Version::HTTP_11 => return Err(RequestError::MissingHost),
         None => {}
     }
-    if let Some(coding) = parts.headers.get(TRANSFER_ENCODING) {
-        let only_chunked = parts.headers.get_all(TRANSFER_ENCODING).iter().count() == 1
+    if let Some(coding) = headers.get(TRANSFER_ENCODING) {
+        let only_chunked = headers.get_all(TRANSFER_ENCODING).iter().count() == 1
             && coding
                 .to_str()
                 .is_ok_and(|c| c.trim().eq_ignore_ascii_case("chunked"));

@@ -405,11 +405,9 @@ impl Gateway {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let (parts, body) = request.into_parts();
-        if let Some(refused) = refuse_head(&parts) {
+        if let Some(refused) = refuse_bad_head(&request) {
             return refused;
         }
-        let request = Request::from_parts(parts, body);
         let route = match self.resolve(request.uri().path()) {
             Ok(route) => route,
             Err(error) => {
@@ -435,12 +433,10 @@ impl Gateway {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let (parts, body) = request.into_parts();
-        if let Some(refused) = refuse_head(&parts) {
+        if let Some(refused) = refuse_bad_head(&request) {
             return refused;
         }
-        self.run_checked(Request::from_parts(parts, body), script)
-            .await
+        self.run_checked(request, script).await
     }
 
     /// [`Gateway::run`] for a request whose head was checked.
@@ -657,10 +653,14 @@ fn upstream_error(error: &Error, parts: &http::request::Parts) -> Response<Gatew
     }
 }
 
-/// The answer to a request whose head fails [`check_request_head`].
-fn refuse_head(parts: &http::request::Parts) -> Option<Response<GatewayBody>> {
-    let error = check_request_head(parts).err()?;
-    tracing::info!(target: LOG_TARGET, uri = %parts.uri, %error, "bad request head");
+/// The answer to a request whose head fails [`check_request_head`] (400,
+/// or 501 for a transfer coding other than chunked, with `Connection:
+/// close`), logged; `None` for a sound head. [`Gateway::handle`] and
+/// [`Gateway::run`] call it; a server that answers some paths itself
+/// (static files) calls it for those.
+pub fn refuse_bad_head<B>(request: &Request<B>) -> Option<Response<GatewayBody>> {
+    let error = head::check_head(request.version(), request.uri(), request.headers()).err()?;
+    tracing::info!(target: LOG_TARGET, uri = %request.uri(), %error, "bad request head");
     Some(closing(plain(error.status())))
 }
 
