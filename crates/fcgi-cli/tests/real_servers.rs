@@ -166,6 +166,53 @@ async fn serve_in_front_of_go_survives_a_client_that_leaves_a_10_mb_response_unr
     }
 }
 
+/// `fcgi serve` in front of Go with one upstream connection and the given
+/// `--multiplexing` mode.
+fn serve_in_front_of_go(root: &std::path::Path, mode: &str) -> Server {
+    let go = RealServer::shared(Kind::Go);
+    std::fs::write(root.join("app.php"), "").unwrap();
+    let upstream = go.address();
+    Server::start(&[
+        "--root",
+        root.to_str().unwrap(),
+        "--upstream",
+        &upstream,
+        "--max-connections",
+        "1",
+        "--multiplexing",
+        mode,
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_multiplexing_on_shares_the_connection_from_the_first_request() {
+    let root = tempfile::tempdir().unwrap();
+    let serve = serve_in_front_of_go(root.path(), "on");
+    assert!(runs_two_at_once(serve.addr, 1000).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_multiplexing_off_sends_one_request_per_connection() {
+    let root = tempfile::tempdir().unwrap();
+    let serve = serve_in_front_of_go(root.path(), "off");
+    // Go would multiplex; with one connection and multiplexing off, the
+    // second request waits until the first has ended.
+    for round in 0..3 {
+        assert!(!runs_two_at_once(serve.addr, 2000 + round).await);
+    }
+}
+
+#[test]
+fn serve_refuses_an_unknown_multiplexing_mode() {
+    let run = fcgi(&["serve", "--root", ".", "--multiplexing", "sometimes"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("expected auto, on or off"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// A tokio stream for hyper's client.
 fn hyper_util_io(tcp: tokio::net::TcpStream) -> hyper_util::rt::TokioIo<tokio::net::TcpStream> {
     hyper_util::rt::TokioIo::new(tcp)

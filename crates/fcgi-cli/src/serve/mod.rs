@@ -32,6 +32,7 @@ use hyper_util::rt::TokioTimer;
 use crate::args::parse_secs;
 use crate::failure::{self, Failure};
 use conn::ConnLimits;
+use fcgi::nonblocking::Multiplexing;
 
 /// The body of every response `fcgi serve` sends.
 pub type ServeBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -71,6 +72,12 @@ Safe by default:
                still send is closed lingering (--lingering-time), so the client
                reads the answer instead of a reset
   upstream     failures are 502 (504 after --timeout) with the detail in the log
+               --multiplexing auto asks each upstream in the background and
+               shares connections only once it says yes; on a shared
+               connection a slow client's unread response is buffered
+               (--response-buffer-size, then a temporary file up to
+               --max-response-temp-file) so the others keep flowing, and a
+               request the client gave up on is waited for --abort-timeout
 
 One access log line per request on standard error. Ctrl-C or SIGTERM: stop
 accepting, let in-flight requests finish, exit 0.
@@ -104,6 +111,26 @@ pub struct ServeArgs {
     /// Kept connections per upstream.
     #[arg(long, value_name = "N", default_value_t = fcgi::nonblocking::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Several requests on one upstream connection: auto asks each upstream
+    /// (FCGI_GET_VALUES, in the background; one request per connection
+    /// until it says yes); on and off decide without asking. php-fpm never
+    /// multiplexes; Go's net/http/fcgi and flup do.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_multiplexing)]
+    pub multiplexing: Multiplexing,
+    /// On a multiplexed connection: longest wait for the end of a request
+    /// the client gave up on, in seconds; past it the connection is retired
+    /// and replaced.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub abort_timeout: Duration,
+    /// On a multiplexed connection: response bytes a slow client has not
+    /// read yet, kept in memory per request (then a temporary file), so the
+    /// other requests on the connection keep flowing.
+    #[arg(long, value_name = "BYTES", default_value_t = fcgi::nonblocking::DEFAULT_RESPONSE_BUFFER_MEMORY)]
+    pub response_buffer_size: usize,
+    /// On a multiplexed connection: largest temporary file of unread
+    /// response per request (0: none); past it that request fails.
+    #[arg(long, value_name = "BYTES", default_value_t = fcgi::nonblocking::DEFAULT_MAX_RESPONSE_TEMP_FILE)]
+    pub max_response_temp_file: u64,
     /// Largest request body in bytes (413 above).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_size: u64,
@@ -256,11 +283,25 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
     loops::run(listener, gateways, shared, args.shutdown_timeout)
 }
 
+/// `--multiplexing auto|on|off`.
+fn parse_multiplexing(text: &str) -> Result<Multiplexing, String> {
+    match text {
+        "auto" => Ok(Multiplexing::Auto),
+        "on" => Ok(Multiplexing::Enabled),
+        "off" => Ok(Multiplexing::Disabled),
+        other => Err(format!("{other:?}: expected auto, on or off")),
+    }
+}
+
 /// One event loop's gateway, over its own client with `pool` of the
 /// `--max-connections` upstream connections.
 fn gateway(args: &ServeArgs, upstreams: &[String], pool: usize) -> Result<Gateway, Failure> {
     let mut client = fcgi::AsyncClient::builder()
         .max_connections(pool)
+        .multiplexing(args.multiplexing)
+        .abort_timeout(args.abort_timeout)
+        .response_buffer_memory(args.response_buffer_size)
+        .max_response_temp_file(args.max_response_temp_file)
         .config(fcgi::Config::default().deadline(args.timeout));
     for upstream in upstreams {
         client = client.upstream(upstream.as_str());
