@@ -289,15 +289,26 @@ fn chunk_sizes_that_overflow_are_400_and_chunks_past_the_limit_413() {
     let mut raw = RawHttp::connect(server.addr);
     raw.send(b"POST /input_hash.php HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nabc");
     assert_eq!(raw.response().expect("response").status, 400);
-    // hyper does not expose a chunk's declared size: the 413 comes as soon
-    // as more than --max-body-size bytes of it have arrived.
+    // A chunk size over the limit is 413 at once, before its bytes (the
+    // body timeout is 60 s: the answer cannot come from it).
     let mut raw = RawHttp::connect(server.addr);
-    let mut request =
-        b"POST /input_hash.php HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n"
-            .to_vec();
-    request.extend(vec![b'x'; 2000]);
-    raw.send(&request);
-    assert_eq!(raw.response().expect("response").status, 413);
+    raw.send(
+        b"POST /input_hash.php HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n",
+    );
+    assert_eq!(raw.response().expect("413 before the chunk").status, 413);
+    assert!(raw.closes_within(Duration::from_secs(10)));
+    // So is a chunk whose size takes the body's sum over the limit, on a
+    // kept connection after a request that stays within it.
+    let mut raw = RawHttp::connect(server.addr);
+    raw.send(b"POST /input_hash.php HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    let first = raw.response().expect("the first answer");
+    assert_eq!(first.status, 200);
+    raw.send(
+        b"POST /input_hash.php HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1f4\r\n",
+    );
+    raw.send(&[b'x'; 500]);
+    raw.send(b"\r\n1f5;name=value\r\n");
+    assert_eq!(raw.response().expect("413 before the chunk").status, 413);
 }
 
 #[test]

@@ -713,3 +713,27 @@ async fn a_streamed_body_reaches_the_application_at_once_and_still_times_out() {
     assert_eq!(status, 408);
     assert_eq!(headers["connection"], "close");
 }
+
+#[tokio::test]
+async fn a_body_ending_with_declared_too_large_is_413_and_never_reaches_the_application() {
+    use futures_util::StreamExt;
+    let fake = fcgi_testkit::FakeServer::tcp(fcgi_testkit::fake::respond_ok("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("upload.php"), "<?php").unwrap();
+    let mut gw = Gateway::builder(dir.path())
+        .build(fake_client(&fake))
+        .unwrap();
+    let first = futures_util::stream::iter([Ok::<_, fcgi::gateway::DeclaredTooLarge>(
+        http_body::Frame::data(Bytes::from_static(b"first bytes")),
+    )]);
+    let refused = futures_util::stream::iter([Err(fcgi::gateway::DeclaredTooLarge)]);
+    let mut request = Request::post("/upload.php")
+        .header("host", "example.com")
+        .body(StreamBody::new(first.chain(refused)))
+        .unwrap();
+    request.extensions_mut().insert(info());
+    let (status, headers, _) = call(&mut gw, request).await;
+    assert_eq!(status, 413);
+    assert_eq!(headers["connection"], "close");
+    assert_eq!(fake.connections(), 0, "the application saw the request");
+}

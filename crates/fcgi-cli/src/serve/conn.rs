@@ -28,7 +28,9 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use fcgi::gateway::ConnectionInfo;
 use http::header::CONNECTION;
+use http::Request;
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -36,6 +38,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::access_log::Pending;
+use super::chunk_sizes::{Declared, Framing, Guarded};
 use super::{ServeBody, State};
 
 /// Serves one client connection until it ends, a limit of [`ConnLimits`]
@@ -54,20 +57,27 @@ pub async fn serve(
         secure: false,
     };
     let activity = Arc::new(Activity::new());
+    let declared = Arc::new(Declared::new());
     let (give_back, taken_back) = oneshot::channel();
     let io = TokioIo::new(Watched {
         io: Some(tcp),
         activity: Arc::clone(&activity),
+        framing: Framing::new(
+            state.common.max_body_size,
+            state.common.head_limit,
+            Arc::clone(&declared),
+        ),
         peer_closed: false,
         give_back: Some(give_back),
     });
     let service = {
         let state = Arc::clone(&state);
         let activity = Arc::clone(&activity);
-        hyper::service::service_fn(move |request| {
+        hyper::service::service_fn(move |request: Request<Incoming>| {
             let state = Arc::clone(&state);
             let activity = Arc::clone(&activity);
-            activity.request_started();
+            let number = activity.request_started();
+            let request = request.map(|body| Guarded::new(body, number, Arc::clone(&declared)));
             async move {
                 let (response, log) = super::handle(&state, info, request).await;
                 if response
@@ -213,10 +223,11 @@ impl Activity {
         }
     }
 
-    /// A request head is complete and its handler runs.
-    pub fn request_started(&self) {
-        self.started.fetch_add(1, Ordering::Relaxed);
+    /// A request head is complete and its handler runs: the request's
+    /// number on the connection (from 0).
+    pub fn request_started(&self) -> u64 {
         self.head_started.store(NEVER, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A response was sent (or abandoned).
@@ -254,6 +265,8 @@ impl Activity {
 pub struct Watched {
     io: Option<TcpStream>,
     activity: Arc<Activity>,
+    /// Follows the requests' framing for the chunk sizes.
+    framing: Framing,
     /// The client closed its side (a read gave end of file).
     peer_closed: bool,
     give_back: Option<oneshot::Sender<TcpStream>>,
@@ -289,6 +302,7 @@ impl AsyncRead for Watched {
         if let Poll::Ready(Ok(())) = polled {
             if buf.filled().len() > before {
                 self.activity.bytes_arrived();
+                self.framing.feed(&buf.filled()[before..]);
             } else if buf.remaining() > 0 {
                 self.peer_closed = true;
             }

@@ -8,6 +8,7 @@
 //! requests finish (up to `--shutdown-timeout`), then exits.
 
 mod access_log;
+mod chunk_sizes;
 mod conn;
 mod loops;
 pub mod static_files;
@@ -26,6 +27,10 @@ use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+
+/// A request as `fcgi serve` hands it on: its body ends at once when a
+/// chunk size declares too much ([`chunk_sizes`]).
+pub type ServeRequest = Request<chunk_sizes::Guarded<Incoming>>;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 
@@ -57,7 +62,8 @@ Safe by default:
   Host         HTTP/1.1 needs exactly one valid Host (host[:port]): else 400
   bodies       read whole before PHP sees the request (--body-buffer-size in
                memory, the rest in a temporary file), so slow clients never hold
-               a PHP worker; over --max-body-size 413 (at once when declared);
+               a PHP worker; over --max-body-size 413 (at once when declared
+               by Content-Length or by the chunk sizes so far);
                no bytes for --body-timeout: 408 and close; Transfer-Encoding
                other than chunked: 501
   responses    the script never frames HTTP: its Content-Length is enforced
@@ -203,6 +209,10 @@ pub struct ServeArgs {
 pub(crate) struct Common {
     access_log: bool,
     max_uri_size: usize,
+    /// `--max-body-size`, for the chunk sizes read off the socket.
+    max_body_size: u64,
+    /// The longest request head hyper reads.
+    head_limit: usize,
     limits: ConnLimits,
     http: http1::Builder,
 }
@@ -269,6 +279,8 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
         Common {
             access_log: !args.no_access_log,
             max_uri_size: args.max_uri_size,
+            max_body_size: args.max_body_size,
+            head_limit,
             limits: ConnLimits {
                 header_timeout: args.header_timeout,
                 keepalive_timeout: args.keepalive_timeout,
@@ -362,7 +374,7 @@ pub fn plain(status: StatusCode) -> Response<ServeBody> {
 async fn handle(
     state: &State,
     info: ConnectionInfo,
-    mut request: Request<Incoming>,
+    mut request: ServeRequest,
 ) -> (Response<ServeBody>, Option<access_log::Pending>) {
     let started = Instant::now();
     let line = state
@@ -383,7 +395,7 @@ fn target_len(uri: &http::Uri) -> usize {
     scheme + authority + uri.path_and_query().map_or(0, |pq| pq.as_str().len())
 }
 
-async fn route(state: &State, request: Request<Incoming>) -> Response<ServeBody> {
+async fn route(state: &State, request: ServeRequest) -> Response<ServeBody> {
     let max_uri_size = state.common.max_uri_size;
     if target_len(request.uri()) > max_uri_size {
         tracing::info!(target: fcgi::gateway::LOG_TARGET, max = max_uri_size, "request target too long");

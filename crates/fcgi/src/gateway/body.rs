@@ -141,9 +141,31 @@ pub(crate) enum BodyError {
     Read(io::Error),
 }
 
+/// The error a request body can end with to say that its client declared
+/// more than [`GatewayBuilder::max_body_bytes`](super::GatewayBuilder::max_body_bytes)
+/// before sending it (e.g. in a chunk-size line, which hyper does not
+/// expose): the gateway answers 413 at once, as for a `Content-Length` over
+/// the limit, instead of when that many bytes have arrived. `fcgi serve`
+/// reads chunk sizes off the socket and uses it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeclaredTooLarge;
+
+impl std::fmt::Display for DeclaredTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body is declared larger than the limit")
+    }
+}
+
+impl std::error::Error for DeclaredTooLarge {}
+
 impl BodyError {
     fn from_read(error: io::Error) -> BodyError {
-        if error.kind() == io::ErrorKind::TimedOut {
+        if error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<DeclaredTooLarge>())
+        {
+            BodyError::TooLarge
+        } else if error.kind() == io::ErrorKind::TimedOut {
             BodyError::TimedOut(error)
         } else {
             BodyError::Read(error)

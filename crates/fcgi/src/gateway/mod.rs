@@ -35,7 +35,7 @@
 //! | Host | an HTTP/1.1 request needs exactly one Host, `host[:port]` (no spaces, path, user information): else 400; an absolute target's authority wins; HTTP_HOST and SERVER_NAME come from that one value ([`check_request_head`]) | same |
 //! | request transfer coding | `Transfer-Encoding` other than `chunked` alone (`gzip, chunked`) is 501 | same |
 //! | request bodies | read whole before the request goes upstream (memory up to [`DEFAULT_BUFFER_MEMORY_BYTES`], then a temporary file), so a slow client never holds a PHP worker; [`GatewayBuilder::stream_request_bodies`] streams them instead (documented risk) | same (`client_body_buffer_size`) |
-//! | body size | over [`GatewayBuilder::max_body_bytes`] (default [`DEFAULT_MAX_BODY_BYTES`]) 413, at once when declared, else when the bytes pass it | same |
+//! | body size | over [`GatewayBuilder::max_body_bytes`] (default [`DEFAULT_MAX_BODY_BYTES`]) 413, at once when declared (a `Content-Length`, or a body ending with [`DeclaredTooLarge`]: `fcgi serve` reads chunk sizes off the socket, since hyper does not expose them, so a chunk that announces too much is refused before its bytes), else when the bytes pass it | same |
 //! | body read timeout | no body bytes for [`GatewayBuilder::body_read_timeout`] (default [`DEFAULT_BODY_READ_TIMEOUT`]): 408 and `Connection: close` | same (`client_body_timeout`) |
 //! | response framing | the script's `Content-Length` (one valid value) is the length: a longer body is cut there, a shorter one ends in an error so the server closes the connection ([`GatewayBody`]); an invalid or conflicting one is dropped and the gateway frames the body | same, but nginx 502s invalid ones |
 //! | response headers | `Transfer-Encoding`, `Connection` (and the headers it names), `Keep-Alive`, `Proxy-Connection`, `Upgrade`, `TE`, `Trailer` and `X-Accel-*` from the script are dropped; a 1xx status (`101 Switching Protocols`) is 502 | same |
@@ -90,7 +90,7 @@ use crate::error::Error;
 use crate::nonblocking::{Client, ResponseStream};
 use crate::request::Params;
 
-pub use body::GatewayBody;
+pub use body::{DeclaredTooLarge, GatewayBody};
 pub use head::{check_request_head, RequestError};
 pub use params::SERVER_SOFTWARE;
 pub use route::{PathError, Route, Script};
