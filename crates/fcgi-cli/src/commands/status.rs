@@ -8,12 +8,13 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value};
 
-use crate::args::{ConnArgs, ADDRESS_HELP, EXIT_HELP};
-use crate::commands::{client, write_failure};
-use crate::failure::Failure;
-use crate::fpm_status::{self, DEFAULT_STATUS_PATH};
-use crate::prometheus::{self, PoolScrape, DEFAULT_MAX_PROCESSES};
-use crate::target::resolve;
+use crate::shared::client::client;
+use crate::shared::failure::Failure;
+use crate::shared::fpm_status::{self, DEFAULT_STATUS_PATH};
+use crate::shared::options::{ConnArgs, ADDRESS_HELP, EXIT_HELP};
+use crate::shared::output::write_failure;
+use crate::shared::prometheus::{self, PoolScrape, DEFAULT_MAX_PROCESSES};
+use crate::shared::target::resolve;
 
 /// How `fcgi status` prints the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -70,7 +71,7 @@ pub struct StatusArgs {
 }
 
 /// `fcgi status`.
-pub fn status(args: &StatusArgs) -> Result<(), Failure> {
+pub fn run(args: &StatusArgs) -> Result<(), Failure> {
     let target = resolve(args.address.as_deref())?;
     let client = client(&target, &args.conn, None)?;
     let address = target.address.to_string();

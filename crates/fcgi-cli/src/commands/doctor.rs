@@ -34,11 +34,12 @@ use clap::Args;
 use fcgi::{Address, Client, Config, Request, Response};
 use serde_json::{json, Value};
 
-use crate::args::{ConnArgs, ADDRESS_HELP};
-use crate::commands::{client, write_failure, VALUE_NAMES};
-use crate::failure::{Failure, OTHER};
-use crate::fpm_status::{self, FetchError, PageArgs, PageError, PoolStatus};
-use crate::target::resolve;
+use crate::shared::client::{client, VALUE_NAMES};
+use crate::shared::failure::{Failure, OTHER};
+use crate::shared::fpm_status::{self, FetchError, PageArgs, PageError, PoolStatus};
+use crate::shared::options::{ConnArgs, ADDRESS_HELP};
+use crate::shared::output::write_failure;
+use crate::shared::target::resolve;
 
 /// Size of the request body sent to the probe (over one 64 KiB record).
 pub const BODY_BYTES: usize = 100 * 1024;
@@ -954,7 +955,7 @@ fn check_keep_alive(
 }
 
 /// `fcgi doctor`.
-pub fn doctor(args: &DoctorArgs) -> Result<(), Failure> {
+pub fn run(args: &DoctorArgs) -> Result<(), Failure> {
     let target = resolve(args.address.as_deref())?;
     let client = client(&target, &args.conn, None)?;
     let address = target.address.clone();

@@ -22,10 +22,11 @@ use super::{
     is_script_unknown, remove_on_interrupt, script_filename, script_request, script_unknown,
     wrap_code, write_script, EvalArgs, FatalScanner,
 };
-use crate::commands::{client, write_failure};
-use crate::failure::{Failure, OTHER, PHP_FATAL};
-use crate::fpm_status;
-use crate::target::resolve;
+use crate::shared::client::client;
+use crate::shared::failure::{Failure, OTHER, PHP_FATAL};
+use crate::shared::fpm_status;
+use crate::shared::output::write_failure;
+use crate::shared::target::resolve;
 
 /// Mode of the rendezvous directory: the pool's user must create entries.
 const RENDEZVOUS_MODE: u32 = 0o777;

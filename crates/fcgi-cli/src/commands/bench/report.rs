@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use serde_json::{json, Map, Value};
 
 use super::engine::{Outcome, Plan};
-use crate::failure::{Failure, OTHER};
+use crate::shared::failure::{Failure, OTHER};
 
 /// Everything a report shows, computed once.
 #[derive(Debug)]
