@@ -6,9 +6,9 @@
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    bench::BenchArgs, doctor::DoctorArgs, eval::EvalArgs, exporter::ExporterArgs,
-    health::HealthArgs, ping::PingArgs, request::RequestCmd, serve::ServeArgs, status::StatusArgs,
-    values::ValuesArgs,
+    bench::BenchArgs, completions::CompletionsArgs, doctor::DoctorArgs, eval::EvalArgs,
+    exporter::ExporterArgs, health::HealthArgs, man::ManArgs, ping::PingArgs, request::RequestCmd,
+    serve::ServeArgs, status::StatusArgs, values::ValuesArgs,
 };
 use crate::shared::failure::Failure;
 use crate::shared::options::{ADDRESS_HELP, EXIT_HELP};
@@ -54,6 +54,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve php-fpm pools' status as Prometheus metrics on /metrics.
     Exporter(ExporterArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or
+    /// powershell.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) of fcgi or of one of its commands.
+    Man(ManArgs),
 }
 
 /// The names of the subcommands in `definition` (the command line as
@@ -90,9 +95,7 @@ mod tests {
     fn a_missing_command_lists_every_command() {
         let message = missing_command().to_string();
         assert!(
-            message.contains(
-                "request, ping, status, health, doctor, values, eval, bench, serve or exporter"
-            ),
+            message.contains("request, ping, status, health, doctor, values, eval, bench, serve, exporter, completions or man"),
             "{message}"
         );
     }

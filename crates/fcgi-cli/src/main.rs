@@ -10,7 +10,9 @@
 //! * `fcgi values` asks for the FastCGI management values;
 //! * `fcgi eval` runs PHP code inside a php-fpm pool;
 //! * `fcgi bench` load-tests a script;
-//! * `fcgi serve` serves a PHP application over HTTP.
+//! * `fcgi serve` serves a PHP application over HTTP;
+//! * `fcgi completions SHELL` and `fcgi man` print the shell completions and
+//!   the manual pages.
 //!
 //! The layout, as cargo's own command line: [`cli`] holds the parser and the
 //! enum of subcommands; [`commands`] one module per subcommand, with its

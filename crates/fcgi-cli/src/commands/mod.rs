@@ -8,15 +8,18 @@
 //! * [`eval`]: PHP code run inside a pool;
 //! * [`mod@bench`]: a load generator;
 //! * [`serve`]: an HTTP server in front of FastCGI;
-//! * [`exporter`]: Prometheus metrics of php-fpm pools.
+//! * [`exporter`]: Prometheus metrics of php-fpm pools;
+//! * [`completions`], [`man`]: shell completions and manual pages.
 //!
 //! What several of them use lives in [`crate::shared`].
 
 pub mod bench;
+pub mod completions;
 pub mod doctor;
 pub mod eval;
 pub mod exporter;
 pub mod health;
+pub mod man;
 pub mod ping;
 pub mod request;
 pub mod serve;
@@ -44,12 +47,14 @@ pub fn run(command: &Command) -> Result<(), Failure> {
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Exporter(args) => exporter::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 
 /// Whether `-v` asks for the record trace: every client command has it;
 /// `serve` and `exporter` log through a subscriber of their own (see
-/// [`serve::run`]).
+/// [`serve::run`]), and the printing commands have no `-v`.
 fn wants_record_trace(command: &Command) -> bool {
     match command {
         Command::Request(args) => args.request.conn.verbose,
@@ -61,5 +66,6 @@ fn wants_record_trace(command: &Command) -> bool {
         Command::Eval(args) => args.conn.verbose,
         Command::Bench(args) => args.conn.verbose,
         Command::Serve(_) | Command::Exporter(_) => false,
+        Command::Completions(_) | Command::Man(_) => false,
     }
 }
