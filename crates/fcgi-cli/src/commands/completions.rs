@@ -1,14 +1,12 @@
 //! `fcgi completions SHELL`: the completion script for a shell, generated
 //! from the command line's definition (clap_complete), on standard output.
 
-use std::io::{self, Write};
-
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
 use crate::cli::Cli;
 use crate::shared::failure::Failure;
-use crate::shared::output::write_failure;
+use crate::shared::output::write_stdout;
 
 const COMPLETIONS_HELP: &str = "\
 Prints the script on standard output; install it where the shell looks
@@ -46,11 +44,7 @@ pub fn run(args: &CompletionsArgs) -> Result<(), Failure> {
     // Generated in memory first: clap_complete panics when its writer
     // fails, and a closed standard output is an error to report.
     let script = script(args.shell);
-    let mut stdout = io::stdout().lock();
-    stdout
-        .write_all(&script)
-        .and_then(|()| stdout.flush())
-        .map_err(write_failure("the completion script to standard output"))
+    write_stdout(&script, "the completion script to standard output")
 }
 
 #[cfg(test)]

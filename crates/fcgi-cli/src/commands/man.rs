@@ -6,7 +6,6 @@
 //! `--dir`.
 
 use std::fs;
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, CommandFactory};
@@ -14,7 +13,7 @@ use clap_mangen::Man;
 
 use crate::cli::{subcommand_names, Cli};
 use crate::shared::failure::{Failure, OTHER};
-use crate::shared::output::write_failure;
+use crate::shared::output::write_stdout;
 
 const MAN_HELP: &str = "\
 One page per command: `fcgi man` prints fcgi(1), which lists the commands;
@@ -154,11 +153,7 @@ pub fn run(args: &ManArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let roff = page(args.command.as_deref())?;
-    let mut stdout = io::stdout().lock();
-    stdout
-        .write_all(&roff)
-        .and_then(|()| stdout.flush())
-        .map_err(write_failure("the manual page to standard output"))
+    write_stdout(&roff, "the manual page to standard output")
 }
 
 #[cfg(test)]

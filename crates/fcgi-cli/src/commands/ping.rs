@@ -3,11 +3,10 @@
 
 use clap::Args;
 
-use crate::shared::client::client;
+use crate::shared::client::connect;
 use crate::shared::failure::Failure;
 use crate::shared::fpm_status;
 use crate::shared::options::{ConnArgs, ADDRESS_HELP, EXIT_HELP};
-use crate::shared::target::resolve;
 
 /// `fcgi ping`.
 #[derive(Debug, Args)]
@@ -40,8 +39,7 @@ pub struct PingArgs {
 
 /// `fcgi ping`.
 pub fn run(args: &PingArgs) -> Result<(), Failure> {
-    let target = resolve(args.address.as_deref())?;
-    let client = client(&target, &args.conn, None)?;
+    let (target, client) = connect(args.address.as_deref(), &args.conn)?;
     let elapsed =
         fpm_status::ping(&client, &args.path, &args.expect, args.conn.verbose).map_err(|e| {
             e.failure(

@@ -16,7 +16,7 @@ use crate::cgi::build_request;
 use crate::shared::client::client;
 use crate::shared::failure::{Failure, DENIED, HTTP_FAIL, OTHER};
 use crate::shared::options::{RequestArgs, ADDRESS_HELP, EXIT_HELP};
-use crate::shared::output::{write_failure, ServerStderr};
+use crate::shared::output::{write_failure, write_stdout, ServerStderr};
 use crate::shared::spawn::{Server, SpawnArgs};
 use crate::shared::target::split_positionals;
 use crate::shared::verbose::{print_head, print_params};
@@ -334,10 +334,10 @@ fn response_object(response: &Response, elapsed: Duration) -> Map<String, Value>
 }
 
 fn print_json(object: Map<String, Value>) -> Result<(), Failure> {
-    let mut stdout = io::stdout().lock();
-    writeln!(stdout, "{}", Value::Object(object))
-        .and_then(|()| stdout.flush())
-        .map_err(write_failure("the JSON to standard output"))
+    write_stdout(
+        format!("{}\n", Value::Object(object)).as_bytes(),
+        "the JSON to standard output",
+    )
 }
 
 fn request_json(client: &Client, request: Request, args: &RequestArgs) -> Result<(), Failure> {

@@ -1,15 +1,12 @@
 //! `fcgi values`: the FastCGI management values (FCGI_GET_VALUES).
 
-use std::io::{self, Write};
-
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use crate::shared::client::{client, VALUE_NAMES};
+use crate::shared::client::{connect, VALUE_NAMES};
 use crate::shared::failure::Failure;
 use crate::shared::options::{ConnArgs, ADDRESS_HELP, EXIT_HELP};
-use crate::shared::output::write_failure;
-use crate::shared::target::resolve;
+use crate::shared::output::write_stdout;
 use crate::shared::verbose;
 
 /// `fcgi values`.
@@ -38,8 +35,7 @@ pub struct ValuesArgs {
 
 /// `fcgi values`.
 pub fn run(args: &ValuesArgs) -> Result<(), Failure> {
-    let target = resolve(args.address.as_deref())?;
-    let client = client(&target, &args.conn, None)?;
+    let (_target, client) = connect(args.address.as_deref(), &args.conn)?;
     if args.conn.verbose {
         verbose::info(&format!("FCGI_GET_VALUES {}", VALUE_NAMES.join(" ")));
     }
@@ -65,9 +61,5 @@ pub fn run(args: &ValuesArgs) -> Result<(), Failure> {
         }
         text
     };
-    let mut stdout = io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(write_failure("the values to standard output"))
+    write_stdout(text.as_bytes(), "the values to standard output")
 }

@@ -6,7 +6,7 @@ use fcgi::{Client, Config};
 
 use crate::shared::failure::Failure;
 use crate::shared::options::ConnArgs;
-use crate::shared::target::Target;
+use crate::shared::target::{resolve, Target};
 use crate::shared::verbose;
 
 /// The names `fcgi values` (and `fcgi doctor`) ask for with
@@ -16,6 +16,15 @@ pub const VALUE_NAMES: [&str; 3] = [
     fcgi::fcgi_proto::record::MAX_REQS,
     fcgi::fcgi_proto::record::MPXS_CONNS,
 ];
+
+/// The server at `address` (discovered when `None`) and a client for it
+/// with the time limits of `conn`: how the commands that read one server
+/// start.
+pub fn connect(address: Option<&str>, conn: &ConnArgs) -> Result<(Target, Client), Failure> {
+    let target = resolve(address)?;
+    let client = client(&target, conn, None)?;
+    Ok((target, client))
+}
 
 /// The client for `target` with the time limits of `conn`.
 pub fn client(target: &Target, conn: &ConnArgs, max_head: Option<u64>) -> Result<Client, Failure> {

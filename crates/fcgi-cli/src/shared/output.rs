@@ -1,5 +1,6 @@
-//! Writing what the commands print: the failure for a write that did not
-//! go through, and the server's FastCGI stderr passed on to ours.
+//! Writing what the commands print: standard output written and flushed,
+//! the failure for a write that did not go through, and the server's
+//! FastCGI stderr passed on to ours.
 
 use std::io::{self, Write};
 
@@ -9,6 +10,16 @@ use crate::shared::failure::{Failure, OTHER};
 /// that failed.
 pub fn write_failure(what: &str) -> impl Fn(io::Error) -> Failure + '_ {
     move |e| Failure::new(OTHER, format!("cannot write {what}: {e}"))
+}
+
+/// Writes `bytes` to standard output and flushes it; `what` names them in
+/// the failure ("the values to standard output").
+pub fn write_stdout(bytes: &[u8], what: &str) -> Result<(), Failure> {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(write_failure(what))
 }
 
 /// The server's FastCGI stderr, passed to standard error as it arrives
