@@ -3,46 +3,45 @@
 //! * `fcgi request [ADDR] SCRIPT[?QUERY]` sends a request with the CGI params
 //!   nginx would send, streams the body to standard output and the server's
 //!   stderr to standard error (or prints one JSON object with `--json`);
-//! * `fcgi ping` and `fcgi status` read php-fpm's ping and status pages
-//!   ([`status`], parsing in [`fpm_status`], metrics in [`prometheus`]);
-//! * `fcgi exporter` serves them as Prometheus metrics ([`exporter`]);
-//! * `fcgi health` checks a pool against thresholds ([`health`]);
-//! * `fcgi doctor` diagnoses a pool ([`doctor`]);
+//! * `fcgi ping` and `fcgi status` read php-fpm's ping and status pages;
+//! * `fcgi exporter` serves them as Prometheus metrics;
+//! * `fcgi health` checks a pool against thresholds;
+//! * `fcgi doctor` diagnoses a pool;
 //! * `fcgi values` asks for the FastCGI management values;
-//! * `fcgi eval` runs PHP code inside a php-fpm pool ([`eval`]);
-//! * `fcgi bench` load-tests a script ([`mod@bench`]);
-//! * `fcgi serve` serves a PHP application over HTTP ([`serve`]).
+//! * `fcgi eval` runs PHP code inside a php-fpm pool;
+//! * `fcgi bench` load-tests a script;
+//! * `fcgi serve` serves a PHP application over HTTP;
+//! * `fcgi completions SHELL` and `fcgi man` print the shell completions and
+//!   the manual pages.
 //!
-//! Exit codes are a contract (see [`failure`]); every error is one line on
-//! standard error starting with `fcgi: error: `.
+//! The layout, as cargo's own command line: [`cli`] holds the parser and the
+//! enum of subcommands; [`commands`] one module per subcommand, with its
+//! options and its `run` function, and the dispatch; [`shared`] what several
+//! subcommands use (addresses, exit codes, verbose output, spawning,
+//! php-fpm's status page, Prometheus metrics); [`cgi`] builds a request's
+//! CGI params and body.
+//!
+//! Exit codes are a contract (see [`shared::failure`]); every error is one
+//! line on standard error starting with `fcgi: error: `.
 
 // The argument structs' doc comments are also clap's help text, where
 // `[ADDR]` means an optional address, not a link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
-mod args;
-mod bench;
 mod cgi;
+mod cli;
 mod commands;
-mod doctor;
-mod eval;
-mod exporter;
-mod failure;
-mod fpm_status;
-mod health;
-mod prometheus;
-mod serve;
-mod signals;
-mod spawn;
-mod status;
-mod target;
-mod verbose;
+mod shared;
+
+// `cgi` names the options and failures by their paths before the shared
+// module existed; these two aliases keep them until it moves along.
+use shared::{failure, options as args};
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{Cli, Command};
+use cli::Cli;
 use failure::Failure;
 
 /// mimalloc instead of the C library's allocator: `fcgi serve` and `fcgi
@@ -55,34 +54,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
-    let verbose = match &cli.command {
-        Command::Request(a) => a.request.conn.verbose,
-        Command::Ping(a) => a.conn.verbose,
-        Command::Status(a) => a.conn.verbose,
-        Command::Health(a) => a.conn.verbose,
-        Command::Doctor(a) => a.conn.verbose,
-        Command::Values(a) => a.conn.verbose,
-        Command::Eval(a) => a.conn.verbose,
-        Command::Bench(a) => a.conn.verbose,
-        // serve logs through its own subscriber (see serve::serve).
-        Command::Serve(_) | Command::Exporter(_) => false,
-    };
-    if verbose {
-        verbose::install_record_trace();
-    }
-    let result = match &cli.command {
-        Command::Request(a) => commands::request(a),
-        Command::Ping(a) => commands::ping(a),
-        Command::Status(a) => status::status(a),
-        Command::Health(a) => health::health(a),
-        Command::Doctor(a) => doctor::doctor(a),
-        Command::Values(a) => commands::values(a),
-        Command::Eval(a) => eval::eval(a),
-        Command::Bench(a) => bench::bench(a),
-        Command::Serve(a) => serve::serve(a),
-        Command::Exporter(a) => exporter::exporter(a),
-    };
-    match result {
+    match commands::run(&cli.command) {
         Ok(()) => ExitCode::from(failure::OK),
         Err(failure) => report(&failure),
     }
@@ -103,9 +75,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
             ExitCode::from(failure::OK)
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
-            report(&Failure::usage(
-                "a command is needed: request, ping, status, health, doctor, exporter, values, eval, bench or serve (see `fcgi --help`)",
-            ))
+            report(&cli::missing_command())
         }
         _ => {
             // clap's message without its usage block, on one line.

@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
-use crate::args::{ConnArgs, ADDRESS_HELP};
-use crate::commands::{client, write_failure};
-use crate::failure::Failure;
-use crate::fpm_status::{self, PageArgs, PoolStatus};
-use crate::target::resolve;
+use crate::shared::client::client;
+use crate::shared::failure::Failure;
+use crate::shared::fpm_status::{self, PageArgs, PoolStatus};
+use crate::shared::options::{ConnArgs, ADDRESS_HELP};
+use crate::shared::output::write_failure;
+use crate::shared::target::resolve;
 
 /// Exit code: more connections waiting than `--max-listen-queue`.
 pub const LISTEN_QUEUE: u8 = 10;
@@ -157,7 +158,7 @@ impl Counters {
             .and_then(|()| fs::rename(&partial, path))
             .map_err(|e| {
                 Failure::new(
-                    crate::failure::OTHER,
+                    crate::shared::failure::OTHER,
                     format!(
                         "cannot write the state file {} (--state-file): {e}",
                         path.display()
@@ -309,7 +310,7 @@ pub fn check(args: &HealthArgs, reading: &Reading, increase: Option<(u64, u64)>)
 }
 
 /// `fcgi health`.
-pub fn health(args: &HealthArgs) -> Result<(), Failure> {
+pub fn run(args: &HealthArgs) -> Result<(), Failure> {
     let target = resolve(args.address.as_deref())?;
     let address = target.address.to_string();
     let client = client(&target, &args.conn, None)?;

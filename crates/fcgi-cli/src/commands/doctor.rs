@@ -34,11 +34,11 @@ use clap::Args;
 use fcgi::{Address, Client, Config, Request, Response};
 use serde_json::{json, Value};
 
-use crate::args::{ConnArgs, ADDRESS_HELP};
-use crate::commands::{client, write_failure, VALUE_NAMES};
-use crate::failure::{Failure, OTHER};
-use crate::fpm_status::{self, FetchError, PageArgs, PageError, PoolStatus};
-use crate::target::resolve;
+use crate::shared::client::{connect, VALUE_NAMES};
+use crate::shared::failure::{Failure, OTHER};
+use crate::shared::fpm_status::{self, FetchError, PageArgs, PageError, PoolStatus};
+use crate::shared::options::{ConnArgs, ADDRESS_HELP};
+use crate::shared::output::write_stdout;
 
 /// Size of the request body sent to the probe (over one 64 KiB record).
 pub const BODY_BYTES: usize = 100 * 1024;
@@ -954,9 +954,8 @@ fn check_keep_alive(
 }
 
 /// `fcgi doctor`.
-pub fn doctor(args: &DoctorArgs) -> Result<(), Failure> {
-    let target = resolve(args.address.as_deref())?;
-    let client = client(&target, &args.conn, None)?;
+pub fn run(args: &DoctorArgs) -> Result<(), Failure> {
+    let (target, client) = connect(args.address.as_deref(), &args.conn)?;
     let address = target.address.clone();
     let mut findings = Vec::new();
     if check_peer(&address, args, &client, &mut findings) {
@@ -985,11 +984,7 @@ pub fn doctor(args: &DoctorArgs) -> Result<(), Failure> {
     } else {
         render(&address.to_string(), &findings, problems, warnings)
     };
-    let mut stdout = io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(write_failure("the findings to standard output"))?;
+    write_stdout(text.as_bytes(), "the findings to standard output")?;
     if problems > 0 {
         return Err(Failure::new(
             OTHER,

@@ -13,13 +13,12 @@ use std::time::Duration;
 use clap::Args;
 use fcgi::{Body, Config, Params, Request};
 
-use crate::args::{ConnArgs, RequestArgs, RequestShape};
 use crate::cgi::{build_request_with, prepare_body, PreparedBody};
-use crate::commands::absolute_script;
-use crate::failure::{Failure, OTHER};
-use crate::spawn::Server;
-use crate::target::split_positionals;
-use crate::verbose;
+use crate::shared::failure::{Failure, OTHER};
+use crate::shared::options::{ConnArgs, RequestArgs, RequestShape};
+use crate::shared::spawn::{Server, SpawnArgs};
+use crate::shared::target::split_positionals;
+use crate::shared::verbose;
 
 pub use engine::Plan;
 
@@ -102,7 +101,7 @@ pub struct BenchArgs {
 
     /// How long to send requests: 10s, 2m, 500ms, 1h (a plain number is
     /// seconds). Requests still in flight at the end are abandoned.
-    #[arg(short = 'd', long = "duration", value_name = "DURATION", value_parser = crate::args::parse_duration)]
+    #[arg(short = 'd', long = "duration", value_name = "DURATION", value_parser = crate::shared::options::parse_duration)]
     pub duration: Option<Duration>,
 
     /// Send N requests per second on a fixed schedule (open model, as
@@ -129,7 +128,7 @@ pub struct BenchArgs {
     pub data: Option<String>,
 
     #[command(flatten)]
-    pub spawn: crate::spawn::SpawnArgs,
+    pub spawn: SpawnArgs,
 
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -205,26 +204,6 @@ fn body_in_memory(prepared: PreparedBody) -> Result<PreparedBody, Failure> {
     })
 }
 
-/// With `--spawn`: no ADDR, and a relative SCRIPT made absolute.
-fn spawned_script(
-    args: &BenchArgs,
-    address: Option<&str>,
-    script: &str,
-) -> Result<String, Failure> {
-    if args.spawn.spawn.is_none() {
-        return Ok(script.to_string());
-    }
-    if let Some(address) = address {
-        return Err(Failure::usage(format!(
-            "ADDR {address:?} cannot be given with --spawn (the spawned application listens on a socket of its own)"
-        )));
-    }
-    if args.shape.document_root.is_some() {
-        return Ok(script.to_string());
-    }
-    absolute_script(script)
-}
-
 /// For a spawned php-cgi: one child per connection (a kept connection
 /// holds a child) and no restart after 500 requests, unless the
 /// environment sets them.
@@ -236,10 +215,12 @@ fn spawn_env(args: &BenchArgs) -> Vec<(&'static str, String)> {
 }
 
 /// `fcgi bench`.
-pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
+pub fn run(args: &BenchArgs) -> Result<(), Failure> {
     let request_args = args.request_args();
     let (address, script) = split_positionals(&args.positional)?;
-    let script = spawned_script(args, address, script)?;
+    let script = args
+        .spawn
+        .script(address, script, args.shape.document_root.as_deref())?;
     let body = prepare_body(&request_args)?
         .map(body_in_memory)
         .transpose()?;

@@ -26,7 +26,7 @@ use fcgi::{Address, Chunk, Client, Config, ResponseStream};
 use hdrhistogram::Histogram;
 
 use super::Template;
-use crate::failure::Failure;
+use crate::shared::failure::Failure;
 
 /// Highest latency the histogram tells apart: one hour, in microseconds;
 /// longer ones are recorded as this (every request is bounded by --timeout,
@@ -300,7 +300,7 @@ pub fn run(
             .map_err(|e| {
                 shared.stop.store(true, Ordering::Relaxed);
                 Failure::new(
-                    crate::failure::OTHER,
+                    crate::shared::failure::OTHER,
                     format!("cannot start connection thread {i}: {e}"),
                 )
             })?;
@@ -497,7 +497,10 @@ mod tests {
             address: "x".into(),
         });
         assert_eq!(outcome.errors["closed"].count, 2);
-        assert_eq!(outcome.errors["closed"].code, crate::failure::PROTOCOL);
+        assert_eq!(
+            outcome.errors["closed"].code,
+            crate::shared::failure::PROTOCOL
+        );
         assert_eq!(outcome.errors["timeout"].count, 1);
         assert_eq!(outcome.error_count(), 3);
     }

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::{conn, Common, State};
-use crate::failure::{self, Failure};
+use crate::shared::failure::{self, Failure};
 
 /// Pause after a failed accept (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -169,7 +169,7 @@ async fn accept(
 ) -> Result<(), Failure> {
     let listener = TcpListener::from_std(listener)
         .map_err(|e| Failure::new(failure::OTHER, format!("listener: {e}")))?;
-    let shutdown = crate::signals::shutdown_signal();
+    let shutdown = crate::shared::signals::shutdown_signal();
     tokio::pin!(shutdown);
     let mut warned_full = false;
     let signal = loop {

@@ -6,8 +6,8 @@
 use clap::Args;
 use fcgi::spawn::{SpawnOptions, SpawnedApp};
 
-use crate::failure::Failure;
-use crate::target::{resolve, Target};
+use crate::shared::failure::{Failure, OTHER};
+use crate::shared::target::{resolve, Target};
 
 /// The `--spawn` option (shared by the commands that send requests).
 #[derive(Debug, Args, Clone, Default)]
@@ -17,6 +17,59 @@ pub struct SpawnArgs {
     /// the request to it and stop it afterwards. ADDR must not be given.
     #[arg(long, value_name = "'CMD ARGS'")]
     pub spawn: Option<String>,
+}
+
+impl SpawnArgs {
+    /// SCRIPT as the request names it. Without `--spawn`, as given; with
+    /// it, ADDR is refused (before anything is read or started) and a
+    /// relative SCRIPT is made absolute unless `--document-root` is given.
+    pub fn script(
+        &self,
+        address: Option<&str>,
+        script: &str,
+        document_root: Option<&str>,
+    ) -> Result<String, Failure> {
+        if self.spawn.is_none() {
+            return Ok(script.to_string());
+        }
+        if let Some(address) = address {
+            return Err(address_with_spawn(address));
+        }
+        if document_root.is_some() {
+            return Ok(script.to_string());
+        }
+        absolute_script(script)
+    }
+}
+
+/// ADDR and `--spawn` together.
+fn address_with_spawn(address: &str) -> Failure {
+    Failure::usage(format!(
+        "ADDR {address:?} cannot be given with --spawn (the spawned application listens on a socket of its own)"
+    ))
+}
+
+/// SCRIPT (with its query) made absolute against the current directory: a
+/// spawned application runs here, and php-cgi wants a full path.
+pub fn absolute_script(script: &str) -> Result<String, Failure> {
+    let (path, query) = match script.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (script, None),
+    };
+    if path.is_empty() || path.starts_with('/') {
+        return Ok(script.to_string());
+    }
+    let cwd = std::env::current_dir().map_err(|e| {
+        Failure::new(
+            OTHER,
+            format!("cannot find the current directory to locate {path:?}: {e}"),
+        )
+    })?;
+    let full = cwd.join(path).display().to_string();
+    Ok(match query {
+        Some(query) => format!("{full}?{query}"),
+        None => full,
+    })
 }
 
 /// The server requests go to: an address, and the application behind it
@@ -50,9 +103,7 @@ impl Server {
             });
         };
         if let Some(address) = address {
-            return Err(Failure::usage(format!(
-                "ADDR {address:?} cannot be given with --spawn (the spawned application listens on a socket of its own)"
-            )));
+            return Err(address_with_spawn(address));
         }
         let app = start(command, env_defaults)?;
         let target = Target {
@@ -106,21 +157,49 @@ mod tests {
             spawn: Some("php-cgi".into()),
         };
         let err = Server::open(&spawn, Some("127.0.0.1:9000")).unwrap_err();
-        assert_eq!(err.code, crate::failure::USAGE);
+        assert_eq!(err.code, crate::shared::failure::USAGE);
+    }
+
+    #[test]
+    fn with_spawn_a_relative_script_becomes_absolute_unless_under_a_root() {
+        let spawn = SpawnArgs {
+            spawn: Some("php-cgi".into()),
+        };
+        let cwd = std::env::current_dir().unwrap().display().to_string();
+        assert_eq!(
+            spawn.script(None, "hello.php?x=1", None).unwrap(),
+            format!("{cwd}/hello.php?x=1")
+        );
+        assert_eq!(
+            spawn.script(None, "/srv/a.php", None).unwrap(),
+            "/srv/a.php"
+        );
+        assert_eq!(spawn.script(None, "a.php", Some("/srv")).unwrap(), "a.php");
+        let err = spawn
+            .script(Some("127.0.0.1:9000"), "a.php", None)
+            .unwrap_err();
+        assert_eq!(err.code, crate::shared::failure::USAGE);
+        let without = SpawnArgs::default();
+        assert_eq!(
+            without
+                .script(Some("127.0.0.1:9000"), "a.php", None)
+                .unwrap(),
+            "a.php"
+        );
     }
 
     #[test]
     fn a_bad_or_empty_command_line_is_a_usage_error() {
         for command in ["", "  ", "php-cgi 'unclosed"] {
             let err = start(command, &[]).unwrap_err();
-            assert_eq!(err.code, crate::failure::USAGE, "{command:?}");
+            assert_eq!(err.code, crate::shared::failure::USAGE, "{command:?}");
         }
     }
 
     #[test]
     fn a_missing_program_cannot_start() {
         let err = start("/no/such/program -x", &[]).unwrap_err();
-        assert_eq!(err.code, crate::failure::CONNECT);
+        assert_eq!(err.code, crate::shared::failure::CONNECT);
         assert!(err.message.contains("cannot start"), "{}", err.message);
     }
 }

@@ -18,11 +18,13 @@ use clap::Args;
 use fcgi::{Chunk, Request};
 use tempfile::NamedTempFile;
 
-use crate::args::ConnArgs;
-use crate::commands::{client, print_head, print_params, write_failure, ServerStderr};
-use crate::failure::{Failure, OTHER, PHP_FATAL};
-use crate::spawn::{Server, SpawnArgs};
-use crate::target::looks_like_address;
+use crate::shared::client::client;
+use crate::shared::failure::{Failure, OTHER, PHP_FATAL};
+use crate::shared::options::ConnArgs;
+use crate::shared::output::{write_failure, ServerStderr};
+use crate::shared::spawn::{Server, SpawnArgs};
+use crate::shared::target::looks_like_address;
+use crate::shared::verbose::{print_head, print_params};
 
 /// Mode of the temporary script: readable by the pool's user.
 pub const SCRIPT_MODE: u32 = 0o644;
@@ -130,12 +132,12 @@ pub struct EvalArgs {
 
     /// With --all-workers: the status page (php-fpm's pm.status_path) that
     /// gives the pool's workers.
-    #[arg(long, default_value = crate::fpm_status::DEFAULT_STATUS_PATH, value_name = "PATH")]
+    #[arg(long, default_value = crate::shared::fpm_status::DEFAULT_STATUS_PATH, value_name = "PATH")]
     pub status_path: String,
 
     /// With --all-workers: how long a request waits for the others before
     /// running the code anyway (500ms, 5s...).
-    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::args::parse_duration)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::shared::options::parse_duration)]
     pub rendezvous_timeout: std::time::Duration,
 
     #[command(flatten)]
@@ -279,7 +281,7 @@ impl FatalScanner {
 }
 
 /// `fcgi eval`.
-pub fn eval(args: &EvalArgs) -> Result<(), Failure> {
+pub fn run(args: &EvalArgs) -> Result<(), Failure> {
     let (address, code) = split_args(args)?;
     if let (Some(_), Some(address)) = (&args.spawn.spawn, address) {
         return Err(Failure::usage(format!(
@@ -301,7 +303,7 @@ pub fn eval(args: &EvalArgs) -> Result<(), Failure> {
     remove_on_interrupt(vec![script.path().to_path_buf()])?;
     let filename = script_filename(script.path(), args.chroot_prefix.as_deref())?;
     let mut server = Server::open(&args.spawn, address)?;
-    let result = run(args, &server, &filename);
+    let result = run_script(args, &server, &filename);
     server.stop();
     drop(script);
     result
@@ -350,7 +352,10 @@ fn remove_on_interrupt(paths: Vec<PathBuf>) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run(args: &EvalArgs, server: &Server, filename: &str) -> Result<(), Failure> {
+/// Runs the temporary script `filename` once: its output to standard
+/// output (a 500's error page to standard error), a fatal error to
+/// [`PHP_FATAL`].
+fn run_script(args: &EvalArgs, server: &Server, filename: &str) -> Result<(), Failure> {
     let client = client(&server.target, &args.conn, None)?;
     let request = script_request(filename);
     if args.conn.verbose {
@@ -474,7 +479,7 @@ mod tests {
             "/tmp/fcgi-eval-x.php"
         );
         let err = script_filename(path, Some(Path::new("/other"))).unwrap_err();
-        assert_eq!(err.code, crate::failure::USAGE);
+        assert_eq!(err.code, crate::shared::failure::USAGE);
     }
 
     #[test]

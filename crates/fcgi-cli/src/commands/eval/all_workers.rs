@@ -22,10 +22,10 @@ use super::{
     is_script_unknown, remove_on_interrupt, script_filename, script_request, script_unknown,
     wrap_code, write_script, EvalArgs, FatalScanner,
 };
-use crate::commands::{client, write_failure};
-use crate::failure::{Failure, OTHER, PHP_FATAL};
-use crate::fpm_status;
-use crate::target::resolve;
+use crate::shared::client::{client, connect};
+use crate::shared::failure::{Failure, OTHER, PHP_FATAL};
+use crate::shared::fpm_status;
+use crate::shared::output::write_stdout;
 
 /// Mode of the rendezvous directory: the pool's user must create entries.
 const RENDEZVOUS_MODE: u32 = 0o777;
@@ -72,8 +72,7 @@ struct WorkerRun {
 
 /// `fcgi eval --all-workers`.
 pub fn run(args: &EvalArgs, address: Option<&str>, dir: &Path, code: &str) -> Result<(), Failure> {
-    let target = resolve(address)?;
-    let status_client = client(&target, &args.conn, None)?;
+    let (target, status_client) = connect(address, &args.conn)?;
     let page = fpm_status::fetch(&status_client, &args.status_path, true, args.conn.verbose)
         .map_err(|e| e.failure("status", &args.status_path, &target.address.to_string()))?;
     let pool = page.status;
@@ -283,7 +282,6 @@ fn print_runs(
     missed: &[u32],
     runs: &[WorkerRun],
 ) -> Result<(), Failure> {
-    use std::io::Write;
     let mut sorted: Vec<&WorkerRun> = runs.iter().collect();
     sorted.sort_by_key(|r| r.pid.unwrap_or(u32::MAX));
     let text = if args.json {
@@ -330,11 +328,7 @@ fn print_runs(
         }
         out
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(write_failure("the results to standard output"))
+    write_stdout(text.as_bytes(), "the results to standard output")
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ use serde_json::{Map, Value};
 
 use fcgi::{Client, Request, Response};
 
-use crate::commands::{print_head, print_params};
-use crate::failure::{Failure, OTHER};
+use crate::shared::failure::{Failure, OTHER};
+use crate::shared::verbose::{print_head, print_params};
 
 /// Default status page path (php-fpm's `pm.status_path`).
 pub const DEFAULT_STATUS_PATH: &str = "/status";

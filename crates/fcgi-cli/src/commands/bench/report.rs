@@ -1,11 +1,10 @@
 //! The figures of a run, as wrk-style text or as one JSON object.
 
-use std::io::{self, Write};
-
 use serde_json::{json, Map, Value};
 
 use super::engine::{Outcome, Plan};
-use crate::failure::{Failure, OTHER};
+use crate::shared::failure::Failure;
+use crate::shared::output::write_stdout;
 
 /// Everything a report shows, computed once.
 #[derive(Debug)]
@@ -236,11 +235,7 @@ fn human_bytes(n: f64) -> String {
 
 /// Writes the report to standard output.
 pub fn print(text: &str) -> Result<(), Failure> {
-    let mut stdout = io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(|e| Failure::new(OTHER, format!("cannot write the report: {e}")))
+    write_stdout(text.as_bytes(), "the report")
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `fcgi exporter`: a Prometheus exporter for php-fpm pools. An HTTP
 //! endpoint (`/metrics`, hyper) that reads every pool's status page when it
-//! is scraped and answers in the text format of [`crate::prometheus`].
+//! is scraped and answers in the text format of [`crate::shared::prometheus`].
 //!
 //! Each scrape reads all pools at once (one task each, a fresh connection
 //! each, never kept: an idle kept connection would pin a worker), each
@@ -31,11 +31,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::args::parse_duration;
-use crate::failure::{self, Failure};
-use crate::fpm_status::{self, DEFAULT_STATUS_PATH};
-use crate::prometheus::{self, PoolScrape, DEFAULT_MAX_PROCESSES};
-use crate::target::{is_socket, SOCKET_PREFIX};
+use crate::shared::failure::{self, Failure};
+use crate::shared::fpm_status::{self, DEFAULT_STATUS_PATH};
+use crate::shared::options::parse_duration;
+use crate::shared::prometheus::{self, PoolScrape, DEFAULT_MAX_PROCESSES};
+use crate::shared::target::{is_socket, SOCKET_PREFIX};
 
 /// Default address of the endpoint (php-fpm_exporter's port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9253";
@@ -256,7 +256,7 @@ impl State {
 }
 
 /// `fcgi exporter`.
-pub fn exporter(args: &ExporterArgs) -> Result<(), Failure> {
+pub fn run(args: &ExporterArgs) -> Result<(), Failure> {
     if args.print_mapping {
         print!("{}", prometheus::mapping_table());
         return Ok(());
@@ -310,7 +310,7 @@ async fn serve(args: &ExporterArgs, state: Arc<State>) -> Result<(), Failure> {
         pools.join(", "),
         args.scrape_timeout
     );
-    let shutdown = crate::signals::shutdown_signal();
+    let shutdown = crate::shared::signals::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -524,6 +524,6 @@ mod tests {
     #[test]
     fn a_wildcard_in_the_directory_is_refused() {
         let err = Discovery::parse("/run/*/php.sock").unwrap_err();
-        assert_eq!(err.code, crate::failure::USAGE);
+        assert_eq!(err.code, crate::shared::failure::USAGE);
     }
 }

@@ -1,9 +1,11 @@
-//! `-v`: informational lines, and the record trace of the library (tracing
-//! target [`fcgi::RECORD_TRACE_TARGET`]) printed as one short line per record.
+//! `-v`: informational lines, the params sent and the response head, and
+//! the record trace of the library (tracing target
+//! [`fcgi::RECORD_TRACE_TARGET`]) printed as one short line per record.
 
 use std::fmt;
 use std::io::{self, Write};
 
+use fcgi::{Headers, Request};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
@@ -20,6 +22,25 @@ pub fn info(text: &str) {
 /// Prints `TEXT` on standard error.
 pub fn line(text: &str) {
     let _ = writeln!(io::stderr().lock(), "{text}");
+}
+
+/// Prints the params of `request`, one `> NAME=VALUE` line each.
+pub fn print_params(request: &Request) {
+    for (name, value) in request.params().iter() {
+        line(&format!(
+            "> {}={}",
+            String::from_utf8_lossy(name),
+            String::from_utf8_lossy(value)
+        ));
+    }
+}
+
+/// Prints a response head: `< STATUS REASON`, then `< Name: value` lines.
+pub fn print_head(status: u16, reason: &str, headers: &Headers) {
+    line(&format!("< {status} {reason}"));
+    for (name, value) in headers.iter() {
+        line(&format!("< {name}: {}", String::from_utf8_lossy(value)));
+    }
 }
 
 /// Formats a record event as `* record: send PARAMS id=1 len=512`.

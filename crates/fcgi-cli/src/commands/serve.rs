@@ -34,8 +34,8 @@ pub type ServeRequest = Request<chunk_sizes::Guarded<Incoming>>;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 
-use crate::args::parse_secs;
-use crate::failure::{self, Failure};
+use crate::shared::failure::{self, Failure};
+use crate::shared::options::parse_secs;
 use conn::ConnLimits;
 use fcgi::nonblocking::Multiplexing;
 
@@ -226,7 +226,7 @@ pub(crate) struct State {
 /// Runs the server until Ctrl-C or SIGTERM: the listener, one event loop
 /// per `--threads` (see [`loops`]), each with its own gateway and share of
 /// the upstream pool.
-pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
+pub fn run(args: &ServeArgs) -> Result<(), Failure> {
     install_logging(args.verbose);
     if args.max_client_connections == 0 {
         return Err(Failure::usage(
@@ -237,7 +237,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
         return Err(Failure::usage("--max-connections must be at least 1"));
     }
     let upstreams: Vec<String> = if args.upstreams.is_empty() {
-        vec![crate::target::resolve(None)?.address.to_string()]
+        vec![crate::shared::target::resolve(None)?.address.to_string()]
     } else {
         args.upstreams.clone()
     };

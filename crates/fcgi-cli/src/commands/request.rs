@@ -1,82 +1,115 @@
-//! The subcommands `request` (in the three roles), `ping` and `values`,
-//! and the client and output helpers the other commands share.
+//! `fcgi request`: one request in any of the three roles (responder,
+//! authorizer, filter), its body streamed to standard output or the whole
+//! response printed as one JSON object.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use fcgi::{Authorization, Chunk, Client, Config, Headers, Request, Response};
+use clap::Args;
+use fcgi::{Authorization, Chunk, Client, Headers, Request, Response};
 use serde_json::{json, Map, Value};
 
-use crate::args::{ConnArgs, PingArgs, RequestArgs, RequestCmd, RoleName, ValuesArgs};
 use crate::cgi::build_request;
-use crate::failure::{Failure, DENIED, HTTP_FAIL, OTHER};
-use crate::fpm_status;
-use crate::spawn::Server;
-use crate::target::{resolve, split_positionals, Target};
-use crate::verbose;
+use crate::shared::client::client;
+use crate::shared::failure::{Failure, DENIED, HTTP_FAIL, OTHER};
+use crate::shared::options::{RequestArgs, ADDRESS_HELP, EXIT_HELP};
+use crate::shared::output::{write_failure, write_stdout, ServerStderr};
+use crate::shared::spawn::{Server, SpawnArgs};
+use crate::shared::target::split_positionals;
+use crate::shared::verbose::{print_head, print_params};
 
-/// The names `fcgi values` asks for.
-pub const VALUE_NAMES: [&str; 3] = [
-    fcgi::fcgi_proto::record::MAX_CONNS,
-    fcgi::fcgi_proto::record::MAX_REQS,
-    fcgi::fcgi_proto::record::MPXS_CONNS,
-];
+const REQUEST_HELP: &str = "\
+ADDR or not: with two positional arguments the first is ADDR and the second
+SCRIPT; with one, it is SCRIPT and ADDR is discovered (a lone argument that
+can only be an address, such as 127.0.0.1:9000 or unix:/x.sock, is refused).
 
-/// The client for `target` with the time limits of `conn`.
-pub fn client(target: &Target, conn: &ConnArgs, max_head: Option<u64>) -> Result<Client, Failure> {
-    if conn.verbose {
-        verbose::info(&format!("address {} ({})", target.address, target.how));
-    }
-    let mut config = Config::default()
-        .connect_timeout(conn.connect_timeout)
-        .deadline(conn.timeout)
-        .idle_timeout(conn.timeout);
-    if let Some(max) = max_head {
-        config = config.max_head_bytes(usize::try_from(max).unwrap_or(usize::MAX));
-    }
-    Ok(Client::with_config(target.address.clone(), config)?)
+SCRIPT is the script's path on the server (SCRIPT_FILENAME). With
+--document-root ROOT, SCRIPT may be a path under ROOT (/var/www/app/x.php) or
+a URI path (/app/x.php); SCRIPT_NAME is then the part below ROOT.
+
+Params sent, like nginx's fastcgi_params: QUERY_STRING, REQUEST_METHOD,
+CONTENT_TYPE and CONTENT_LENGTH (with a body), SCRIPT_FILENAME, SCRIPT_NAME,
+REQUEST_URI, DOCUMENT_URI, DOCUMENT_ROOT (ROOT, else /), SERVER_PROTOCOL,
+REQUEST_SCHEME, GATEWAY_INTERFACE, SERVER_SOFTWARE, REMOTE_ADDR, REMOTE_PORT,
+SERVER_ADDR, SERVER_PORT, SERVER_NAME, REDIRECT_STATUS, HTTP_HOST; then -H
+headers, then -p params, then --unset-param removals.
+
+Examples:
+  fcgi request /var/www/html/index.php
+  fcgi request 127.0.0.1:9000 /srv/app/public/index.php?page=2 -i
+  fcgi request unix:/run/php/php8.2-fpm.sock /srv/www/api.php --json-body '{\"a\":1}'
+  fcgi request /srv/www/form.php --form name=world --form lang=en
+  fcgi request /srv/www/upload.php -X PUT -d @big.iso -H 'Content-Type: application/octet-stream'
+  tar c dir | fcgi request /srv/www/upload.php -d @-
+  fcgi request --document-root /srv/www /index.php -H 'Host: example.com' -p HTTPS=on
+  fcgi request /srv/www/index.php --json | jq .status
+  fcgi request /srv/www/health.php --fail -s -o /dev/null
+  fcgi request --spawn php-cgi hello.php
+  fcgi request --role authorizer /srv/auth.php -H 'Authorization: Bearer x'
+  fcgi request --role filter --filter-data page.html /srv/filter.php
+
+Roles: --role authorizer sends no body; granted (status 200) prints the
+Variable-NAME headers as NAME=value lines (--json: a `variables` array) and
+exits 0; denied prints the response as a responder's would and exits 8.
+--role filter sends --filter-data FILE on the DATA stream, with
+FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD taken from the file.
+
+--spawn 'CMD ARGS' starts the FastCGI application itself (its listening
+socket as file descriptor 0, as web servers did for php-cgi), sends the
+request to it and stops it; no ADDR then. A relative SCRIPT is made absolute.";
+
+/// `fcgi request`: the options of [`RequestArgs`] (shared with `fcgi
+/// bench`), the role and `--spawn`.
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "fcgi request [OPTIONS] [ADDR] SCRIPT[?QUERY]",
+    after_help = format!("{REQUEST_HELP}\n\n{ADDRESS_HELP}\n\n{EXIT_HELP}")
+)]
+pub struct RequestCmd {
+    #[command(flatten)]
+    pub request: RequestArgs,
+    #[command(flatten)]
+    pub roles: RoleArgs,
+    #[command(flatten)]
+    pub spawn: SpawnArgs,
 }
 
-pub fn print_params(request: &Request) {
-    for (name, value) in request.params().iter() {
-        verbose::line(&format!(
-            "> {}={}",
-            String::from_utf8_lossy(name),
-            String::from_utf8_lossy(value)
-        ));
-    }
+/// The FastCGI role of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RoleName {
+    /// An ordinary request: the application answers it.
+    #[default]
+    Responder,
+    /// The application decides whether the request may proceed.
+    Authorizer,
+    /// The application filters the file given with --filter-data.
+    Filter,
 }
 
-pub fn print_head(status: u16, reason: &str, headers: &Headers) {
-    verbose::line(&format!("< {status} {reason}"));
-    for (name, value) in headers.iter() {
-        verbose::line(&format!("< {name}: {}", String::from_utf8_lossy(value)));
-    }
-}
-
-pub fn write_failure(what: &str) -> impl Fn(io::Error) -> Failure + '_ {
-    move |e| Failure::new(OTHER, format!("cannot write {what}: {e}"))
+/// `--role` and `--filter-data`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RoleArgs {
+    /// The FastCGI role: responder, authorizer (no body; exit 8 when denied)
+    /// or filter (needs --filter-data).
+    #[arg(long, value_enum, value_name = "ROLE", default_value_t = RoleName::Responder)]
+    pub role: RoleName,
+    /// With --role filter: the file sent on the DATA stream (streamed from
+    /// disk), with FCGI_DATA_LENGTH and FCGI_DATA_LAST_MOD from the file.
+    #[arg(long, value_name = "FILE")]
+    pub filter_data: Option<PathBuf>,
 }
 
 /// `fcgi request`.
-pub fn request(cmd: &RequestCmd) -> Result<(), Failure> {
+pub fn run(cmd: &RequestCmd) -> Result<(), Failure> {
     let args = &cmd.request;
     let role = check_role_options(cmd)?;
     let (address, script) = split_positionals(&args.positional)?;
-    if let (Some(_), Some(address)) = (&cmd.spawn.spawn, address) {
-        // Checked before anything is read or started.
-        return Err(Failure::usage(format!(
-            "ADDR {address:?} cannot be given with --spawn (the spawned application listens on a socket of its own)"
-        )));
-    }
-    let script = if cmd.spawn.spawn.is_some() && args.shape.document_root.is_none() {
-        absolute_script(script)?
-    } else {
-        script.to_string()
-    };
+    let script = cmd
+        .spawn
+        .script(address, script, args.shape.document_root.as_deref())?;
     let mut request = build_request(args, &script)?;
     match role {
         RoleName::Responder => {}
@@ -129,29 +162,6 @@ fn check_role_options(cmd: &RequestCmd) -> Result<RoleName, Failure> {
         }
         _ => Ok(role),
     }
-}
-
-/// SCRIPT (with its query) made absolute against the current directory: a
-/// spawned application runs here, and php-cgi wants a full path.
-pub fn absolute_script(script: &str) -> Result<String, Failure> {
-    let (path, query) = match script.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (script, None),
-    };
-    if path.is_empty() || path.starts_with('/') {
-        return Ok(script.to_string());
-    }
-    let cwd = std::env::current_dir().map_err(|e| {
-        Failure::new(
-            OTHER,
-            format!("cannot find the current directory to locate {path:?}: {e}"),
-        )
-    })?;
-    let full = cwd.join(path).display().to_string();
-    Ok(match query {
-        Some(query) => format!("{full}?{query}"),
-        None => full,
-    })
 }
 
 /// Where the body goes: standard output, `-o FILE`, or nowhere (`--fail`).
@@ -280,37 +290,6 @@ fn authorize(client: &Client, request: Request, args: &RequestArgs) -> Result<()
     }
 }
 
-/// The server's FastCGI stderr, passed to standard error as it arrives
-/// (unless silenced); a missing final line break is added at the end, so
-/// that what follows starts on a line of its own.
-pub struct ServerStderr {
-    silent: bool,
-    last: Option<u8>,
-}
-
-impl ServerStderr {
-    pub fn new(silent: bool) -> ServerStderr {
-        ServerStderr { silent, last: None }
-    }
-
-    pub fn write(&mut self, bytes: &[u8]) {
-        if self.silent || bytes.is_empty() {
-            return;
-        }
-        // Nowhere left to report a failing standard error.
-        let _ = io::stderr().lock().write_all(bytes);
-        self.last = bytes.last().copied();
-    }
-}
-
-impl Drop for ServerStderr {
-    fn drop(&mut self) {
-        if self.last.is_some_and(|b| b != b'\n') {
-            let _ = io::stderr().lock().write_all(b"\n");
-        }
-    }
-}
-
 fn fail_status(status: u16, reason: &str) -> Failure {
     Failure::new(
         HTTP_FAIL,
@@ -355,10 +334,10 @@ fn response_object(response: &Response, elapsed: Duration) -> Map<String, Value>
 }
 
 fn print_json(object: Map<String, Value>) -> Result<(), Failure> {
-    let mut stdout = io::stdout().lock();
-    writeln!(stdout, "{}", Value::Object(object))
-        .and_then(|()| stdout.flush())
-        .map_err(write_failure("the JSON to standard output"))
+    write_stdout(
+        format!("{}\n", Value::Object(object)).as_bytes(),
+        "the JSON to standard output",
+    )
 }
 
 fn request_json(client: &Client, request: Request, args: &RequestArgs) -> Result<(), Failure> {
@@ -373,63 +352,6 @@ fn request_json(client: &Client, request: Request, args: &RequestArgs) -> Result
         return Err(fail_status(response.status, &response.reason));
     }
     Ok(())
-}
-
-/// `fcgi ping`.
-pub fn ping(args: &PingArgs) -> Result<(), Failure> {
-    let target = resolve(args.address.as_deref())?;
-    let client = client(&target, &args.conn, None)?;
-    let elapsed =
-        fpm_status::ping(&client, &args.path, &args.expect, args.conn.verbose).map_err(|e| {
-            e.failure(
-                "ping",
-                &args.path,
-                &format!("{} (expected {:?})", target.address, args.expect),
-            )
-        })?;
-    println!(
-        "{} from {} in {:.1} ms",
-        args.expect,
-        target.address,
-        elapsed.as_secs_f64() * 1000.0
-    );
-    Ok(())
-}
-
-/// `fcgi values`.
-pub fn values(args: &ValuesArgs) -> Result<(), Failure> {
-    let target = resolve(args.address.as_deref())?;
-    let client = client(&target, &args.conn, None)?;
-    if args.conn.verbose {
-        verbose::info(&format!("FCGI_GET_VALUES {}", VALUE_NAMES.join(" ")));
-    }
-    let answered = client.get_values(&VALUE_NAMES)?;
-    let missing: Vec<&str> = VALUE_NAMES
-        .iter()
-        .copied()
-        .filter(|n| !answered.iter().any(|(a, _)| a == n))
-        .collect();
-    let text = if args.json {
-        let mut values = Map::new();
-        for (name, value) in &answered {
-            values.insert(name.clone(), Value::from(value.as_str()));
-        }
-        format!("{}\n", json!({ "values": values, "missing": missing }))
-    } else {
-        let mut text = String::new();
-        for (name, value) in &answered {
-            text.push_str(&format!("{name}={value}\n"));
-        }
-        if !missing.is_empty() {
-            text.push_str(&format!("not answered: {}\n", missing.join(", ")));
-        }
-        text
-    };
-    let mut stdout = io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(write_failure("the values to standard output"))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use fcgi::Address;
 
-use crate::failure::Failure;
+use crate::shared::failure::Failure;
 
 /// The address used when no socket is found.
 pub const FALLBACK_ADDRESS: &str = "127.0.0.1:9000";
@@ -181,7 +181,7 @@ mod tests {
     fn a_lone_address_is_refused() {
         for text in ["127.0.0.1:9000", "unix:/x.sock", "tcp://h:1", "[::1]:9000"] {
             let err = split_positionals(&strings(&[text])).unwrap_err();
-            assert_eq!(err.code, crate::failure::USAGE);
+            assert_eq!(err.code, crate::shared::failure::USAGE);
             assert!(err.message.contains("SCRIPT is missing"), "{}", err.message);
         }
     }

@@ -17,7 +17,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::fpm_status::{PoolStatus, ProcessStatus, PROCESS_STATES};
+use crate::shared::fpm_status::{PoolStatus, ProcessStatus, PROCESS_STATES};
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -458,17 +458,21 @@ pub fn mapping_table() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fpm_status::parse_page;
+    use crate::shared::fpm_status::parse_page;
 
     fn sample() -> PoolStatus {
-        parse_page(200, "OK", crate::fpm_status::tests::SAMPLE.as_bytes())
-            .unwrap()
-            .0
+        parse_page(
+            200,
+            "OK",
+            crate::shared::fpm_status::tests::SAMPLE.as_bytes(),
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
     fn the_cli_manual_has_the_current_mapping_table() {
-        let manual = include_str!("../README.md");
+        let manual = include_str!("../../README.md");
         assert!(
             manual.contains(&mapping_table()),
             "crates/fcgi-cli/README.md: paste the output of `fcgi exporter --print-mapping`"

@@ -2,18 +2,17 @@
 //! as php-fpm's JSON, or as Prometheus metrics (the exporter's, for one
 //! pool), with `--full` for the workers.
 
-use std::io::{self, Write};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value};
 
-use crate::args::{ConnArgs, ADDRESS_HELP, EXIT_HELP};
-use crate::commands::{client, write_failure};
-use crate::failure::Failure;
-use crate::fpm_status::{self, DEFAULT_STATUS_PATH};
-use crate::prometheus::{self, PoolScrape, DEFAULT_MAX_PROCESSES};
-use crate::target::resolve;
+use crate::shared::client::connect;
+use crate::shared::failure::Failure;
+use crate::shared::fpm_status::{self, DEFAULT_STATUS_PATH};
+use crate::shared::options::{ConnArgs, ADDRESS_HELP, EXIT_HELP};
+use crate::shared::output::write_stdout;
+use crate::shared::prometheus::{self, PoolScrape, DEFAULT_MAX_PROCESSES};
 
 /// How `fcgi status` prints the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -70,9 +69,8 @@ pub struct StatusArgs {
 }
 
 /// `fcgi status`.
-pub fn status(args: &StatusArgs) -> Result<(), Failure> {
-    let target = resolve(args.address.as_deref())?;
-    let client = client(&target, &args.conn, None)?;
+pub fn run(args: &StatusArgs) -> Result<(), Failure> {
+    let (target, client) = connect(args.address.as_deref(), &args.conn)?;
     let address = target.address.to_string();
     let started = Instant::now();
     let page = fpm_status::fetch(&client, &args.path, args.full, args.conn.verbose)
@@ -98,11 +96,7 @@ pub fn status(args: &StatusArgs) -> Result<(), Failure> {
             prometheus::render(&[scrape], per_process).into_bytes()
         }
     };
-    let mut stdout = io::stdout().lock();
-    stdout
-        .write_all(&text)
-        .and_then(|()| stdout.flush())
-        .map_err(write_failure("the status to standard output"))
+    write_stdout(&text, "the status to standard output")
 }
 
 fn plain(value: &Value) -> String {
