@@ -205,14 +205,17 @@ impl RealServer {
         let log = std::fs::File::create(dir.path().join("server.log")).expect("create server.log");
         // The wrapper starts the server with no standard input, waits for
         // its own standard input (a pipe from this process) to close, then
-        // ends its whole process group (the server and its workers).
+        // removes the directory (a shared server's is never dropped: the
+        // test process just exits) and ends its whole process group (the
+        // server and its workers).
         let mut command = Command::new("/bin/sh");
         command
             .arg("-c")
-            .arg(r#""$@" </dev/null & read _unused; kill -TERM 0"#)
+            .arg(r#""$@" </dev/null & read _unused; rm -rf "$FCGI_TESTKIT_DIR"; kill -TERM 0"#)
             .arg("fcgi-testkit-server")
             .arg(&program)
             .args(&args)
+            .env("FCGI_TESTKIT_DIR", dir.path())
             .env("PHP_FCGI_CHILDREN", "4")
             .env("PHP_FCGI_MAX_REQUESTS", "0")
             .stdin(Stdio::piped())
