@@ -105,7 +105,16 @@ fn a_dynamic_pool_is_refused_unless_asked() {
     assert!(line.contains("dynamic"), "{line}");
     assert!(line.contains("--dynamic"), "{line}");
     let run = fcgi(&["eval", &addr, "--all-workers", "--dynamic", "echo 1;"]);
-    run.expect_code(0);
+    // The pool may change between its status page and the requests: the
+    // status request makes its one idle worker busy, so the manager starts
+    // a spare, which can take the request instead. The listed worker is
+    // then named as not reached (exit 1); either way the note says why.
+    assert!(
+        run.code == 0 || (run.code == 1 && run.stderr.contains("not reached")),
+        "exit {}: {}",
+        run.code,
+        run.stderr
+    );
     assert!(
         run.stderr.contains("workers started later"),
         "{}",
