@@ -2,7 +2,8 @@
 """Checks the dependency tree the way `cargo deny check licenses bans sources`
 would, offline: every package comes from crates.io (or this repository), every
 license expression is satisfiable with permissive licenses only, and no crate
-is present in more than the allowed number of versions.
+is present in more than the allowed number of versions. Also checks that our
+`rust-version` is true: no resolved dependency declares a newer one.
 
 Usage: scripts/check-deps.py   (exit 1 with one line per problem)
 """
@@ -59,11 +60,41 @@ def satisfiable(expr: str) -> bool:
         return False
 
 
+def parse_rust_version(text: str) -> tuple:
+    """"1.85" or "1.85.0" as a comparable tuple (missing parts are 0)."""
+    parts = [int(part) for part in text.split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def rust_version_problems(packages) -> list:
+    """Dependencies whose rust-version is newer than the oldest one our
+    workspace members declare (a member without one is a problem itself)."""
+    problems = []
+    ours = [p for p in packages if p.get("source") is None]
+    declared = []
+    for package in ours:
+        if package.get("rust_version"):
+            declared.append((parse_rust_version(package["rust_version"]), package["rust_version"]))
+        else:
+            problems.append(f"{package['name']}: no rust-version in its manifest")
+    if not declared:
+        return problems
+    oldest, oldest_text = min(declared)
+    for package in packages:
+        if package.get("source") is None or not package.get("rust_version"):
+            continue
+        if parse_rust_version(package["rust_version"]) > oldest:
+            problems.append(
+                f"{package['name']} {package['version']}: needs Rust {package['rust_version']}, "
+                f"newer than our rust-version {oldest_text} (raise it in Cargo.toml)")
+    return problems
+
+
 def main() -> int:
     metadata = json.loads(subprocess.run(
         ["cargo", "metadata", "--format-version", "1"],
         check=True, capture_output=True, text=True).stdout)
-    problems = []
+    problems = rust_version_problems(metadata["packages"])
     versions = {}
     for package in metadata["packages"]:
         name, version, source = package["name"], package["version"], package.get("source")

@@ -78,6 +78,7 @@ impl Default for Limits {
 /// assert!(config.keep_alive);
 /// assert_eq!(config.limits.max_head_bytes, 16 * 1024);
 /// ```
+#[doc = include_str!("../doc/config.md")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Time limits.

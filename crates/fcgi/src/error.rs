@@ -80,6 +80,7 @@ impl std::fmt::Display for Limit {
 
 /// Everything that can go wrong with a FastCGI request. Each message is one
 /// line that says what happened and what to check.
+#[doc = include_str!("../doc/errors.md")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

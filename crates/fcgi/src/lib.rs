@@ -1,26 +1,17 @@
-//! A FastCGI client: send requests to FastCGI servers (above all php-fpm) and
-//! get back status, headers, body and stderr, with typed errors, time limits
-//! and bounded memory.
-//!
-//! The protocol itself lives in the sans-IO crate [`fcgi_proto`]; this crate
-//! adds addresses, connections, time limits and response assembly.
-//!
-//! ```no_run
-//! use fcgi::{Client, Config, Request};
-//! let client = Client::with_config("unix:/run/php/php8.2-fpm.sock", Config::default().keep_alive(true))?;
-//! let response = client.execute(
-//!     Request::post("/var/www/html/form.php", "application/x-www-form-urlencoded", "name=world")
-//!         .param("HTTP_ACCEPT", "text/html"),
-//! )?;
-//! assert_eq!(response.status, 200);
-//! for cookie in response.headers.get_all("Set-Cookie") {
-//!     println!("cookie: {}", String::from_utf8_lossy(cookie));
-//! }
-//! eprint!("{}", response.stderr_text());
-//! # Ok::<(), fcgi::Error>(())
-//! ```
+// The library guide is `doc/guide.md`, included below so that rustdoc
+// shows it as the crate's front page and its examples run as doctests.
+#![doc = include_str!("../doc/guide.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// docs.rs (and `RUSTDOCFLAGS="--cfg docsrs" cargo +nightly doc`): every
+// feature-gated item says which feature enables it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(not(unix))]
+compile_error!(
+    "the fcgi crate supports Unix only (Unix sockets, MSG_PEEK on kept connections, \
+     spawning on an inherited socket, signals); see the crate documentation"
+);
 
 mod address;
 pub mod blocking;
@@ -50,8 +41,7 @@ pub use request::{AsyncBody, Body, Params, PreparedRequest, Request};
 pub use response::Response;
 pub use roles::Authorization;
 
-/// The README's Rust examples, compiled as doctests (they use every feature,
-/// as `scripts/test` builds them: `--all-features`).
-#[cfg(all(doctest, feature = "tokio", feature = "http"))]
-#[doc = include_str!("../../../README.md")]
+/// The crate's README (shown on crates.io): its example compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
 mod readme {}

@@ -276,7 +276,7 @@ fn respond(
             return;
         }
         at += len;
-        if k % 3 == 0 {
+        if k.is_multiple_of(3) {
             thread::sleep(Duration::from_millis(1));
         }
     }

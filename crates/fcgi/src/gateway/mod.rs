@@ -67,6 +67,7 @@
 //! println!("{}", response.status());
 //! # Ok(()) }
 //! ```
+#![doc = include_str!("../../doc/gateway.md")]
 
 mod body;
 mod head;

@@ -894,7 +894,7 @@ impl Client {
             match upstreams[i].availability() {
                 Availability::Up => {
                     let load = upstreams[i].outstanding.load(Ordering::Relaxed);
-                    if best.map_or(true, |(_, b)| load < b) {
+                    if best.is_none_or(|(_, b)| load < b) {
                         best = Some((i, load));
                     }
                 }
@@ -904,7 +904,7 @@ impl Client {
                     }
                 }
                 Availability::Down(until) => {
-                    if soonest.map_or(true, |(_, s)| until < s) {
+                    if soonest.is_none_or(|(_, s)| until < s) {
                         soonest = Some((i, until));
                     }
                 }

@@ -253,7 +253,8 @@ impl ResponseStream {
         self.parts.link.reused()
     }
 
-    /// The upstream's address.
+    /// The upstream's address (the gateway's log lines name it).
+    #[cfg(feature = "http")]
     pub(crate) fn address(&self) -> &str {
         &self.parts.address
     }
