@@ -185,7 +185,7 @@ pub async fn serve(method: &Method, headers: &HeaderMap, path: &Path) -> Respons
             .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR));
     }
 
-    let if_range_ok = headers.get(IF_RANGE).map_or(true, |v| {
+    let if_range_ok = headers.get(IF_RANGE).is_none_or(|v| {
         v.as_bytes() == tag.as_bytes() || v.as_bytes() == last_modified.as_bytes()
     });
     let range = match headers.get(RANGE).and_then(|v| v.to_str().ok()) {
