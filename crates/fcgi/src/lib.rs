@@ -24,6 +24,7 @@
 
 mod address;
 pub mod blocking;
+pub mod cgi;
 mod config;
 mod error;
 mod exchange;
