@@ -14,6 +14,10 @@ use crate::config::{Config, Limits};
 use crate::error::{Error, Limit};
 use crate::request::{Body, Request};
 
+mod failure;
+
+pub(crate) use failure::Failure;
+
 /// Requests whose encoded form is at most this many bytes, body included, go
 /// out in one write with no writer thread or task: a socket buffer holds them
 /// whole, so the write cannot wait on the server.

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::error::{is_closed, Error, TimeoutPhase};
 use crate::exchange::{
     encode_request_start, following_request_id, kept_out, set_request_id, trace_sent_records,
-    ResponseMachine, Step, ValuesAnswer, SINGLE_REQUEST_ID,
+    Failure, ResponseMachine, Step, ValuesAnswer, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, PREAMBLE_CAPACITY};
 use crate::response::Response;
@@ -323,14 +323,14 @@ impl Client {
             let outcome = ResponseStream::open(self.clone(), timer, conn, request_id, to_write);
             match outcome {
                 Ok(stream) => return Ok(stream),
-                Err(Failure { error, retryable }) => {
-                    if reused && retryable && replayable {
+                Err(failure) => {
+                    if failure.retry_on_fresh(reused, replayable) {
                         // A kept connection the server had closed: one more
                         // try on a fresh one (the checkout skips idle ones).
                         self.discard_idle();
                         continue;
                     }
-                    return Err(error);
+                    return Err(failure.error);
                 }
             }
         }
@@ -565,13 +565,6 @@ impl Conn {
     }
 }
 
-/// Why opening an exchange failed, and whether a retry is safe.
-struct Failure {
-    error: Error,
-    /// Nothing of the response arrived and the connection looked closed.
-    retryable: bool,
-}
-
 /// One chunk of a streamed response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chunk<'a> {
@@ -702,30 +695,25 @@ impl ResponseStream {
         // A large inline body: do not keep its buffer on an idle connection.
         conn.out = kept_out(std::mem::take(&mut conn.out));
         if let Err(e) = written {
-            let retryable = is_closed(&e);
-            return Err(Failure {
-                error: client.io_error(e, &timer, 0),
-                retryable,
-            });
+            let closed = is_closed(&e);
+            return Err(Failure::new(client.io_error(e, &timer, 0), closed, 0));
         }
         conn.progressed = true;
         let writer = if let Some((body, data, role)) = to_write {
-            let stream = conn.stream.try_clone().map_err(|source| Failure {
-                error: Error::Io {
+            let stream = conn.stream.try_clone().map_err(|source| {
+                Failure::fatal(Error::Io {
                     address: client.inner.address_text.clone(),
                     source,
-                },
-                retryable: false,
+                })
             })?;
             let data = (role == Role::Filter).then_some(data);
             let progress = Arc::clone(&conn.progress);
             let writer = BodyWriter::spawn(stream, timer, progress, request_id, body, data)
-                .map_err(|source| Failure {
-                    error: Error::Io {
+                .map_err(|source| {
+                    Failure::fatal(Error::Io {
                         address: client.inner.address_text.clone(),
                         source,
-                    },
-                    retryable: false,
+                    })
                 })?;
             Some(writer)
         } else {
@@ -759,10 +747,10 @@ impl ResponseStream {
                     // server never took the request. (Records of an earlier
                     // request are a protocol error, not a reason to send
                     // again: this request was delivered.)
-                    let retryable =
-                        stream.received() == 0 && matches!(error, Error::ConnectionClosed { .. });
+                    let closed = matches!(error, Error::ConnectionClosed { .. });
+                    let received = stream.received();
                     let error = stream.abort(error);
-                    return Err(Failure { error, retryable });
+                    return Err(Failure::new(error, closed, received));
                 }
             }
             if stream.status != 0 {

@@ -13,10 +13,10 @@ use fcgi_proto::encode::{encode_stream, stream_record_header};
 use fcgi_proto::record::{RecordType, STREAM_CHUNK_LEN};
 use tokio::io::AsyncReadExt;
 
-use super::conn::{ConnHandle, Failure, RequestShared, WriteItem};
+use super::conn::{ConnHandle, RequestShared, WriteItem};
 use super::socket::{write_parts, WriteHalf};
 use crate::error::{is_closed, Error};
-use crate::exchange::trace_sent_records;
+use crate::exchange::{trace_sent_records, Failure};
 use crate::request::{AsyncSource, Body};
 
 /// Why writing stopped early.
@@ -101,13 +101,10 @@ impl Sink {
                     // may still get its answer); any other error is the
                     // request's.
                     if !is_closed(&e) {
-                        shared.fail(Failure {
-                            error: Error::Io {
-                                address: address.clone(),
-                                source: e,
-                            },
-                            retryable: false,
-                        });
+                        shared.fail(Failure::fatal(Error::Io {
+                            address: address.clone(),
+                            source: e,
+                        }));
                     }
                     return Err(Stop::Gone);
                 }
@@ -151,10 +148,7 @@ pub(crate) async fn write_body(
             None
         }
         Err(Stop::Failed(error)) => {
-            shared.fail(Failure {
-                error,
-                retryable: false,
-            });
+            shared.fail(Failure::fatal(error));
             match sink {
                 Sink::Driver {
                     conn,

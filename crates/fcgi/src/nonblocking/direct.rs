@@ -28,11 +28,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::body::{self, Sink};
-use super::conn::{next_frame, reserve_read, Failure, Frame, RequestShared};
+use super::conn::{next_frame, reserve_read, Frame, RequestShared};
 use super::socket::{ReadHalf, Socket, WriteHalf};
 use super::{lock, Alarm};
 use crate::error::is_closed;
 use crate::error::Error;
+use crate::exchange::Failure;
 use crate::exchange::{following_request_id, kept_out, readdress, SINGLE_REQUEST_ID};
 use crate::request::Body;
 
@@ -406,30 +407,21 @@ impl Exchange {
         }
     }
 
-    fn failure(&self, error: Error) -> Failure {
-        Failure {
-            error,
-            retryable: false,
-        }
-    }
-
     /// The connection closed: nothing of the answer came, so the server
     /// never took the request (a stale kept connection), or it came in part.
     fn closed(&self) -> Failure {
-        Failure {
-            error: Error::ConnectionClosed {
-                address: self.pool.address.clone(),
-                received: self.received,
-            },
-            retryable: self.received == 0,
-        }
+        let error = Error::ConnectionClosed {
+            address: self.pool.address.clone(),
+            received: self.received,
+        };
+        Failure::new(error, true, self.received)
     }
 
     fn io_failure(&self, e: io::Error) -> Failure {
         if is_closed(&e) {
             return self.closed();
         }
-        self.failure(Error::Io {
+        Failure::fatal(Error::Io {
             address: self.pool.address.clone(),
             source: e,
         })
@@ -445,7 +437,7 @@ impl Exchange {
             if !self.pending.is_empty() {
                 // The decoder refuses records for any other request id.
                 let frame = next_frame(&mut conn.decoder, &mut self.pending)
-                    .map_err(|e| self.failure(Error::from_decode(&self.pool.address, e)))?;
+                    .map_err(|e| Failure::fatal(Error::from_decode(&self.pool.address, e)))?;
                 match frame.map(|(_, frame)| frame) {
                     Some(Frame::End(end)) => {
                         self.on_end(cx);

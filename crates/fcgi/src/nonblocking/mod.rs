@@ -118,12 +118,12 @@ use crate::address::Address;
 use crate::config::{Config, Timeouts};
 use crate::error::{Error, TimeoutPhase};
 use crate::exchange::{
-    encode_request_start, keep_conn_flag, readdress, ResponseMachine, SINGLE_REQUEST_ID,
+    encode_request_start, keep_conn_flag, readdress, Failure, ResponseMachine, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, Role, PREAMBLE_CAPACITY};
 use crate::response::Response;
 use body::Sink;
-use conn::{Failure, RequestShared, Start};
+use conn::{RequestShared, Start};
 use direct::{DirectLease, Exchange, Start as DirectStart};
 use inbox::{BufferLimits, Inbox};
 use pool::{Availability, Lease, SharedLease, Upstream};
@@ -945,7 +945,7 @@ impl Client {
                 },
                 Err(failed) => failed,
             };
-            if failure.retryable && replayable && reused && !fresh {
+            if failure.retry_on_fresh(reused, replayable) && !fresh {
                 tracing::debug!(upstream = %upstream.address_text, error = %failure.error, "stale pooled connection; retrying on a fresh one");
                 fresh = true;
                 continue;
@@ -1012,16 +1012,11 @@ impl Client {
             shared: Arc::clone(&shared),
         });
         if !started {
-            return Err((
-                Failure {
-                    error: Error::ConnectionClosed {
-                        address: upstream.address_text.clone(),
-                        received: 0,
-                    },
-                    retryable: true,
-                },
-                reused,
-            ));
+            let error = Error::ConnectionClosed {
+                address: upstream.address_text.clone(),
+                received: 0,
+            };
+            return Err((Failure::new(error, true, 0), reused));
         }
         lease.mark_started();
         span.in_scope(|| tracing::debug!(reused, "request sent"));

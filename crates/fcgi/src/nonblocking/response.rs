@@ -14,14 +14,14 @@ use fcgi_proto::head::Headers;
 use tokio::task::JoinHandle;
 
 use super::body::Sink;
-use super::conn::{Failure, Frame, RequestShared};
+use super::conn::{Frame, RequestShared};
 use super::direct::Exchange;
 use super::inbox::Inbox;
 use super::pool::{SharedLease, Upstream};
 use super::{Alarm, Timer};
 use crate::blocking::Trailer;
 use crate::error::{Error, Limit, TimeoutPhase};
-use crate::exchange::{ResponseMachine, Step};
+use crate::exchange::{Failure, ResponseMachine, Step};
 use crate::response::Response;
 
 /// One chunk of a streamed async response.
@@ -135,21 +135,17 @@ impl Link {
                 Poll::Ready(Ok(frame))
             }
             Poll::Ready(Ok(None)) => {
-                Poll::Ready(Err(d.shared.take_failure().unwrap_or_else(|| Failure {
-                    error: Error::ConnectionClosed {
+                Poll::Ready(Err(d.shared.take_failure().unwrap_or_else(|| {
+                    Failure::fatal(Error::ConnectionClosed {
                         address: address.to_string(),
                         received,
-                    },
-                    retryable: false,
+                    })
                 })))
             }
-            Poll::Ready(Err(source)) => Poll::Ready(Err(Failure {
-                error: Error::Io {
-                    address: format!("{address} (response buffer file)"),
-                    source,
-                },
-                retryable: false,
-            })),
+            Poll::Ready(Err(source)) => Poll::Ready(Err(Failure::fatal(Error::Io {
+                address: format!("{address} (response buffer file)"),
+                source,
+            }))),
             Poll::Pending => {
                 // A body error ends the request even while the server is silent.
                 if d.writer.as_ref().is_some_and(|w| w.is_finished()) {
@@ -397,10 +393,7 @@ impl ResponseStream {
         let id = self.parts.id;
         loop {
             let frame = ready!(self.poll_frame(cx))?;
-            let failed = |error| Failure {
-                error,
-                retryable: false,
-            };
+            let failed = |error| Failure::fatal(error);
             match frame {
                 Frame::Stdout(bytes) => {
                     self.received += bytes.len() as u64;
@@ -469,10 +462,7 @@ impl ResponseStream {
                 None
             };
             if let Some(phase) = phase {
-                return Poll::Ready(Err(Failure {
-                    error: timer.expired(&parts.address, phase),
-                    retryable: false,
-                }));
+                return Poll::Ready(Err(Failure::fatal(timer.expired(&parts.address, phase))));
             }
             let alarm = match parts.link.alarm() {
                 Some(alarm) => alarm,
