@@ -15,8 +15,10 @@ use crate::error::{Error, Limit};
 use crate::request::{Body, Request};
 
 mod failure;
+mod timer;
 
 pub(crate) use failure::Failure;
+pub(crate) use timer::Timer;
 
 /// Requests whose encoded form is at most this many bytes, body included, go
 /// out in one write with no writer thread or task: a socket buffer holds them

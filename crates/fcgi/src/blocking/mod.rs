@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::error::{is_closed, Error, TimeoutPhase};
 use crate::exchange::{
     encode_request_start, following_request_id, kept_out, set_request_id, trace_sent_records,
-    Failure, ResponseMachine, Step, ValuesAnswer, SINGLE_REQUEST_ID,
+    Failure, ResponseMachine, Step, Timer, ValuesAnswer, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, PREAMBLE_CAPACITY};
 use crate::response::Response;
@@ -298,7 +298,7 @@ impl Client {
         replayable: bool,
     ) -> Result<ResponseStream, Error> {
         let config = &self.inner.config;
-        let timer = Timer::new(config.timeouts.deadline, config.timeouts.idle);
+        let timer = Timer::new(config.timeouts);
         let inline = bodies.is_none();
         loop {
             // A body that cannot be sent again needs a connection known to
@@ -341,7 +341,7 @@ impl Client {
     /// its order; names it left out are simply absent.
     pub fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
         let config = &self.inner.config;
-        let timer = Timer::new(config.timeouts.deadline, config.timeouts.idle);
+        let timer = Timer::new(config.timeouts);
         let address = &self.inner.address_text;
         let mut conn = self.connect(&timer)?;
         let mut out = Vec::new();
@@ -385,7 +385,7 @@ impl Client {
         let timeouts = &self.inner.config.timeouts;
         let limit = timeouts.connect.min(timer.remaining());
         if limit.is_zero() {
-            return Err(timer.expired_error(&self.inner.address_text, TimeoutPhase::Deadline));
+            return Err(timer.expired(&self.inner.address_text, TimeoutPhase::Deadline));
         }
         let stream = connect(&self.inner.address, limit, timeouts.idle)?;
         Ok(Box::new(Conn {
@@ -425,73 +425,10 @@ impl Client {
         let address = self.inner.address_text.clone();
         match source.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                timer.expired_error(&address, TimeoutPhase::Idle)
+                timer.expired(&address, TimeoutPhase::Idle)
             }
             _ if is_closed(&source) => Error::ConnectionClosed { address, received },
             _ => Error::Io { address, source },
-        }
-    }
-}
-
-/// Deadline and idle limits of one exchange. Bytes moved in either direction
-/// (by the reading thread or the body writer) are recorded on the
-/// connection's progress counter, which resets the idle clock.
-#[derive(Debug, Clone, Copy)]
-struct Timer {
-    start: Instant,
-    deadline: Duration,
-    idle: Duration,
-}
-
-impl Timer {
-    fn new(deadline: Duration, idle: Duration) -> Timer {
-        Timer {
-            start: Instant::now(),
-            deadline,
-            idle,
-        }
-    }
-
-    /// Records that bytes moved now on the exchange with `progress`.
-    fn touch(&self, progress: &AtomicU64) {
-        let now = self.start.elapsed().as_micros() as u64;
-        progress.fetch_max(now, Ordering::Relaxed);
-    }
-
-    fn remaining(&self) -> Duration {
-        self.deadline.saturating_sub(self.start.elapsed())
-    }
-
-    /// The time a blocking read may wait, or the limit that has passed;
-    /// `progressed` says that bytes moved since the last wait (recorded now,
-    /// with the same clock reading as the limits).
-    fn wait_limit(&self, progress: &AtomicU64, progressed: bool) -> Result<Duration, TimeoutPhase> {
-        // One clock reading for both limits.
-        let elapsed = self.start.elapsed();
-        if progressed {
-            progress.fetch_max(elapsed.as_micros() as u64, Ordering::Relaxed);
-        }
-        let deadline = self.deadline.saturating_sub(elapsed);
-        if deadline.is_zero() {
-            return Err(TimeoutPhase::Deadline);
-        }
-        let last = Duration::from_micros(progress.load(Ordering::Relaxed));
-        let idle = (last + self.idle).saturating_sub(elapsed);
-        if idle.is_zero() {
-            return Err(TimeoutPhase::Idle);
-        }
-        Ok(deadline.min(idle))
-    }
-
-    fn expired_error(&self, address: &str, phase: TimeoutPhase) -> Error {
-        Error::Timeout {
-            phase,
-            after: if phase == TimeoutPhase::Idle {
-                self.idle
-            } else {
-                self.deadline
-            },
-            address: address.to_string(),
         }
     }
 }
@@ -512,10 +449,16 @@ impl Conn {
     /// Reads into the buffer within the time limits; 0 means end of stream.
     fn read(&mut self, timer: &Timer, address: &str) -> Result<usize, Error> {
         loop {
-            let progressed = std::mem::take(&mut self.progressed);
+            // One clock reading for both limits; bytes moved since the last
+            // wait count as moved now.
+            let now = Instant::now();
+            if std::mem::take(&mut self.progressed) {
+                timer.record_activity(&self.progress, now);
+            }
             let wait = timer
-                .wait_limit(&self.progress, progressed)
-                .map_err(|phase| timer.expired_error(address, phase))?;
+                .next_timeout(now, timer.last_activity(&self.progress))
+                .map_err(|phase| timer.expired(address, phase))?
+                .saturating_duration_since(now);
             // Re-arm only when the limit shrinks noticeably: a read that wakes
             // early simply loops, one that would overrun cannot happen.
             let rearm = match self.armed_read_timeout {
@@ -763,7 +706,7 @@ impl ResponseStream {
     /// When the client began this request (before it took a connection):
     /// `started().elapsed()` at the end is the request's whole duration.
     pub fn started(&self) -> Instant {
-        self.timer.start
+        self.timer.started()
     }
 
     /// HTTP status code.
@@ -1024,7 +967,7 @@ fn write_stream(
                 let header = stream_record_header(record_type, id, chunk.len());
                 trace_sent_records(&header);
                 write_all_vectored(stream, &header, chunk).map_err(io_err)?;
-                timer.touch(progress);
+                timer.record_activity(progress, Instant::now());
             }
         }
         Body::Reader { mut reader, len } => {
@@ -1055,7 +998,7 @@ fn write_stream(
                 buf[..header_len].copy_from_slice(&stream_record_header(record_type, id, n));
                 trace_sent_records(&buf[..header_len]);
                 stream.write_all(&buf[..header_len + n]).map_err(io_err)?;
-                timer.touch(progress);
+                timer.record_activity(progress, Instant::now());
                 sent += n as u64;
             }
         }
@@ -1064,7 +1007,7 @@ fn write_stream(
     encode_stream(record_type, id, &[], true, &mut end);
     trace_sent_records(&end);
     stream.write_all(&end).map_err(io_err)?;
-    timer.touch(progress);
+    timer.record_activity(progress, Instant::now());
     Ok(())
 }
 

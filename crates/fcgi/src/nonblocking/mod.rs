@@ -117,6 +117,7 @@ use bytes::Bytes;
 use crate::address::Address;
 use crate::config::{Config, Timeouts};
 use crate::error::{Error, TimeoutPhase};
+pub(crate) use crate::exchange::Timer;
 use crate::exchange::{
     encode_request_start, keep_conn_flag, readdress, Failure, ResponseMachine, SINGLE_REQUEST_ID,
 };
@@ -248,47 +249,6 @@ impl Alarm {
             self.0.as_mut().reset(wake_at.into());
         }
         self.0.as_mut().poll(cx)
-    }
-}
-
-/// The time limits of one request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timer {
-    start: Instant,
-    pub(crate) timeouts: Timeouts,
-}
-
-impl Timer {
-    pub(crate) fn new(timeouts: Timeouts) -> Timer {
-        Timer {
-            start: Instant::now(),
-            timeouts,
-        }
-    }
-
-    /// When the request began.
-    pub(crate) fn started(&self) -> Instant {
-        self.start
-    }
-
-    pub(crate) fn deadline_at(&self) -> Instant {
-        self.start + self.timeouts.deadline
-    }
-
-    pub(crate) fn remaining(&self) -> Duration {
-        self.deadline_at().saturating_duration_since(Instant::now())
-    }
-
-    pub(crate) fn expired(&self, address: &str, phase: TimeoutPhase) -> Error {
-        Error::Timeout {
-            phase,
-            after: match phase {
-                TimeoutPhase::Idle => self.timeouts.idle,
-                TimeoutPhase::Connect => self.timeouts.connect,
-                _ => self.timeouts.deadline,
-            },
-            address: address.to_string(),
-        }
     }
 }
 

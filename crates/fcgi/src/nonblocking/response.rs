@@ -20,7 +20,7 @@ use super::inbox::Inbox;
 use super::pool::{SharedLease, Upstream};
 use super::{Alarm, Timer};
 use crate::blocking::Trailer;
-use crate::error::{Error, Limit, TimeoutPhase};
+use crate::error::{Error, Limit};
 use crate::exchange::{Failure, ResponseMachine, Step};
 use crate::response::Response;
 
@@ -452,26 +452,17 @@ impl ResponseStream {
             }
             let timer = &parts.timer;
             let now = Instant::now();
-            let deadline_at = timer.deadline_at();
-            let idle_at = parts.link.last_activity(now) + timer.timeouts.idle;
-            let phase = if now >= deadline_at {
-                Some(TimeoutPhase::Deadline)
-            } else if now >= idle_at {
-                Some(TimeoutPhase::Idle)
-            } else {
-                None
+            let wake_at = match timer.next_timeout(now, parts.link.last_activity(now)) {
+                Ok(at) => at,
+                Err(phase) => {
+                    return Poll::Ready(Err(Failure::fatal(timer.expired(&parts.address, phase))))
+                }
             };
-            if let Some(phase) = phase {
-                return Poll::Ready(Err(Failure::fatal(timer.expired(&parts.address, phase))));
-            }
             let alarm = match parts.link.alarm() {
                 Some(alarm) => alarm,
                 None => self.alarm.get_or_insert_with(Alarm::new),
             };
-            if alarm
-                .poll_until(deadline_at.min(idle_at), now, cx)
-                .is_pending()
-            {
+            if alarm.poll_until(wake_at, now, cx).is_pending() {
                 return Poll::Pending;
             }
         }
