@@ -15,9 +15,11 @@ use crate::error::{Error, Limit};
 use crate::request::{Body, Request};
 
 mod failure;
+mod request_id;
 mod timer;
 
 pub(crate) use failure::Failure;
+pub(crate) use request_id::{first_free_request_id, following_request_id, SINGLE_REQUEST_ID};
 pub(crate) use timer::Timer;
 
 /// Requests whose encoded form is at most this many bytes, body included, go
@@ -70,16 +72,6 @@ pub(crate) fn trace_record(direction: &str, record_type: u8, request_id: u16, le
     let name = type_name(record_type);
     let name = name.strip_prefix("FCGI_").unwrap_or(&name);
     tracing::trace!(target: RECORD_TRACE_TARGET, "{direction} {name} id={request_id} len={len}");
-}
-
-/// The request id used on connections that carry one request at a time.
-pub(crate) const SINGLE_REQUEST_ID: u16 = 1;
-
-/// The id for the next request on a kept connection after `id`'s: ids go
-/// round (1 to 65535, then 1 again), so that a record a misbehaving server
-/// sends late for an earlier request is not taken for the next one's.
-pub(crate) fn following_request_id(id: u16) -> u16 {
-    id.checked_add(1).unwrap_or(SINGLE_REQUEST_ID)
 }
 
 /// Encodes BEGIN_REQUEST and PARAMS into `out`, and the whole body with its
@@ -432,13 +424,6 @@ fn trace_decoded(direction: &str, event: &Event<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids_go_round_and_skip_zero() {
-        assert_eq!(following_request_id(SINGLE_REQUEST_ID), 2);
-        assert_eq!(following_request_id(41), 42);
-        assert_eq!(following_request_id(u16::MAX), SINGLE_REQUEST_ID);
-    }
 
     #[test]
     fn a_request_is_readdressed_without_encoding_it_again() {

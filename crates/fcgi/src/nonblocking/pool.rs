@@ -19,7 +19,9 @@ use super::socket::{self, Socket};
 use super::{lock, Multiplexing, Settings, Timer};
 use crate::address::Address;
 use crate::error::{Error, TimeoutPhase};
-use crate::exchange::ValuesAnswer;
+use crate::exchange::{
+    first_free_request_id, following_request_id, ValuesAnswer, SINGLE_REQUEST_ID,
+};
 
 /// Whether an upstream may be chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -485,11 +487,8 @@ impl Entry {
     fn allocate(&mut self) -> u16 {
         // Ids go round, so a late record of an old request never meets a
         // new request with the same id.
-        let mut id = self.next_id.max(1);
-        while self.ids.contains(&id) {
-            id = if id == u16::MAX { 1 } else { id + 1 };
-        }
-        self.next_id = if id == u16::MAX { 1 } else { id + 1 };
+        let id = first_free_request_id(self.next_id, |id| self.ids.contains(&id));
+        self.next_id = following_request_id(id);
         self.ids.push(id);
         id
     }
@@ -587,7 +586,7 @@ impl Pool {
         let mut entry = Entry {
             conn: Arc::clone(&conn),
             ids: Vec::new(),
-            next_id: 1,
+            next_id: SINGLE_REQUEST_ID,
             served: 0,
         };
         let id = entry.allocate();
