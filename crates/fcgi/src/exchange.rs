@@ -16,10 +16,12 @@ use crate::request::{Body, Request};
 
 mod failure;
 mod request_id;
+mod stream;
 mod timer;
 
 pub(crate) use failure::Failure;
 pub(crate) use request_id::{first_free_request_id, following_request_id, SINGLE_REQUEST_ID};
+pub(crate) use stream::StreamEncoder;
 pub(crate) use timer::Timer;
 
 /// Requests whose encoded form is at most this many bytes, body included, go

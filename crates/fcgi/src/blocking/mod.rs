@@ -13,16 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fcgi_proto::encode::{encode_get_values, encode_stream, stream_record_header};
+use fcgi_proto::encode::encode_get_values;
 use fcgi_proto::head::Headers;
-use fcgi_proto::record::{RecordType, Role, STREAM_CHUNK_LEN};
+use fcgi_proto::record::{RecordType, Role, HEADER_LEN, STREAM_CHUNK_LEN};
 
 use crate::address::Address;
 use crate::config::Config;
 use crate::error::{is_closed, Error, TimeoutPhase};
 use crate::exchange::{
     encode_request_start, following_request_id, kept_out, set_request_id, trace_sent_records,
-    Failure, ResponseMachine, Step, Timer, ValuesAnswer, SINGLE_REQUEST_ID,
+    Failure, ResponseMachine, Step, StreamEncoder, Timer, ValuesAnswer, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, PREAMBLE_CAPACITY};
 use crate::response::Response;
@@ -954,6 +954,7 @@ fn write_stream(
         address: String::from("server"),
         source,
     };
+    let mut encoder = StreamEncoder::new(record_type, id, body.len());
     match body {
         Body::Empty => {}
         // Refused by `Client::stream` before anything is sent.
@@ -964,49 +965,33 @@ fn write_stream(
         }
         Body::Bytes(bytes) => {
             for chunk in bytes.chunks(STREAM_CHUNK_LEN) {
-                let header = stream_record_header(record_type, id, chunk.len());
-                trace_sent_records(&header);
+                let header = encoder.header(chunk.len());
                 write_all_vectored(stream, &header, chunk).map_err(io_err)?;
                 timer.record_activity(progress, Instant::now());
             }
         }
-        Body::Reader { mut reader, len } => {
-            let header_len = fcgi_proto::record::HEADER_LEN;
-            let mut buf = vec![0u8; header_len + STREAM_CHUNK_LEN];
-            let mut sent: u64 = 0;
+        Body::Reader { mut reader, .. } => {
+            let mut buf = vec![0u8; HEADER_LEN + STREAM_CHUNK_LEN];
             loop {
-                let want = match len {
-                    Some(len) => (len - sent).min(STREAM_CHUNK_LEN as u64) as usize,
-                    None => STREAM_CHUNK_LEN,
-                };
+                let want = encoder.want();
                 if want == 0 {
                     break;
                 }
-                let n = match reader.read(&mut buf[header_len..header_len + want]) {
+                let n = match reader.read(&mut buf[HEADER_LEN..HEADER_LEN + want]) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(Error::Body(e)),
                 };
                 if n == 0 {
-                    if let Some(len) = len {
-                        return Err(Error::InvalidRequest(format!(
-                            "request body ended after {sent} bytes but its length was given as {len}"
-                        )));
-                    }
                     break;
                 }
-                buf[..header_len].copy_from_slice(&stream_record_header(record_type, id, n));
-                trace_sent_records(&buf[..header_len]);
-                stream.write_all(&buf[..header_len + n]).map_err(io_err)?;
+                buf[..HEADER_LEN].copy_from_slice(&encoder.header(n));
+                stream.write_all(&buf[..HEADER_LEN + n]).map_err(io_err)?;
                 timer.record_activity(progress, Instant::now());
-                sent += n as u64;
             }
         }
     }
-    let mut end = Vec::with_capacity(8);
-    encode_stream(record_type, id, &[], true, &mut end);
-    trace_sent_records(&end);
-    stream.write_all(&end).map_err(io_err)?;
+    stream.write_all(&encoder.end()?).map_err(io_err)?;
     timer.record_activity(progress, Instant::now());
     Ok(())
 }
