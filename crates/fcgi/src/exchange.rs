@@ -18,11 +18,13 @@ mod failure;
 mod request_id;
 mod stream;
 mod timer;
+mod values;
 
 pub(crate) use failure::Failure;
 pub(crate) use request_id::{first_free_request_id, following_request_id, SINGLE_REQUEST_ID};
 pub(crate) use stream::StreamEncoder;
 pub(crate) use timer::Timer;
+pub(crate) use values::ValuesAnswer;
 
 /// Requests whose encoded form is at most this many bytes, body included, go
 /// out in one write with no writer thread or task: a socket buffer holds them
@@ -179,66 +181,6 @@ pub(crate) fn set_keep_conn(records: &mut [u8], keep_conn: bool) {
         } else {
             records[BEGIN_FLAGS_AT] &= !FLAG_KEEP_CONN;
         }
-    }
-}
-
-/// The sans-IO half of FCGI_GET_VALUES: decodes the server's answer as it
-/// arrives. Both transports feed it whatever they read.
-pub(crate) struct ValuesAnswer {
-    decoder: Decoder,
-}
-
-impl ValuesAnswer {
-    pub(crate) fn new() -> ValuesAnswer {
-        ValuesAnswer {
-            decoder: Decoder::multiplexed(),
-        }
-    }
-
-    /// Response bytes consumed so far.
-    pub(crate) fn received(&self) -> u64 {
-        self.decoder.position()
-    }
-
-    /// Feeds bytes read from the connection; returns the pairs once the
-    /// GET_VALUES_RESULT record is complete.
-    pub(crate) fn feed(
-        &mut self,
-        mut input: &[u8],
-        address: &str,
-    ) -> Result<Option<Vec<(String, String)>>, Error> {
-        while !input.is_empty() {
-            let (used, event) = self
-                .decoder
-                .decode(input)
-                .map_err(|e| Error::from_decode(address, e))?;
-            if let Some(event) = &event {
-                trace_event("recv", event);
-            }
-            input = &input[used..];
-            match event {
-                Some(Event::Values(pairs)) => {
-                    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-                    return Ok(Some(
-                        pairs.into_iter().map(|(n, v)| (text(n), text(v))).collect(),
-                    ));
-                }
-                Some(Event::UnknownType(t)) => {
-                    return Err(Error::protocol(
-                        address,
-                        format!("server does not understand management record type {t}"),
-                    ))
-                }
-                Some(_) => {
-                    return Err(Error::protocol(
-                        address,
-                        "response record on a management request",
-                    ))
-                }
-                None => {}
-            }
-        }
-        Ok(None)
     }
 }
 

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fcgi_proto::encode::encode_get_values;
 use fcgi_proto::head::Headers;
 use fcgi_proto::record::{RecordType, Role, HEADER_LEN, STREAM_CHUNK_LEN};
 
@@ -21,8 +20,8 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::error::{is_closed, Error, TimeoutPhase};
 use crate::exchange::{
-    encode_request_start, following_request_id, kept_out, set_request_id, trace_sent_records,
-    Failure, ResponseMachine, Step, StreamEncoder, Timer, ValuesAnswer, SINGLE_REQUEST_ID,
+    encode_request_start, following_request_id, kept_out, set_request_id, Failure, ResponseMachine,
+    Step, StreamEncoder, Timer, ValuesAnswer, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, PREAMBLE_CAPACITY};
 use crate::response::Response;
@@ -345,20 +344,12 @@ impl Client {
         let address = &self.inner.address_text;
         let mut conn = self.connect(&timer)?;
         let mut out = Vec::new();
-        encode_get_values(names.iter().copied(), &mut out);
-        trace_sent_records(&out);
+        let mut answer = ValuesAnswer::ask(names, &mut out);
         conn.stream
             .write_all(&out)
             .map_err(|e| self.io_error(e, &timer, 0))?;
-        let mut answer = ValuesAnswer::new();
         loop {
             let n = conn.read(&timer, address)?;
-            if n == 0 {
-                return Err(Error::ConnectionClosed {
-                    address: address.clone(),
-                    received: answer.received(),
-                });
-            }
             if let Some(pairs) = answer.feed(&conn.buf[..n], address)? {
                 return Ok(pairs);
             }

@@ -805,15 +805,19 @@ impl Client {
     }
 
     /// Asks the first upstream for management values (FCGI_GET_VALUES) over
-    /// a connection of its own; returns the pairs it answered.
+    /// a connection of its own; returns the pairs it answered. Waits as the
+    /// blocking client does: within the idle timeout and the deadline of
+    /// [`Config::timeouts`] (not [`Builder::discovery_timeout`], which only
+    /// bounds the background discovery).
     pub async fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
-        let timer = Timer::new(self.inner.settings.config.timeouts);
+        let timeouts = self.inner.settings.config.timeouts;
+        let timer = Timer::new(timeouts);
         let upstreams = match self.inner.slots.first() {
             Some(slot) => slot.upstreams().await?,
             None => Vec::new(),
         };
         match upstreams.first() {
-            Some(upstream) => upstream.get_values(&timer, names).await,
+            Some(upstream) => upstream.get_values(&timer, names, timeouts.idle).await,
             None => Err(Error::InvalidRequest("no upstream".into())),
         }
     }

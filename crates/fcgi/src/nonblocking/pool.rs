@@ -5,10 +5,9 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use fcgi_proto::encode::encode_get_values;
 use fcgi_proto::record::{MAX_CONNS, MAX_REQS, MPXS_CONNS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -207,7 +206,11 @@ impl Upstream {
     async fn discover(self: &Arc<Self>) -> Result<Pools, Error> {
         let timer = Timer::new(self.settings.config.timeouts);
         let values = self
-            .get_values(&timer, &[MPXS_CONNS, MAX_REQS, MAX_CONNS])
+            .get_values(
+                &timer,
+                &[MPXS_CONNS, MAX_REQS, MAX_CONNS],
+                self.settings.discovery_timeout,
+            )
             .await;
         let values = match values {
             Ok(values) => values,
@@ -278,22 +281,20 @@ impl Upstream {
         &self,
         timer: &Timer,
         names: &[&str],
+        wait: Duration,
     ) -> Result<Vec<(String, String)>, Error> {
         let mut socket = self.connect(timer).await?;
         let address = &self.address_text;
-        let limit = self
-            .settings
-            .discovery_timeout
+        let limit = wait
             .min(self.settings.config.timeouts.idle)
             .min(timer.remaining());
         let exchange = async {
             let mut out = Vec::new();
-            encode_get_values(names.iter().copied(), &mut out);
+            let mut answer = ValuesAnswer::ask(names, &mut out);
             socket.write_all(&out).await.map_err(|source| Error::Io {
                 address: address.clone(),
                 source,
             })?;
-            let mut answer = ValuesAnswer::new();
             let mut buf = BytesMut::with_capacity(4096);
             loop {
                 buf.clear();
@@ -304,13 +305,7 @@ impl Upstream {
                         address: address.clone(),
                         source,
                     })?;
-                if n == 0 {
-                    return Err(Error::ConnectionClosed {
-                        address: address.clone(),
-                        received: answer.received(),
-                    });
-                }
-                if let Some(pairs) = answer.feed(&buf, address)? {
+                if let Some(pairs) = answer.feed(&buf[..n], address)? {
                     return Ok(pairs);
                 }
             }
