@@ -6,7 +6,6 @@
 
 mod conn;
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +23,7 @@ use crate::exchange::{
     Step, StreamEncoder, Timer, ValuesAnswer, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, PREAMBLE_CAPACITY};
-use crate::response::Response;
+use crate::response::{BodyCollector, Response, ResponseHead};
 use conn::{connect, Stream, READ_BUFFER_LEN};
 
 impl From<Infallible> for Error {
@@ -137,34 +136,14 @@ impl Client {
     /// to [`crate::Limits::max_body_bytes`]).
     pub fn execute(&self, request: Request) -> Result<Response, Error> {
         let mut stream = self.stream(request)?;
-        let max = self.inner.config.limits.max_body_bytes;
-        let mut body = Vec::new();
+        let mut body = BodyCollector::new(self.inner.config.limits.max_body_bytes);
         while let Some(chunk) = stream.next_chunk()? {
             if let Chunk::Body(bytes) = chunk {
-                if body.len() + bytes.len() > max {
-                    return Err(Error::LimitExceeded {
-                        limit: crate::error::Limit::BodyBytes,
-                        max,
-                    });
-                }
-                body.extend_from_slice(bytes);
+                body.push(bytes)?;
             }
         }
-        let (status, reason, headers) = (
-            stream.status,
-            stream.reason.to_string(),
-            stream.headers.clone(),
-        );
-        let end = stream.finish()?;
-        Ok(Response {
-            status,
-            reason,
-            headers,
-            body,
-            stderr: end.stderr,
-            stderr_dropped: end.stderr_dropped,
-            app_status: end.app_status,
-        })
+        let head = std::mem::take(&mut stream.head);
+        Ok(body.into_response(head, stream.finish()?))
     }
 
     /// Sends `request` and returns once the response head has arrived; the
@@ -583,19 +562,13 @@ pub struct ResponseStream {
     /// Body bytes in the buffer not yet handed out.
     pending: std::ops::Range<usize>,
     writer: Option<BodyWriter>,
-    status: u16,
-    reason: Cow<'static, str>,
-    headers: Headers,
+    head: ResponseHead,
     app_status: Option<u32>,
 }
 
 impl std::fmt::Debug for ResponseStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseStream")
-            .field("status", &self.status)
-            .field("reason", &self.reason)
-            .field("headers", &self.headers)
-            .finish_non_exhaustive()
+        self.head.debug_stream(f)
     }
 }
 
@@ -662,9 +635,7 @@ impl ResponseStream {
             filled: 0,
             pending: 0..0,
             writer,
-            status: 0,
-            reason: Cow::Borrowed(""),
-            headers: Headers::new(),
+            head: ResponseHead::default(),
             app_status: None,
         };
         // Read until the head is complete; STDERR before it is kept.
@@ -687,7 +658,7 @@ impl ResponseStream {
                     return Err(Failure::new(error, closed, received));
                 }
             }
-            if stream.status != 0 {
+            if stream.head.arrived() {
                 break;
             }
         }
@@ -702,17 +673,17 @@ impl ResponseStream {
 
     /// HTTP status code.
     pub fn status(&self) -> u16 {
-        self.status
+        self.head.status
     }
 
     /// Reason phrase.
     pub fn reason(&self) -> &str {
-        &self.reason
+        &self.head.reason
     }
 
     /// Response headers.
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        &self.head.headers
     }
 
     /// STDERR received so far (up to the limit).
@@ -816,9 +787,7 @@ impl ResponseStream {
                 Step::Nothing => {}
                 Step::Head(range) => {
                     if let Some(head) = conn.machine.take_head() {
-                        self.status = head.status;
-                        self.reason = head.reason;
-                        self.headers = head.headers;
+                        self.head.set(head);
                     }
                     return Ok(Out::Body(shift(range)));
                 }

@@ -1,7 +1,6 @@
 //! The async response: head first, then body and STDERR chunks as they
 //! arrive, with the request's time limits applied while waiting.
 
-use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,9 +19,9 @@ use super::inbox::Inbox;
 use super::pool::{SharedLease, Upstream};
 use super::{Alarm, Timer};
 use crate::blocking::Trailer;
-use crate::error::{Error, Limit};
+use crate::error::Error;
 use crate::exchange::{Failure, ResponseMachine, Step};
-use crate::response::Response;
+use crate::response::{BodyCollector, Response, ResponseHead};
 
 /// One chunk of a streamed async response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,9 +194,7 @@ impl Link {
 /// connection FCGI_ABORT_REQUEST is sent and the request's records are
 /// discarded.
 pub struct ResponseStream {
-    status: u16,
-    reason: Cow<'static, str>,
-    headers: Headers,
+    head: ResponseHead,
     /// Boxed: the stream is moved through several futures, and a pointer
     /// moves cheaper than the whole exchange.
     parts: Box<Parts>,
@@ -213,20 +210,14 @@ pub struct ResponseStream {
 
 impl std::fmt::Debug for ResponseStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseStream")
-            .field("status", &self.status)
-            .field("reason", &self.reason)
-            .field("headers", &self.headers)
-            .finish_non_exhaustive()
+        self.head.debug_stream(f)
     }
 }
 
 impl ResponseStream {
     pub(crate) fn new(parts: Parts) -> ResponseStream {
         ResponseStream {
-            status: 0,
-            reason: Cow::Borrowed(""),
-            headers: Headers::new(),
+            head: ResponseHead::default(),
             parts: Box::new(parts),
             alarm: None,
             pending: None,
@@ -262,17 +253,17 @@ impl ResponseStream {
 
     /// HTTP status code.
     pub fn status(&self) -> u16 {
-        self.status
+        self.head.status
     }
 
     /// Reason phrase.
     pub fn reason(&self) -> &str {
-        &self.reason
+        &self.head.reason
     }
 
     /// Response headers.
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        &self.head.headers
     }
 
     /// STDERR received so far (up to [`crate::Limits::max_stderr_bytes`]).
@@ -319,37 +310,30 @@ impl ResponseStream {
     /// what END_REQUEST and STDERR said.
     pub async fn finish(mut self) -> Result<Trailer, Error> {
         while self.next_chunk().await?.is_some() {}
-        Ok(Trailer {
+        Ok(self.trailer())
+    }
+
+    /// What END_REQUEST and STDERR said (once the response has ended).
+    fn trailer(&mut self) -> Trailer {
+        Trailer {
             stderr: std::mem::take(&mut self.parts.machine.stderr),
             stderr_dropped: self.parts.machine.stderr_dropped,
             app_status: self.app_status,
-        })
+        }
     }
 
     /// Collects the rest into a [`Response`], the body up to
     /// [`crate::Limits::max_body_bytes`].
     pub async fn into_response(mut self, max_body_bytes: usize) -> Result<Response, Error> {
-        let mut body = Vec::new();
+        let mut body = BodyCollector::new(max_body_bytes);
         while let Some(chunk) = self.next_chunk().await? {
             if let Chunk::Body(bytes) = chunk {
-                if body.len() + bytes.len() > max_body_bytes {
-                    return Err(Error::LimitExceeded {
-                        limit: Limit::BodyBytes,
-                        max: max_body_bytes,
-                    });
-                }
-                body.extend_from_slice(&bytes);
+                body.push(&bytes)?;
             }
         }
-        Ok(Response {
-            status: self.status,
-            reason: std::mem::take(&mut self.reason).into_owned(),
-            headers: std::mem::take(&mut self.headers),
-            body,
-            stderr: std::mem::take(&mut self.parts.machine.stderr),
-            stderr_dropped: self.parts.machine.stderr_dropped,
-            app_status: self.app_status,
-        })
+        let head = std::mem::take(&mut self.head);
+        let trailer = self.trailer();
+        Ok(body.into_response(head, trailer))
     }
 
     /// Waits for the head (STDERR before it is kept). Used by the client
@@ -400,12 +384,10 @@ impl ResponseStream {
                     match self.parts.machine.on_event(Event::Stdout(id, &bytes)) {
                         Ok(Step::Head(range)) => {
                             if let Some(head) = self.parts.machine.take_head() {
-                                self.status = head.status;
-                                self.reason = head.reason;
-                                self.headers = head.headers;
+                                self.head.set(head);
                             }
                             self.parts.span.in_scope(|| {
-                                tracing::debug!(status = self.status, "response head")
+                                tracing::debug!(status = self.head.status, "response head")
                             });
                             self.body_bytes += range.len() as u64;
                             return Poll::Ready(Ok(Out::Head(bytes.slice(range))));
@@ -475,7 +457,7 @@ impl ResponseStream {
         let elapsed = self.started().elapsed();
         self.parts.span.in_scope(|| {
             tracing::debug!(
-                status = self.status,
+                status = self.head.status,
                 body_bytes = self.body_bytes,
                 stderr_bytes = self.parts.machine.stderr.len(),
                 received = self.received,
