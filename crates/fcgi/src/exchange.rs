@@ -16,12 +16,14 @@ use crate::request::{Body, Request};
 
 mod failure;
 mod request_id;
+mod reuse;
 mod stream;
 mod timer;
 mod values;
 
 pub(crate) use failure::Failure;
 pub(crate) use request_id::{first_free_request_id, following_request_id, SINGLE_REQUEST_ID};
+pub(crate) use reuse::reusable_after_end;
 pub(crate) use stream::StreamEncoder;
 pub(crate) use timer::Timer;
 pub(crate) use values::ValuesAnswer;
@@ -246,6 +248,13 @@ impl ResponseMachine {
     /// Response bytes (records included) consumed so far.
     pub(crate) fn received(&self) -> u64 {
         self.decoder.position()
+    }
+
+    /// Whether the connection may carry another request now that the
+    /// response has ended, `rest` having been read after END_REQUEST (see
+    /// [`reusable_after_end`]).
+    pub(crate) fn reusable(&mut self, rest: &[u8], request_sent: bool, keep_alive: bool) -> bool {
+        reusable_after_end(&mut self.decoder, rest, request_sent, keep_alive)
     }
 
     /// The head, once, after [`Step::Head`].

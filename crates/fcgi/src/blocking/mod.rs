@@ -818,9 +818,16 @@ impl ResponseStream {
                 }
             },
         };
-        let clean = writer_done && self.pos == self.filled && self.client.inner.config.keep_alive;
+        let keep_alive = self.client.inner.config.keep_alive;
+        let (pos, filled) = (self.pos, self.filled);
+        let Some(conn) = self.conn.as_deref_mut() else {
+            return;
+        };
+        let reusable = conn
+            .machine
+            .reusable(&conn.buf[pos..filled], writer_done, keep_alive);
         if let Some(conn) = self.detach() {
-            if clean {
+            if reusable {
                 self.client.checkin(conn);
             }
         }

@@ -33,8 +33,9 @@ use super::socket::{ReadHalf, Socket, WriteHalf};
 use super::{lock, Alarm};
 use crate::error::is_closed;
 use crate::error::Error;
-use crate::exchange::Failure;
-use crate::exchange::{following_request_id, kept_out, readdress, SINGLE_REQUEST_ID};
+use crate::exchange::{
+    following_request_id, kept_out, readdress, reusable_after_end, Failure, SINGLE_REQUEST_ID,
+};
 use crate::request::Body;
 
 /// A kept connection and what it remembers between requests. Boxed from
@@ -526,11 +527,8 @@ impl Exchange {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        // Reusable only at a record boundary with nothing unread: take what
-        // follows END_REQUEST in this read (its padding, if any).
+        // What follows END_REQUEST in this read (its padding, if any).
         let rest = std::mem::take(&mut self.pending);
-        let clean = matches!(conn.decoder.decode(&rest), Ok((used, None)) if used == rest.len())
-            && conn.decoder.is_idle();
         let socket = match self.io.take() {
             Some(Io::Whole(socket)) => {
                 let sent = self.out_offset == conn.out.len() && self.write_error.is_none();
@@ -552,7 +550,10 @@ impl Exchange {
             }
             None => None,
         };
-        if let Some(socket) = socket.filter(|_| clean && self.pool.keep_alive) {
+        let sent = socket.is_some();
+        let socket = socket
+            .filter(|_| reusable_after_end(&mut conn.decoder, &rest, sent, self.pool.keep_alive));
+        if let Some(socket) = socket {
             conn.socket = Some(socket);
             conn.served += 1;
             conn.next_id = following_request_id(conn.next_id);
