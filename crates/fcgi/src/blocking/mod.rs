@@ -421,14 +421,13 @@ impl Conn {
         loop {
             // One clock reading for both limits; bytes moved since the last
             // wait count as moved now.
-            let now = Instant::now();
+            let elapsed = timer.started().elapsed();
             if std::mem::take(&mut self.progressed) {
-                timer.record_activity(&self.progress, now);
+                timer.record_activity(&self.progress, elapsed);
             }
             let wait = timer
-                .next_timeout(now, timer.last_activity(&self.progress))
-                .map_err(|phase| timer.expired(address, phase))?
-                .saturating_duration_since(now);
+                .wait_after(elapsed, timer.last_activity(&self.progress))
+                .map_err(|phase| timer.expired(address, phase))?;
             // Re-arm only when the limit shrinks noticeably: a read that wakes
             // early simply loops, one that would overrun cannot happen.
             let rearm = match self.armed_read_timeout {
@@ -934,7 +933,7 @@ fn write_stream(
             for chunk in bytes.chunks(STREAM_CHUNK_LEN) {
                 let header = encoder.header(chunk.len());
                 write_all_vectored(stream, &header, chunk).map_err(io_err)?;
-                timer.record_activity(progress, Instant::now());
+                timer.record_activity(progress, timer.started().elapsed());
             }
         }
         Body::Reader { mut reader, .. } => {
@@ -954,12 +953,12 @@ fn write_stream(
                 }
                 buf[..HEADER_LEN].copy_from_slice(&encoder.header(n));
                 stream.write_all(&buf[..HEADER_LEN + n]).map_err(io_err)?;
-                timer.record_activity(progress, Instant::now());
+                timer.record_activity(progress, timer.started().elapsed());
             }
         }
     }
     stream.write_all(&encoder.end()?).map_err(io_err)?;
-    timer.record_activity(progress, Instant::now());
+    timer.record_activity(progress, timer.started().elapsed());
     Ok(())
 }
 

@@ -61,16 +61,36 @@ impl Timer {
         Ok(deadline_at.min(idle_at))
     }
 
-    /// Records `now` as the last activity in `activity` (microseconds since
-    /// the start, so that another thread can record it too).
-    pub(crate) fn record_activity(&self, activity: &AtomicU64, now: Instant) {
-        let micros = now.saturating_duration_since(self.start).as_micros() as u64;
-        activity.fetch_max(micros, Ordering::Relaxed);
+    /// [`Timer::next_timeout`] on times counted from the start (one clock
+    /// reading, no instant arithmetic: the blocking client's read loop):
+    /// how long to wait at most, `elapsed` since the start, a byte having
+    /// last moved `last_activity` after the start.
+    pub(crate) fn wait_after(
+        &self,
+        elapsed: Duration,
+        last_activity: Duration,
+    ) -> Result<Duration, TimeoutPhase> {
+        let deadline = self.timeouts.deadline.saturating_sub(elapsed);
+        if deadline.is_zero() {
+            return Err(TimeoutPhase::Deadline);
+        }
+        let idle = (last_activity + self.timeouts.idle).saturating_sub(elapsed);
+        if idle.is_zero() {
+            return Err(TimeoutPhase::Idle);
+        }
+        Ok(deadline.min(idle))
     }
 
-    /// The last activity recorded in `activity` (the start when none was).
-    pub(crate) fn last_activity(&self, activity: &AtomicU64) -> Instant {
-        self.start + Duration::from_micros(activity.load(Ordering::Relaxed))
+    /// Records a byte having moved `elapsed` after the start in `activity`
+    /// (microseconds, so that another thread can record it too; an older
+    /// reading never moves it back).
+    pub(crate) fn record_activity(&self, activity: &AtomicU64, elapsed: Duration) {
+        activity.fetch_max(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The last activity recorded in `activity`, after the start.
+    pub(crate) fn last_activity(&self, activity: &AtomicU64) -> Duration {
+        Duration::from_micros(activity.load(Ordering::Relaxed))
     }
 
     /// The error for the limit of `phase` having passed: each phase names
@@ -138,13 +158,25 @@ mod tests {
 
     #[test]
     fn activity_recorded_from_another_thread_moves_the_idle_limit() {
-        let (timer, start) = timer();
+        let (timer, _) = timer();
         let activity = AtomicU64::new(0);
-        assert_eq!(timer.last_activity(&activity), start);
-        timer.record_activity(&activity, after(start, 2));
+        assert_eq!(timer.last_activity(&activity), Duration::ZERO);
+        timer.record_activity(&activity, Duration::from_secs(2));
         // An older reading never moves it back.
-        timer.record_activity(&activity, after(start, 1));
-        assert_eq!(timer.last_activity(&activity), after(start, 2));
+        timer.record_activity(&activity, Duration::from_secs(1));
+        assert_eq!(timer.last_activity(&activity), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn waits_counted_from_the_start_follow_the_same_rule() {
+        let (timer, start) = timer();
+        let secs = Duration::from_secs;
+        for (now, last) in [(4, 3), (9, 3), (28, 27), (40, 1), (0, 0)] {
+            let by_instant = timer
+                .next_timeout(after(start, now), after(start, last))
+                .map(|at| at.duration_since(after(start, now)));
+            assert_eq!(timer.wait_after(secs(now), secs(last)), by_instant);
+        }
     }
 
     #[test]

@@ -1031,6 +1031,7 @@ impl Client {
             ),
             timer: *timer,
             outstanding: None,
+            alarm: None,
             address: Arc::clone(&upstream.address_shared),
             span,
         })

@@ -74,6 +74,9 @@ pub(crate) struct Parts {
     pub(crate) outstanding: Option<Outstanding>,
     pub(crate) address: Arc<str>,
     pub(crate) span: tracing::Span,
+    /// The alarm for a request without a connection of its own (a direct
+    /// connection lends its own), made at the first wait.
+    pub(crate) alarm: Option<Alarm>,
 }
 
 /// Where a request's answer comes from.
@@ -198,9 +201,6 @@ pub struct ResponseStream {
     /// Boxed: the stream is moved through several futures, and a pointer
     /// moves cheaper than the whole exchange.
     parts: Box<Parts>,
-    /// The alarm for a request without a connection of its own (a direct
-    /// connection lends its own), made at the first wait.
-    alarm: Option<Alarm>,
     pending: Option<Bytes>,
     state: State,
     app_status: u32,
@@ -219,7 +219,6 @@ impl ResponseStream {
         ResponseStream {
             head: ResponseHead::default(),
             parts: Box::new(parts),
-            alarm: None,
             pending: None,
             state: State::Open,
             app_status: 0,
@@ -428,7 +427,7 @@ impl ResponseStream {
     /// The next frame, or why there is none, within the time limits.
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, Failure>> {
         loop {
-            let parts = &mut self.parts;
+            let parts = &mut *self.parts;
             if let Poll::Ready(frame) = parts.link.poll_frame(cx, &parts.address, self.received) {
                 return Poll::Ready(frame);
             }
@@ -442,7 +441,7 @@ impl ResponseStream {
             };
             let alarm = match parts.link.alarm() {
                 Some(alarm) => alarm,
-                None => self.alarm.get_or_insert_with(Alarm::new),
+                None => parts.alarm.get_or_insert_with(Alarm::new),
             };
             if alarm.poll_until(wake_at, now, cx).is_pending() {
                 return Poll::Pending;
