@@ -6,13 +6,25 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 
-use fcgi::{Body, Params, Request};
+use std::net::SocketAddr;
+
+use fcgi::cgi::{header_param_name, CgiParams};
+use fcgi::{Body, Request};
 
 use crate::args::RequestArgs;
 use crate::failure::{Failure, OTHER};
 
 /// SERVER_SOFTWARE sent with every request.
-pub const SERVER_SOFTWARE: &str = concat!("fcgi/", env!("CARGO_PKG_VERSION"));
+pub use fcgi::cgi::SERVER_SOFTWARE;
+
+/// REMOTE_ADDR and SERVER_ADDR: the CLI stands for a local HTTP client.
+const LOOPBACK: [u8; 4] = [127, 0, 0, 1];
+
+/// SERVER_PORT sent with every request.
+const DEFAULT_SERVER_PORT: u16 = 80;
+
+/// SERVER_NAME and HTTP_HOST unless `-H 'Host: ...'` sets another.
+const DEFAULT_HOST: &str = "localhost";
 
 /// Content type of `-d` and `--form` bodies unless a header sets one.
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
@@ -62,27 +74,6 @@ pub fn script_paths(path: &str, document_root: Option<&str>) -> ScriptPaths {
         filename: format!("{root}{name}"),
         name,
         document_root,
-    }
-}
-
-/// The param name of a request header: `Content-Type` and `Content-Length`
-/// are CONTENT_TYPE and CONTENT_LENGTH, any other is `HTTP_` + upper case
-/// with `-` as `_`.
-pub fn header_param_name(header: &str) -> String {
-    let upper: String = header
-        .trim()
-        .chars()
-        .map(|c| {
-            if c == '-' {
-                '_'
-            } else {
-                c.to_ascii_uppercase()
-            }
-        })
-        .collect();
-    match upper.as_str() {
-        "CONTENT_TYPE" | "CONTENT_LENGTH" => upper,
-        _ => format!("HTTP_{upper}"),
     }
 }
 
@@ -264,34 +255,22 @@ pub fn build_request_with(
         None if body.is_some() => "POST".into(),
         None => "GET".into(),
     };
-    let request_uri = if query.is_empty() {
-        paths.name.clone()
-    } else {
-        format!("{}?{query}", paths.name)
-    };
-    let mut params = Params::new();
-    params.set("QUERY_STRING", query);
-    params.set("REQUEST_METHOD", &method);
+    let mut cgi = CgiParams::new(&method, &paths.filename)
+        .script_name(&paths.name)
+        .query(query)
+        .document_root(&paths.document_root)
+        .scheme(false)
+        .server_software(SERVER_SOFTWARE)
+        .remote(SocketAddr::from((LOOPBACK, 0)))
+        .server(SocketAddr::from((LOOPBACK, DEFAULT_SERVER_PORT)))
+        .server_name(DEFAULT_HOST)
+        .host(DEFAULT_HOST.as_bytes());
     if let Some(body) = &body {
-        params.set("CONTENT_TYPE", body.content_type);
-        params.set("CONTENT_LENGTH", body.len.to_string());
+        cgi = cgi
+            .content_type(body.content_type.as_bytes())
+            .content_length(body.len);
     }
-    params.set("SCRIPT_FILENAME", &paths.filename);
-    params.set("SCRIPT_NAME", &paths.name);
-    params.set("REQUEST_URI", &request_uri);
-    params.set("DOCUMENT_URI", &paths.name);
-    params.set("DOCUMENT_ROOT", &paths.document_root);
-    params.set("SERVER_PROTOCOL", "HTTP/1.1");
-    params.set("REQUEST_SCHEME", "http");
-    params.set("GATEWAY_INTERFACE", "CGI/1.1");
-    params.set("SERVER_SOFTWARE", SERVER_SOFTWARE);
-    params.set("REMOTE_ADDR", "127.0.0.1");
-    params.set("REMOTE_PORT", "0");
-    params.set("SERVER_ADDR", "127.0.0.1");
-    params.set("SERVER_PORT", "80");
-    params.set("SERVER_NAME", "localhost");
-    params.set("REDIRECT_STATUS", "200");
-    params.set("HTTP_HOST", "localhost");
+    let mut params = cgi.build();
     for header in &args.shape.headers {
         let (name, value) = parse_header(header)?;
         params.set(name, value);

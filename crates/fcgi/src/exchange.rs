@@ -14,6 +14,20 @@ use crate::config::{Config, Limits};
 use crate::error::{Error, Limit};
 use crate::request::{Body, Request};
 
+mod failure;
+mod request_id;
+mod reuse;
+mod stream;
+mod timer;
+mod values;
+
+pub(crate) use failure::Failure;
+pub(crate) use request_id::{first_free_request_id, following_request_id, SINGLE_REQUEST_ID};
+pub(crate) use reuse::reusable_after_end;
+pub(crate) use stream::StreamEncoder;
+pub(crate) use timer::Timer;
+pub(crate) use values::ValuesAnswer;
+
 /// Requests whose encoded form is at most this many bytes, body included, go
 /// out in one write with no writer thread or task: a socket buffer holds them
 /// whole, so the write cannot wait on the server.
@@ -64,16 +78,6 @@ pub(crate) fn trace_record(direction: &str, record_type: u8, request_id: u16, le
     let name = type_name(record_type);
     let name = name.strip_prefix("FCGI_").unwrap_or(&name);
     tracing::trace!(target: RECORD_TRACE_TARGET, "{direction} {name} id={request_id} len={len}");
-}
-
-/// The request id used on connections that carry one request at a time.
-pub(crate) const SINGLE_REQUEST_ID: u16 = 1;
-
-/// The id for the next request on a kept connection after `id`'s: ids go
-/// round (1 to 65535, then 1 again), so that a record a misbehaving server
-/// sends late for an earlier request is not taken for the next one's.
-pub(crate) fn following_request_id(id: u16) -> u16 {
-    id.checked_add(1).unwrap_or(SINGLE_REQUEST_ID)
 }
 
 /// Encodes BEGIN_REQUEST and PARAMS into `out`, and the whole body with its
@@ -182,66 +186,6 @@ pub(crate) fn set_keep_conn(records: &mut [u8], keep_conn: bool) {
     }
 }
 
-/// The sans-IO half of FCGI_GET_VALUES: decodes the server's answer as it
-/// arrives. Both transports feed it whatever they read.
-pub(crate) struct ValuesAnswer {
-    decoder: Decoder,
-}
-
-impl ValuesAnswer {
-    pub(crate) fn new() -> ValuesAnswer {
-        ValuesAnswer {
-            decoder: Decoder::multiplexed(),
-        }
-    }
-
-    /// Response bytes consumed so far.
-    pub(crate) fn received(&self) -> u64 {
-        self.decoder.position()
-    }
-
-    /// Feeds bytes read from the connection; returns the pairs once the
-    /// GET_VALUES_RESULT record is complete.
-    pub(crate) fn feed(
-        &mut self,
-        mut input: &[u8],
-        address: &str,
-    ) -> Result<Option<Vec<(String, String)>>, Error> {
-        while !input.is_empty() {
-            let (used, event) = self
-                .decoder
-                .decode(input)
-                .map_err(|e| Error::from_decode(address, e))?;
-            if let Some(event) = &event {
-                trace_event("recv", event);
-            }
-            input = &input[used..];
-            match event {
-                Some(Event::Values(pairs)) => {
-                    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-                    return Ok(Some(
-                        pairs.into_iter().map(|(n, v)| (text(n), text(v))).collect(),
-                    ));
-                }
-                Some(Event::UnknownType(t)) => {
-                    return Err(Error::protocol(
-                        address,
-                        format!("server does not understand management record type {t}"),
-                    ))
-                }
-                Some(_) => {
-                    return Err(Error::protocol(
-                        address,
-                        "response record on a management request",
-                    ))
-                }
-                None => {}
-            }
-        }
-        Ok(None)
-    }
-}
-
 /// What one call to [`ResponseMachine::feed`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -304,6 +248,13 @@ impl ResponseMachine {
     /// Response bytes (records included) consumed so far.
     pub(crate) fn received(&self) -> u64 {
         self.decoder.position()
+    }
+
+    /// Whether the connection may carry another request now that the
+    /// response has ended, `rest` having been read after END_REQUEST (see
+    /// [`reusable_after_end`]).
+    pub(crate) fn reusable(&mut self, rest: &[u8], request_sent: bool, keep_alive: bool) -> bool {
+        reusable_after_end(&mut self.decoder, rest, request_sent, keep_alive)
     }
 
     /// The head, once, after [`Step::Head`].
@@ -426,13 +377,6 @@ fn trace_decoded(direction: &str, event: &Event<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids_go_round_and_skip_zero() {
-        assert_eq!(following_request_id(SINGLE_REQUEST_ID), 2);
-        assert_eq!(following_request_id(41), 42);
-        assert_eq!(following_request_id(u16::MAX), SINGLE_REQUEST_ID);
-    }
 
     #[test]
     fn a_request_is_readdressed_without_encoding_it_again() {

@@ -15,6 +15,7 @@ compile_error!(
 
 mod address;
 pub mod blocking;
+pub mod cgi;
 mod config;
 mod error;
 mod exchange;

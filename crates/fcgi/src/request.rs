@@ -5,6 +5,7 @@ use std::io::Read;
 
 use bytes::Bytes;
 
+use crate::cgi::CgiParams;
 use crate::config::Config;
 use crate::error::Error;
 use crate::exchange::{encode_request_start, SINGLE_REQUEST_ID};
@@ -300,26 +301,22 @@ impl Request {
     /// every CGI script expects (REQUEST_METHOD, SCRIPT_FILENAME, SCRIPT_NAME,
     /// REQUEST_URI, DOCUMENT_URI, QUERY_STRING, SERVER_PROTOCOL,
     /// GATEWAY_INTERFACE, and REDIRECT_STATUS, which `php-cgi` requires).
-    /// A `?query` suffix becomes QUERY_STRING.
+    /// A `?query` suffix becomes QUERY_STRING. Built by
+    /// [`crate::cgi::CgiParams`], which has the other CGI variables.
     pub fn with_method(method: &str, script_filename: &str) -> Request {
+        Request::for_script(method, script_filename, None)
+    }
+
+    /// [`Request::with_method`] with CONTENT_TYPE when given.
+    fn for_script(method: &str, script_filename: &str, content_type: Option<&str>) -> Request {
         let (path, query) = script_filename
             .split_once('?')
             .unwrap_or((script_filename, ""));
-        let uri = if query.is_empty() {
-            path.to_string()
-        } else {
-            format!("{path}?{query}")
-        };
-        Request::new()
-            .param("GATEWAY_INTERFACE", "CGI/1.1")
-            .param("SERVER_PROTOCOL", "HTTP/1.1")
-            .param("REQUEST_METHOD", method)
-            .param("SCRIPT_FILENAME", path)
-            .param("SCRIPT_NAME", path)
-            .param("REQUEST_URI", uri)
-            .param("DOCUMENT_URI", path)
-            .param("QUERY_STRING", query)
-            .param("REDIRECT_STATUS", "200")
+        let mut cgi = CgiParams::new(method, path).query(query);
+        if let Some(content_type) = content_type {
+            cgi = cgi.content_type(content_type.as_bytes());
+        }
+        Request::new().params_from(cgi.build())
     }
 
     /// A GET request for `script_filename` (see [`Request::with_method`]).
@@ -329,9 +326,7 @@ impl Request {
 
     /// A POST request for `script_filename` with a body and its content type.
     pub fn post(script_filename: &str, content_type: &str, body: impl Into<Body>) -> Request {
-        Request::with_method("POST", script_filename)
-            .param("CONTENT_TYPE", content_type)
-            .body(body)
+        Request::for_script("POST", script_filename, Some(content_type)).body(body)
     }
 
     /// Sets a parameter (replacing one of the same name).

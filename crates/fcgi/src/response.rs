@@ -39,3 +39,115 @@ impl Response {
         (200..300).contains(&self.status)
     }
 }
+
+/// The head of a streamed response, as both clients' `ResponseStream`s
+/// keep it: empty (status 0) until the head has arrived.
+#[derive(Default)]
+pub(crate) struct ResponseHead {
+    pub(crate) status: u16,
+    pub(crate) reason: Cow<'static, str>,
+    pub(crate) headers: Headers,
+}
+
+impl ResponseHead {
+    /// Takes the parsed head.
+    pub(crate) fn set(&mut self, head: fcgi_proto::head::Head) {
+        self.status = head.status;
+        self.reason = head.reason;
+        self.headers = head.headers;
+    }
+
+    /// True once the head has arrived.
+    pub(crate) fn arrived(&self) -> bool {
+        self.status != 0
+    }
+
+    /// The `Debug` output of a `ResponseStream` with this head.
+    pub(crate) fn debug_stream(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseStream")
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response body collected in memory up to a limit, then made into a
+/// [`Response`] with its head and what END_REQUEST and STDERR said.
+pub(crate) struct BodyCollector {
+    body: Vec<u8>,
+    max: usize,
+}
+
+impl BodyCollector {
+    /// Collects at most `max` bytes ([`crate::Limits::max_body_bytes`]).
+    pub(crate) fn new(max: usize) -> BodyCollector {
+        BodyCollector {
+            body: Vec::new(),
+            max,
+        }
+    }
+
+    /// Adds body bytes; past the limit, [`crate::Limit::BodyBytes`].
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(), crate::Error> {
+        if self.body.len() + bytes.len() > self.max {
+            return Err(crate::Error::LimitExceeded {
+                limit: crate::Limit::BodyBytes,
+                max: self.max,
+            });
+        }
+        self.body.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The whole response.
+    pub(crate) fn into_response(
+        self,
+        head: ResponseHead,
+        trailer: crate::blocking::Trailer,
+    ) -> Response {
+        Response {
+            status: head.status,
+            reason: head.reason.into_owned(),
+            headers: head.headers,
+            body: self.body,
+            stderr: trailer.stderr,
+            stderr_dropped: trailer.stderr_dropped,
+            app_status: trailer.app_status,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocking::Trailer;
+
+    #[test]
+    fn a_body_over_the_limit_is_refused() {
+        let mut body = BodyCollector::new(5);
+        body.push(b"abc").unwrap();
+        assert!(matches!(
+            body.push(b"def"),
+            Err(crate::Error::LimitExceeded {
+                limit: crate::Limit::BodyBytes,
+                max: 5
+            })
+        ));
+        body.push(b"de").unwrap();
+        let mut head = ResponseHead::default();
+        assert!(!head.arrived());
+        head.status = 201;
+        let trailer = Trailer {
+            stderr: b"warn".to_vec(),
+            stderr_dropped: 1,
+            app_status: 3,
+        };
+        let response = body.into_response(head, trailer);
+        assert_eq!(
+            (response.status, &response.body[..], &response.stderr[..]),
+            (201, &b"abcde"[..], &b"warn"[..])
+        );
+        assert_eq!((response.stderr_dropped, response.app_status), (1, 3));
+    }
+}

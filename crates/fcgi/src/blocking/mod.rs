@@ -6,26 +6,24 @@
 
 mod conn;
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fcgi_proto::encode::{encode_get_values, encode_stream, stream_record_header};
 use fcgi_proto::head::Headers;
-use fcgi_proto::record::{RecordType, Role, STREAM_CHUNK_LEN};
+use fcgi_proto::record::{RecordType, Role, HEADER_LEN, STREAM_CHUNK_LEN};
 
 use crate::address::Address;
 use crate::config::Config;
 use crate::error::{is_closed, Error, TimeoutPhase};
 use crate::exchange::{
-    encode_request_start, following_request_id, kept_out, set_request_id, trace_sent_records,
-    ResponseMachine, Step, ValuesAnswer, SINGLE_REQUEST_ID,
+    encode_request_start, following_request_id, kept_out, set_request_id, Failure, ResponseMachine,
+    Step, StreamEncoder, Timer, ValuesAnswer, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, PREAMBLE_CAPACITY};
-use crate::response::Response;
+use crate::response::{BodyCollector, Response, ResponseHead};
 use conn::{connect, Stream, READ_BUFFER_LEN};
 
 impl From<Infallible> for Error {
@@ -138,34 +136,14 @@ impl Client {
     /// to [`crate::Limits::max_body_bytes`]).
     pub fn execute(&self, request: Request) -> Result<Response, Error> {
         let mut stream = self.stream(request)?;
-        let max = self.inner.config.limits.max_body_bytes;
-        let mut body = Vec::new();
+        let mut body = BodyCollector::new(self.inner.config.limits.max_body_bytes);
         while let Some(chunk) = stream.next_chunk()? {
             if let Chunk::Body(bytes) = chunk {
-                if body.len() + bytes.len() > max {
-                    return Err(Error::LimitExceeded {
-                        limit: crate::error::Limit::BodyBytes,
-                        max,
-                    });
-                }
-                body.extend_from_slice(bytes);
+                body.push(bytes)?;
             }
         }
-        let (status, reason, headers) = (
-            stream.status,
-            stream.reason.to_string(),
-            stream.headers.clone(),
-        );
-        let end = stream.finish()?;
-        Ok(Response {
-            status,
-            reason,
-            headers,
-            body,
-            stderr: end.stderr,
-            stderr_dropped: end.stderr_dropped,
-            app_status: end.app_status,
-        })
+        let head = std::mem::take(&mut stream.head);
+        Ok(body.into_response(head, stream.finish()?))
     }
 
     /// Sends `request` and returns once the response head has arrived; the
@@ -298,7 +276,7 @@ impl Client {
         replayable: bool,
     ) -> Result<ResponseStream, Error> {
         let config = &self.inner.config;
-        let timer = Timer::new(config.timeouts.deadline, config.timeouts.idle);
+        let timer = Timer::new(config.timeouts);
         let inline = bodies.is_none();
         loop {
             // A body that cannot be sent again needs a connection known to
@@ -323,14 +301,14 @@ impl Client {
             let outcome = ResponseStream::open(self.clone(), timer, conn, request_id, to_write);
             match outcome {
                 Ok(stream) => return Ok(stream),
-                Err(Failure { error, retryable }) => {
-                    if reused && retryable && replayable {
+                Err(failure) => {
+                    if failure.retry_on_fresh(reused, replayable) {
                         // A kept connection the server had closed: one more
                         // try on a fresh one (the checkout skips idle ones).
                         self.discard_idle();
                         continue;
                     }
-                    return Err(error);
+                    return Err(failure.error);
                 }
             }
         }
@@ -341,24 +319,16 @@ impl Client {
     /// its order; names it left out are simply absent.
     pub fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
         let config = &self.inner.config;
-        let timer = Timer::new(config.timeouts.deadline, config.timeouts.idle);
+        let timer = Timer::new(config.timeouts);
         let address = &self.inner.address_text;
         let mut conn = self.connect(&timer)?;
         let mut out = Vec::new();
-        encode_get_values(names.iter().copied(), &mut out);
-        trace_sent_records(&out);
+        let mut answer = ValuesAnswer::ask(names, &mut out);
         conn.stream
             .write_all(&out)
             .map_err(|e| self.io_error(e, &timer, 0))?;
-        let mut answer = ValuesAnswer::new();
         loop {
             let n = conn.read(&timer, address)?;
-            if n == 0 {
-                return Err(Error::ConnectionClosed {
-                    address: address.clone(),
-                    received: answer.received(),
-                });
-            }
             if let Some(pairs) = answer.feed(&conn.buf[..n], address)? {
                 return Ok(pairs);
             }
@@ -385,7 +355,7 @@ impl Client {
         let timeouts = &self.inner.config.timeouts;
         let limit = timeouts.connect.min(timer.remaining());
         if limit.is_zero() {
-            return Err(timer.expired_error(&self.inner.address_text, TimeoutPhase::Deadline));
+            return Err(timer.expired(&self.inner.address_text, TimeoutPhase::Deadline));
         }
         let stream = connect(&self.inner.address, limit, timeouts.idle)?;
         Ok(Box::new(Conn {
@@ -425,73 +395,10 @@ impl Client {
         let address = self.inner.address_text.clone();
         match source.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                timer.expired_error(&address, TimeoutPhase::Idle)
+                timer.expired(&address, TimeoutPhase::Idle)
             }
             _ if is_closed(&source) => Error::ConnectionClosed { address, received },
             _ => Error::Io { address, source },
-        }
-    }
-}
-
-/// Deadline and idle limits of one exchange. Bytes moved in either direction
-/// (by the reading thread or the body writer) are recorded on the
-/// connection's progress counter, which resets the idle clock.
-#[derive(Debug, Clone, Copy)]
-struct Timer {
-    start: Instant,
-    deadline: Duration,
-    idle: Duration,
-}
-
-impl Timer {
-    fn new(deadline: Duration, idle: Duration) -> Timer {
-        Timer {
-            start: Instant::now(),
-            deadline,
-            idle,
-        }
-    }
-
-    /// Records that bytes moved now on the exchange with `progress`.
-    fn touch(&self, progress: &AtomicU64) {
-        let now = self.start.elapsed().as_micros() as u64;
-        progress.fetch_max(now, Ordering::Relaxed);
-    }
-
-    fn remaining(&self) -> Duration {
-        self.deadline.saturating_sub(self.start.elapsed())
-    }
-
-    /// The time a blocking read may wait, or the limit that has passed;
-    /// `progressed` says that bytes moved since the last wait (recorded now,
-    /// with the same clock reading as the limits).
-    fn wait_limit(&self, progress: &AtomicU64, progressed: bool) -> Result<Duration, TimeoutPhase> {
-        // One clock reading for both limits.
-        let elapsed = self.start.elapsed();
-        if progressed {
-            progress.fetch_max(elapsed.as_micros() as u64, Ordering::Relaxed);
-        }
-        let deadline = self.deadline.saturating_sub(elapsed);
-        if deadline.is_zero() {
-            return Err(TimeoutPhase::Deadline);
-        }
-        let last = Duration::from_micros(progress.load(Ordering::Relaxed));
-        let idle = (last + self.idle).saturating_sub(elapsed);
-        if idle.is_zero() {
-            return Err(TimeoutPhase::Idle);
-        }
-        Ok(deadline.min(idle))
-    }
-
-    fn expired_error(&self, address: &str, phase: TimeoutPhase) -> Error {
-        Error::Timeout {
-            phase,
-            after: if phase == TimeoutPhase::Idle {
-                self.idle
-            } else {
-                self.deadline
-            },
-            address: address.to_string(),
         }
     }
 }
@@ -512,10 +419,15 @@ impl Conn {
     /// Reads into the buffer within the time limits; 0 means end of stream.
     fn read(&mut self, timer: &Timer, address: &str) -> Result<usize, Error> {
         loop {
-            let progressed = std::mem::take(&mut self.progressed);
+            // One clock reading for both limits; bytes moved since the last
+            // wait count as moved now.
+            let elapsed = timer.started().elapsed();
+            if std::mem::take(&mut self.progressed) {
+                timer.record_activity(&self.progress, elapsed);
+            }
             let wait = timer
-                .wait_limit(&self.progress, progressed)
-                .map_err(|phase| timer.expired_error(address, phase))?;
+                .wait_after(elapsed, timer.last_activity(&self.progress))
+                .map_err(|phase| timer.expired(address, phase))?;
             // Re-arm only when the limit shrinks noticeably: a read that wakes
             // early simply loops, one that would overrun cannot happen.
             let rearm = match self.armed_read_timeout {
@@ -563,13 +475,6 @@ impl Conn {
             }
         }
     }
-}
-
-/// Why opening an exchange failed, and whether a retry is safe.
-struct Failure {
-    error: Error,
-    /// Nothing of the response arrived and the connection looked closed.
-    retryable: bool,
 }
 
 /// One chunk of a streamed response.
@@ -656,19 +561,13 @@ pub struct ResponseStream {
     /// Body bytes in the buffer not yet handed out.
     pending: std::ops::Range<usize>,
     writer: Option<BodyWriter>,
-    status: u16,
-    reason: Cow<'static, str>,
-    headers: Headers,
+    head: ResponseHead,
     app_status: Option<u32>,
 }
 
 impl std::fmt::Debug for ResponseStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseStream")
-            .field("status", &self.status)
-            .field("reason", &self.reason)
-            .field("headers", &self.headers)
-            .finish_non_exhaustive()
+        self.head.debug_stream(f)
     }
 }
 
@@ -702,30 +601,25 @@ impl ResponseStream {
         // A large inline body: do not keep its buffer on an idle connection.
         conn.out = kept_out(std::mem::take(&mut conn.out));
         if let Err(e) = written {
-            let retryable = is_closed(&e);
-            return Err(Failure {
-                error: client.io_error(e, &timer, 0),
-                retryable,
-            });
+            let closed = is_closed(&e);
+            return Err(Failure::new(client.io_error(e, &timer, 0), closed, 0));
         }
         conn.progressed = true;
         let writer = if let Some((body, data, role)) = to_write {
-            let stream = conn.stream.try_clone().map_err(|source| Failure {
-                error: Error::Io {
+            let stream = conn.stream.try_clone().map_err(|source| {
+                Failure::fatal(Error::Io {
                     address: client.inner.address_text.clone(),
                     source,
-                },
-                retryable: false,
+                })
             })?;
             let data = (role == Role::Filter).then_some(data);
             let progress = Arc::clone(&conn.progress);
             let writer = BodyWriter::spawn(stream, timer, progress, request_id, body, data)
-                .map_err(|source| Failure {
-                    error: Error::Io {
+                .map_err(|source| {
+                    Failure::fatal(Error::Io {
                         address: client.inner.address_text.clone(),
                         source,
-                    },
-                    retryable: false,
+                    })
                 })?;
             Some(writer)
         } else {
@@ -740,9 +634,7 @@ impl ResponseStream {
             filled: 0,
             pending: 0..0,
             writer,
-            status: 0,
-            reason: Cow::Borrowed(""),
-            headers: Headers::new(),
+            head: ResponseHead::default(),
             app_status: None,
         };
         // Read until the head is complete; STDERR before it is kept.
@@ -759,13 +651,13 @@ impl ResponseStream {
                     // server never took the request. (Records of an earlier
                     // request are a protocol error, not a reason to send
                     // again: this request was delivered.)
-                    let retryable =
-                        stream.received() == 0 && matches!(error, Error::ConnectionClosed { .. });
+                    let closed = matches!(error, Error::ConnectionClosed { .. });
+                    let received = stream.received();
                     let error = stream.abort(error);
-                    return Err(Failure { error, retryable });
+                    return Err(Failure::new(error, closed, received));
                 }
             }
-            if stream.status != 0 {
+            if stream.head.arrived() {
                 break;
             }
         }
@@ -775,22 +667,22 @@ impl ResponseStream {
     /// When the client began this request (before it took a connection):
     /// `started().elapsed()` at the end is the request's whole duration.
     pub fn started(&self) -> Instant {
-        self.timer.start
+        self.timer.started()
     }
 
     /// HTTP status code.
     pub fn status(&self) -> u16 {
-        self.status
+        self.head.status
     }
 
     /// Reason phrase.
     pub fn reason(&self) -> &str {
-        &self.reason
+        &self.head.reason
     }
 
     /// Response headers.
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        &self.head.headers
     }
 
     /// STDERR received so far (up to the limit).
@@ -894,9 +786,7 @@ impl ResponseStream {
                 Step::Nothing => {}
                 Step::Head(range) => {
                     if let Some(head) = conn.machine.take_head() {
-                        self.status = head.status;
-                        self.reason = head.reason;
-                        self.headers = head.headers;
+                        self.head.set(head);
                     }
                     return Ok(Out::Body(shift(range)));
                 }
@@ -927,9 +817,16 @@ impl ResponseStream {
                 }
             },
         };
-        let clean = writer_done && self.pos == self.filled && self.client.inner.config.keep_alive;
+        let keep_alive = self.client.inner.config.keep_alive;
+        let (pos, filled) = (self.pos, self.filled);
+        let Some(conn) = self.conn.as_deref_mut() else {
+            return;
+        };
+        let reusable = conn
+            .machine
+            .reusable(&conn.buf[pos..filled], writer_done, keep_alive);
         if let Some(conn) = self.detach() {
-            if clean {
+            if reusable {
                 self.client.checkin(conn);
             }
         }
@@ -1023,6 +920,7 @@ fn write_stream(
         address: String::from("server"),
         source,
     };
+    let mut encoder = StreamEncoder::new(record_type, id, body.len());
     match body {
         Body::Empty => {}
         // Refused by `Client::stream` before anything is sent.
@@ -1033,50 +931,34 @@ fn write_stream(
         }
         Body::Bytes(bytes) => {
             for chunk in bytes.chunks(STREAM_CHUNK_LEN) {
-                let header = stream_record_header(record_type, id, chunk.len());
-                trace_sent_records(&header);
+                let header = encoder.header(chunk.len());
                 write_all_vectored(stream, &header, chunk).map_err(io_err)?;
-                timer.touch(progress);
+                timer.record_activity(progress, timer.started().elapsed());
             }
         }
-        Body::Reader { mut reader, len } => {
-            let header_len = fcgi_proto::record::HEADER_LEN;
-            let mut buf = vec![0u8; header_len + STREAM_CHUNK_LEN];
-            let mut sent: u64 = 0;
+        Body::Reader { mut reader, .. } => {
+            let mut buf = vec![0u8; HEADER_LEN + STREAM_CHUNK_LEN];
             loop {
-                let want = match len {
-                    Some(len) => (len - sent).min(STREAM_CHUNK_LEN as u64) as usize,
-                    None => STREAM_CHUNK_LEN,
-                };
+                let want = encoder.want();
                 if want == 0 {
                     break;
                 }
-                let n = match reader.read(&mut buf[header_len..header_len + want]) {
+                let n = match reader.read(&mut buf[HEADER_LEN..HEADER_LEN + want]) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(Error::Body(e)),
                 };
                 if n == 0 {
-                    if let Some(len) = len {
-                        return Err(Error::InvalidRequest(format!(
-                            "request body ended after {sent} bytes but its length was given as {len}"
-                        )));
-                    }
                     break;
                 }
-                buf[..header_len].copy_from_slice(&stream_record_header(record_type, id, n));
-                trace_sent_records(&buf[..header_len]);
-                stream.write_all(&buf[..header_len + n]).map_err(io_err)?;
-                timer.touch(progress);
-                sent += n as u64;
+                buf[..HEADER_LEN].copy_from_slice(&encoder.header(n));
+                stream.write_all(&buf[..HEADER_LEN + n]).map_err(io_err)?;
+                timer.record_activity(progress, timer.started().elapsed());
             }
         }
     }
-    let mut end = Vec::with_capacity(8);
-    encode_stream(record_type, id, &[], true, &mut end);
-    trace_sent_records(&end);
-    stream.write_all(&end).map_err(io_err)?;
-    timer.touch(progress);
+    stream.write_all(&encoder.end()?).map_err(io_err)?;
+    timer.record_activity(progress, timer.started().elapsed());
     Ok(())
 }
 

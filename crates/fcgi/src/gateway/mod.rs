@@ -91,9 +91,9 @@ use crate::error::Error;
 use crate::nonblocking::{Client, ResponseStream};
 use crate::request::Params;
 
+pub use crate::cgi::SERVER_SOFTWARE;
 pub use body::{DeclaredTooLarge, GatewayBody};
 pub use head::{check_request_head, RequestError};
-pub use params::SERVER_SOFTWARE;
 pub use route::{PathError, Route, Script};
 
 /// The tracing target of the gateway's log events.

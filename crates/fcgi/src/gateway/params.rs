@@ -1,8 +1,6 @@
 //! The CGI environment of an HTTP request (RFC 3875, as nginx's
 //! `fastcgi_params` fills it).
 
-use std::net::SocketAddr;
-
 use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::Version;
@@ -10,10 +8,8 @@ use http::Version;
 use super::head::effective_host;
 use super::route::Script;
 use super::{ConnectionInfo, Settings};
+use crate::cgi::{header_param_name, CgiParams, SERVER_SOFTWARE};
 use crate::request::Params;
-
-/// The `SERVER_SOFTWARE` value.
-pub const SERVER_SOFTWARE: &str = concat!("fcgi/", env!("CARGO_PKG_VERSION"));
 
 /// What became of a request header.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,15 +42,7 @@ pub(crate) fn header_fate(name: &HeaderName, allow_underscores: bool) -> HeaderF
     {
         return HeaderFate::Dropped("invalid character in the header name");
     }
-    let mut param = String::with_capacity(5 + text.len());
-    param.push_str("HTTP_");
-    for c in text.chars() {
-        param.push(match c {
-            '-' => '_',
-            c => c.to_ascii_uppercase(),
-        });
-    }
-    HeaderFate::Param(param)
+    HeaderFate::Param(header_param_name(text))
 }
 
 fn protocol(version: Version) -> &'static str {
@@ -83,13 +71,6 @@ fn host_name(host: &[u8]) -> Option<&str> {
     plausible.then_some(name)
 }
 
-fn set_addr(params: &mut Params, addr_name: &str, port_name: &str, addr: Option<SocketAddr>) {
-    if let Some(addr) = addr {
-        params.set(addr_name, addr.ip().to_canonical().to_string());
-        params.set(port_name, addr.port().to_string());
-    }
-}
-
 /// The CGI parameters of a request for `script`. `content_length` is the
 /// body's length as it will be sent (`None`: no body).
 pub(crate) fn build(
@@ -99,56 +80,40 @@ pub(crate) fn build(
     script: &Script,
     content_length: Option<u64>,
 ) -> Params {
-    let mut params = Params::new();
     let root = settings.document_root.to_string_lossy();
-    let request_uri = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_string();
-    let query = parts.uri.query().unwrap_or("");
-    let document_uri = format!("{}{}", script.script_name, script.path_info);
-
-    params.set("GATEWAY_INTERFACE", "CGI/1.1");
-    params.set("SERVER_SOFTWARE", SERVER_SOFTWARE);
-    params.set("SERVER_PROTOCOL", protocol(parts.version));
-    params.set("REQUEST_METHOD", parts.method.as_str());
-    params.set("REQUEST_URI", &request_uri);
-    params.set("QUERY_STRING", query);
-    params.set("DOCUMENT_ROOT", root.as_bytes());
-    params.set("DOCUMENT_URI", &document_uri);
-    params.set("SCRIPT_NAME", &script.script_name);
-    params.set(
-        "SCRIPT_FILENAME",
-        script.filename.to_string_lossy().as_bytes(),
-    );
-    params.set("PATH_INFO", &script.path_info);
-    if !script.path_info.is_empty() {
-        params.set("PATH_TRANSLATED", format!("{root}{}", script.path_info));
-    }
-    if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
-        params.set("CONTENT_TYPE", content_type.as_bytes());
-    }
-    if let Some(len) = content_length {
-        params.set("CONTENT_LENGTH", len.to_string());
-    }
-    let scheme = if conn.secure { "https" } else { "http" };
-    params.set("REQUEST_SCHEME", scheme);
-    if conn.secure {
-        params.set("HTTPS", "on");
-    }
-    set_addr(&mut params, "REMOTE_ADDR", "REMOTE_PORT", conn.peer);
-    set_addr(&mut params, "SERVER_ADDR", "SERVER_PORT", conn.local);
+    let filename = script.filename.to_string_lossy();
+    let request_uri = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let host = effective_host(parts);
     let server_name = settings
         .server_name
         .clone()
         .or_else(|| host.and_then(host_name).map(String::from))
         .or_else(|| conn.local.map(|a| a.ip().to_canonical().to_string()));
-    if let Some(name) = server_name {
-        params.set("SERVER_NAME", name);
+    let mut cgi = CgiParams::new(parts.method.as_str(), &filename)
+        .script_name(&script.script_name)
+        .path_info(&script.path_info)
+        .document_root(&root)
+        .query(parts.uri.query().unwrap_or(""))
+        .request_uri(request_uri)
+        .protocol(protocol(parts.version))
+        .scheme(conn.secure)
+        .server_software(SERVER_SOFTWARE);
+    if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
+        cgi = cgi.content_type(content_type.as_bytes());
     }
-    params.set("REDIRECT_STATUS", "200");
+    if let Some(len) = content_length {
+        cgi = cgi.content_length(len);
+    }
+    if let Some(peer) = conn.peer {
+        cgi = cgi.remote(peer);
+    }
+    if let Some(local) = conn.local {
+        cgi = cgi.server(local);
+    }
+    if let Some(name) = &server_name {
+        cgi = cgi.server_name(name);
+    }
+    let mut params = cgi.build();
 
     // Every request header as HTTP_*, repeats joined (Cookie with "; ").
     for name in parts.headers.keys() {

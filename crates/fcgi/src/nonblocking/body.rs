@@ -9,14 +9,13 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use fcgi_proto::encode::{encode_stream, stream_record_header};
 use fcgi_proto::record::{RecordType, STREAM_CHUNK_LEN};
 use tokio::io::AsyncReadExt;
 
-use super::conn::{ConnHandle, Failure, RequestShared, WriteItem};
+use super::conn::{ConnHandle, RequestShared, WriteItem};
 use super::socket::{write_parts, WriteHalf};
 use crate::error::{is_closed, Error};
-use crate::exchange::trace_sent_records;
+use crate::exchange::{Failure, StreamEncoder};
 use crate::request::{AsyncSource, Body};
 
 /// Why writing stopped early.
@@ -57,22 +56,21 @@ impl Sink {
         }
     }
 
-    async fn record(&mut self, record_type: RecordType, data: Bytes) -> Result<(), Stop> {
+    async fn record(&mut self, encoder: &mut StreamEncoder, data: Bytes) -> Result<(), Stop> {
         for start in (0..data.len()).step_by(STREAM_CHUNK_LEN) {
             let piece = data.slice(start..data.len().min(start + STREAM_CHUNK_LEN));
-            let header = stream_record_header(record_type, self.id(), piece.len());
-            trace_sent_records(&header);
+            let header = encoder.header(piece.len());
             self.send(vec![Bytes::copy_from_slice(&header), piece], false)
                 .await?;
         }
         Ok(())
     }
 
-    async fn end(&mut self, record_type: RecordType, last: bool) -> Result<(), Stop> {
-        let mut end = Vec::with_capacity(8);
-        encode_stream(record_type, self.id(), &[], true, &mut end);
-        trace_sent_records(&end);
-        self.send(vec![Bytes::from(end)], last).await
+    /// Ends the stream (refused when it is short of its declared length);
+    /// `last`: nothing of the request follows.
+    async fn end(&mut self, encoder: &StreamEncoder, last: bool) -> Result<(), Stop> {
+        let end = encoder.end()?;
+        self.send(vec![Bytes::copy_from_slice(&end)], last).await
     }
 
     async fn send(&mut self, parts: Vec<Bytes>, last: bool) -> Result<(), Stop> {
@@ -101,13 +99,10 @@ impl Sink {
                     // may still get its answer); any other error is the
                     // request's.
                     if !is_closed(&e) {
-                        shared.fail(Failure {
-                            error: Error::Io {
-                                address: address.clone(),
-                                source: e,
-                            },
-                            retryable: false,
-                        });
+                        shared.fail(Failure::fatal(Error::Io {
+                            address: address.clone(),
+                            source: e,
+                        }));
                     }
                     return Err(Stop::Gone);
                 }
@@ -133,11 +128,9 @@ pub(crate) async fn write_body(
             sink.send(vec![preamble], false).await?;
         }
         let data_follows = data.is_some();
-        write_stream(&mut sink, RecordType::Stdin, body).await?;
-        sink.end(RecordType::Stdin, !data_follows).await?;
+        write_stream(&mut sink, RecordType::Stdin, body, !data_follows).await?;
         if let Some(data) = data {
-            write_stream(&mut sink, RecordType::Data, data).await?;
-            sink.end(RecordType::Data, true).await?;
+            write_stream(&mut sink, RecordType::Data, data, true).await?;
         }
         Ok::<(), Stop>(())
     }
@@ -151,10 +144,7 @@ pub(crate) async fn write_body(
             None
         }
         Err(Stop::Failed(error)) => {
-            shared.fail(Failure {
-                error,
-                retryable: false,
-            });
+            shared.fail(Failure::fatal(error));
             match sink {
                 Sink::Driver {
                     conn,
@@ -169,93 +159,80 @@ pub(crate) async fn write_body(
     }
 }
 
-fn short_body(sent: u64, len: u64) -> Error {
-    Error::InvalidRequest(format!(
-        "request body ended after {sent} bytes but its length was given as {len}"
-    ))
+/// Writes one stream (STDIN or DATA) of `body` and its end; `last`:
+/// nothing of the request follows it.
+async fn write_stream(
+    sink: &mut Sink,
+    record_type: RecordType,
+    body: Body,
+    last: bool,
+) -> Result<(), Stop> {
+    let mut encoder = StreamEncoder::new(record_type, sink.id(), body.len());
+    write_content(sink, &mut encoder, body).await?;
+    sink.end(&encoder, last).await
 }
 
-/// How much more to read: up to one record, within the declared length.
-fn want(len: Option<u64>, sent: u64) -> usize {
-    match len {
-        Some(len) => len.saturating_sub(sent).min(STREAM_CHUNK_LEN as u64) as usize,
-        None => STREAM_CHUNK_LEN,
-    }
-}
-
-async fn write_stream(sink: &mut Sink, record_type: RecordType, body: Body) -> Result<(), Stop> {
+/// The records of `body`, up to its declared length or its end.
+async fn write_content(
+    sink: &mut Sink,
+    encoder: &mut StreamEncoder,
+    body: Body,
+) -> Result<(), Stop> {
     match body {
         Body::Empty => Ok(()),
-        Body::Bytes(bytes) => sink.record(record_type, bytes).await,
-        Body::Reader { reader, len } => write_reader(sink, record_type, reader, len).await,
-        Body::Async(body) => {
-            let len = body.len;
-            let mut sent: u64 = 0;
-            match body.source {
-                AsyncSource::Read(mut reader) => loop {
-                    let want = want(len, sent);
-                    if want == 0 {
-                        return Ok(());
+        Body::Bytes(bytes) => sink.record(encoder, bytes).await,
+        Body::Reader { reader, .. } => write_reader(sink, encoder, reader).await,
+        Body::Async(body) => match body.source {
+            AsyncSource::Read(mut reader) => loop {
+                let want = encoder.want();
+                if want == 0 {
+                    return Ok(());
+                }
+                let mut buf = BytesMut::with_capacity(want);
+                let n = loop {
+                    match reader.read_buf(&mut buf).await {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(Stop::Failed(Error::Body(e))),
                     }
-                    let mut buf = BytesMut::with_capacity(want);
-                    let n = loop {
-                        match reader.read_buf(&mut buf).await {
-                            Ok(n) => break n,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(Stop::Failed(Error::Body(e))),
+                };
+                if n == 0 {
+                    return Ok(());
+                }
+                sink.record(encoder, buf.freeze()).await?;
+            },
+            AsyncSource::Stream(mut stream) => loop {
+                if encoder.room() == Some(0) {
+                    return Ok(());
+                }
+                let next = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await;
+                match next {
+                    Some(Ok(mut chunk)) => {
+                        if let Some(room) = encoder.room() {
+                            chunk.truncate(room.min(usize::MAX as u64) as usize);
                         }
-                    };
-                    if n == 0 {
-                        return match len {
-                            Some(len) => Err(short_body(sent, len).into()),
-                            None => Ok(()),
-                        };
-                    }
-                    sent += n as u64;
-                    sink.record(record_type, buf.freeze()).await?;
-                },
-                AsyncSource::Stream(mut stream) => loop {
-                    if len.is_some_and(|len| sent >= len) {
-                        return Ok(());
-                    }
-                    let next = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await;
-                    match next {
-                        Some(Ok(mut chunk)) => {
-                            if let Some(len) = len {
-                                let room = (len - sent).min(usize::MAX as u64) as usize;
-                                chunk.truncate(room);
-                            }
-                            if chunk.is_empty() {
-                                continue;
-                            }
-                            sent += chunk.len() as u64;
-                            sink.record(record_type, chunk).await?;
+                        if chunk.is_empty() {
+                            continue;
                         }
-                        Some(Err(e)) => return Err(Stop::Failed(Error::Body(e))),
-                        None => {
-                            return match len {
-                                Some(len) => Err(short_body(sent, len).into()),
-                                None => Ok(()),
-                            }
-                        }
+                        sink.record(encoder, chunk).await?;
                     }
-                },
-            }
-        }
+                    Some(Err(e)) => return Err(Stop::Failed(Error::Body(e))),
+                    None => return Ok(()),
+                }
+            },
+        },
     }
 }
 
 /// A blocking reader, read on tokio's blocking pool one record at a time.
 async fn write_reader(
     sink: &mut Sink,
-    record_type: RecordType,
+    encoder: &mut StreamEncoder,
     reader: Box<dyn Read + Send>,
-    len: Option<u64>,
 ) -> Result<(), Stop> {
     let mut reader = Some(reader);
-    let mut sent: u64 = 0;
     loop {
-        let want = want(len, sent);
+        let want = encoder.want();
         if want == 0 {
             return Ok(());
         }
@@ -284,13 +261,9 @@ async fn write_reader(
         reader = Some(r);
         let n = result.map_err(Error::Body)?;
         if n == 0 {
-            return match len {
-                Some(len) => Err(short_body(sent, len).into()),
-                None => Ok(()),
-            };
+            return Ok(());
         }
         buf.truncate(n);
-        sent += n as u64;
-        sink.record(record_type, Bytes::from(buf)).await?;
+        sink.record(encoder, Bytes::from(buf)).await?;
     }
 }

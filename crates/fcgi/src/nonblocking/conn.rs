@@ -41,7 +41,7 @@ use super::lock;
 use super::pool::Pool;
 use super::socket::Socket;
 use crate::error::{is_closed, Error};
-use crate::exchange::{trace_event, trace_sent_records};
+use crate::exchange::{trace_event, trace_sent_records, Failure};
 
 /// Bytes asked of the socket per read: one full php-fpm record fits.
 pub(crate) const READ_CHUNK_LEN: usize = 64 * 1024 + 64;
@@ -58,15 +58,6 @@ pub(crate) struct RequestShared {
     activity: AtomicU64,
     /// Why the request ended early; the first writer wins.
     failure: Mutex<Option<Failure>>,
-}
-
-/// Why a request failed, and whether sending it again is safe.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    pub(crate) error: Error,
-    /// Nothing of the response arrived and the connection closed: the
-    /// server never saw the request (a stale kept connection).
-    pub(crate) retryable: bool,
 }
 
 impl RequestShared {
@@ -422,13 +413,10 @@ impl Driver {
                     self.active.contains_key(&start.id) || self.aborted.contains_key(&start.id);
                 if conflict {
                     // The pool never does this; refuse rather than corrupt.
-                    start.shared.fail(Failure {
-                        error: Error::protocol(
-                            &self.settings.address,
-                            "internal: request id already in use on this connection",
-                        ),
-                        retryable: false,
-                    });
+                    start.shared.fail(Failure::fatal(Error::protocol(
+                        &self.settings.address,
+                        "internal: request id already in use on this connection",
+                    )));
                     start.inbox.close();
                     return Ok(());
                 }
@@ -610,10 +598,7 @@ impl Driver {
                 // This request alone fails; its reader gets what was
                 // buffered, then the error.
                 tracing::debug!(conn = self.serial, id, %error, "response buffer full; request aborted");
-                active.shared.fail(Failure {
-                    error,
-                    retryable: false,
-                });
+                active.shared.fail(Failure::fatal(error));
                 if end {
                     self.finish(id);
                 } else {
@@ -704,21 +689,19 @@ impl Driver {
         };
         tracing::debug!(conn = self.serial, reason = %error, dropped_records = self.dropped_records, "connection closed");
         for (_, active) in self.active.drain() {
-            let retryable = closed && active.received == 0;
-            active.shared.fail(Failure {
-                error: copy_error(&error, active.received),
-                retryable,
-            });
+            let error = copy_error(&error, active.received);
+            active
+                .shared
+                .fail(Failure::new(error, closed, active.received));
             active.inbox.close();
         }
         // Requests handed over after the end never reached the server.
         ctl_rx.close();
         while let Ok(ctl) = ctl_rx.try_recv() {
             if let Ctl::Start(start) = ctl {
-                start.shared.fail(Failure {
-                    error: copy_error(&error, 0),
-                    retryable: true,
-                });
+                start
+                    .shared
+                    .fail(Failure::new(copy_error(&error, 0), true, 0));
                 start.inbox.close();
             }
         }

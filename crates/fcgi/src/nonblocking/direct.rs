@@ -28,12 +28,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::body::{self, Sink};
-use super::conn::{next_frame, reserve_read, Failure, Frame, RequestShared};
+use super::conn::{next_frame, reserve_read, Frame, RequestShared};
 use super::socket::{ReadHalf, Socket, WriteHalf};
 use super::{lock, Alarm};
 use crate::error::is_closed;
 use crate::error::Error;
-use crate::exchange::{following_request_id, kept_out, readdress, SINGLE_REQUEST_ID};
+use crate::exchange::{
+    following_request_id, kept_out, readdress, reusable_after_end, Failure, SINGLE_REQUEST_ID,
+};
 use crate::request::Body;
 
 /// A kept connection and what it remembers between requests. Boxed from
@@ -406,30 +408,21 @@ impl Exchange {
         }
     }
 
-    fn failure(&self, error: Error) -> Failure {
-        Failure {
-            error,
-            retryable: false,
-        }
-    }
-
     /// The connection closed: nothing of the answer came, so the server
     /// never took the request (a stale kept connection), or it came in part.
     fn closed(&self) -> Failure {
-        Failure {
-            error: Error::ConnectionClosed {
-                address: self.pool.address.clone(),
-                received: self.received,
-            },
-            retryable: self.received == 0,
-        }
+        let error = Error::ConnectionClosed {
+            address: self.pool.address.clone(),
+            received: self.received,
+        };
+        Failure::new(error, true, self.received)
     }
 
     fn io_failure(&self, e: io::Error) -> Failure {
         if is_closed(&e) {
             return self.closed();
         }
-        self.failure(Error::Io {
+        Failure::fatal(Error::Io {
             address: self.pool.address.clone(),
             source: e,
         })
@@ -445,7 +438,7 @@ impl Exchange {
             if !self.pending.is_empty() {
                 // The decoder refuses records for any other request id.
                 let frame = next_frame(&mut conn.decoder, &mut self.pending)
-                    .map_err(|e| self.failure(Error::from_decode(&self.pool.address, e)))?;
+                    .map_err(|e| Failure::fatal(Error::from_decode(&self.pool.address, e)))?;
                 match frame.map(|(_, frame)| frame) {
                     Some(Frame::End(end)) => {
                         self.on_end(cx);
@@ -534,11 +527,8 @@ impl Exchange {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        // Reusable only at a record boundary with nothing unread: take what
-        // follows END_REQUEST in this read (its padding, if any).
+        // What follows END_REQUEST in this read (its padding, if any).
         let rest = std::mem::take(&mut self.pending);
-        let clean = matches!(conn.decoder.decode(&rest), Ok((used, None)) if used == rest.len())
-            && conn.decoder.is_idle();
         let socket = match self.io.take() {
             Some(Io::Whole(socket)) => {
                 let sent = self.out_offset == conn.out.len() && self.write_error.is_none();
@@ -560,7 +550,10 @@ impl Exchange {
             }
             None => None,
         };
-        if let Some(socket) = socket.filter(|_| clean && self.pool.keep_alive) {
+        let sent = socket.is_some();
+        let socket = socket
+            .filter(|_| reusable_after_end(&mut conn.decoder, &rest, sent, self.pool.keep_alive));
+        if let Some(socket) = socket {
             conn.socket = Some(socket);
             conn.served += 1;
             conn.next_id = following_request_id(conn.next_id);

@@ -117,13 +117,14 @@ use bytes::Bytes;
 use crate::address::Address;
 use crate::config::{Config, Timeouts};
 use crate::error::{Error, TimeoutPhase};
+pub(crate) use crate::exchange::Timer;
 use crate::exchange::{
-    encode_request_start, keep_conn_flag, readdress, ResponseMachine, SINGLE_REQUEST_ID,
+    encode_request_start, keep_conn_flag, readdress, Failure, ResponseMachine, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, Role, PREAMBLE_CAPACITY};
 use crate::response::Response;
 use body::Sink;
-use conn::{Failure, RequestShared, Start};
+use conn::{RequestShared, Start};
 use direct::{DirectLease, Exchange, Start as DirectStart};
 use inbox::{BufferLimits, Inbox};
 use pool::{Availability, Lease, SharedLease, Upstream};
@@ -248,47 +249,6 @@ impl Alarm {
             self.0.as_mut().reset(wake_at.into());
         }
         self.0.as_mut().poll(cx)
-    }
-}
-
-/// The time limits of one request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timer {
-    start: Instant,
-    pub(crate) timeouts: Timeouts,
-}
-
-impl Timer {
-    pub(crate) fn new(timeouts: Timeouts) -> Timer {
-        Timer {
-            start: Instant::now(),
-            timeouts,
-        }
-    }
-
-    /// When the request began.
-    pub(crate) fn started(&self) -> Instant {
-        self.start
-    }
-
-    pub(crate) fn deadline_at(&self) -> Instant {
-        self.start + self.timeouts.deadline
-    }
-
-    pub(crate) fn remaining(&self) -> Duration {
-        self.deadline_at().saturating_duration_since(Instant::now())
-    }
-
-    pub(crate) fn expired(&self, address: &str, phase: TimeoutPhase) -> Error {
-        Error::Timeout {
-            phase,
-            after: match phase {
-                TimeoutPhase::Idle => self.timeouts.idle,
-                TimeoutPhase::Connect => self.timeouts.connect,
-                _ => self.timeouts.deadline,
-            },
-            address: address.to_string(),
-        }
     }
 }
 
@@ -845,15 +805,19 @@ impl Client {
     }
 
     /// Asks the first upstream for management values (FCGI_GET_VALUES) over
-    /// a connection of its own; returns the pairs it answered.
+    /// a connection of its own; returns the pairs it answered. Waits as the
+    /// blocking client does: within the idle timeout and the deadline of
+    /// [`Config::timeouts`] (not [`Builder::discovery_timeout`], which only
+    /// bounds the background discovery).
     pub async fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
-        let timer = Timer::new(self.inner.settings.config.timeouts);
+        let timeouts = self.inner.settings.config.timeouts;
+        let timer = Timer::new(timeouts);
         let upstreams = match self.inner.slots.first() {
             Some(slot) => slot.upstreams().await?,
             None => Vec::new(),
         };
         match upstreams.first() {
-            Some(upstream) => upstream.get_values(&timer, names).await,
+            Some(upstream) => upstream.get_values(&timer, names, timeouts.idle).await,
             None => Err(Error::InvalidRequest("no upstream".into())),
         }
     }
@@ -945,7 +909,7 @@ impl Client {
                 },
                 Err(failed) => failed,
             };
-            if failure.retryable && replayable && reused && !fresh {
+            if failure.retry_on_fresh(reused, replayable) && !fresh {
                 tracing::debug!(upstream = %upstream.address_text, error = %failure.error, "stale pooled connection; retrying on a fresh one");
                 fresh = true;
                 continue;
@@ -1012,16 +976,11 @@ impl Client {
             shared: Arc::clone(&shared),
         });
         if !started {
-            return Err((
-                Failure {
-                    error: Error::ConnectionClosed {
-                        address: upstream.address_text.clone(),
-                        received: 0,
-                    },
-                    retryable: true,
-                },
-                reused,
-            ));
+            let error = Error::ConnectionClosed {
+                address: upstream.address_text.clone(),
+                received: 0,
+            };
+            return Err((Failure::new(error, true, 0), reused));
         }
         lease.mark_started();
         span.in_scope(|| tracing::debug!(reused, "request sent"));
@@ -1072,6 +1031,7 @@ impl Client {
             ),
             timer: *timer,
             outstanding: None,
+            alarm: None,
             address: Arc::clone(&upstream.address_shared),
             span,
         })

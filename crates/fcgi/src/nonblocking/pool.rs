@@ -5,10 +5,9 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use fcgi_proto::encode::encode_get_values;
 use fcgi_proto::record::{MAX_CONNS, MAX_REQS, MPXS_CONNS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -19,7 +18,9 @@ use super::socket::{self, Socket};
 use super::{lock, Multiplexing, Settings, Timer};
 use crate::address::Address;
 use crate::error::{Error, TimeoutPhase};
-use crate::exchange::ValuesAnswer;
+use crate::exchange::{
+    first_free_request_id, following_request_id, ValuesAnswer, SINGLE_REQUEST_ID,
+};
 
 /// Whether an upstream may be chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +206,11 @@ impl Upstream {
     async fn discover(self: &Arc<Self>) -> Result<Pools, Error> {
         let timer = Timer::new(self.settings.config.timeouts);
         let values = self
-            .get_values(&timer, &[MPXS_CONNS, MAX_REQS, MAX_CONNS])
+            .get_values(
+                &timer,
+                &[MPXS_CONNS, MAX_REQS, MAX_CONNS],
+                self.settings.discovery_timeout,
+            )
             .await;
         let values = match values {
             Ok(values) => values,
@@ -276,22 +281,20 @@ impl Upstream {
         &self,
         timer: &Timer,
         names: &[&str],
+        wait: Duration,
     ) -> Result<Vec<(String, String)>, Error> {
         let mut socket = self.connect(timer).await?;
         let address = &self.address_text;
-        let limit = self
-            .settings
-            .discovery_timeout
+        let limit = wait
             .min(self.settings.config.timeouts.idle)
             .min(timer.remaining());
         let exchange = async {
             let mut out = Vec::new();
-            encode_get_values(names.iter().copied(), &mut out);
+            let mut answer = ValuesAnswer::ask(names, &mut out);
             socket.write_all(&out).await.map_err(|source| Error::Io {
                 address: address.clone(),
                 source,
             })?;
-            let mut answer = ValuesAnswer::new();
             let mut buf = BytesMut::with_capacity(4096);
             loop {
                 buf.clear();
@@ -302,13 +305,7 @@ impl Upstream {
                         address: address.clone(),
                         source,
                     })?;
-                if n == 0 {
-                    return Err(Error::ConnectionClosed {
-                        address: address.clone(),
-                        received: answer.received(),
-                    });
-                }
-                if let Some(pairs) = answer.feed(&buf, address)? {
+                if let Some(pairs) = answer.feed(&buf[..n], address)? {
                     return Ok(pairs);
                 }
             }
@@ -485,11 +482,8 @@ impl Entry {
     fn allocate(&mut self) -> u16 {
         // Ids go round, so a late record of an old request never meets a
         // new request with the same id.
-        let mut id = self.next_id.max(1);
-        while self.ids.contains(&id) {
-            id = if id == u16::MAX { 1 } else { id + 1 };
-        }
-        self.next_id = if id == u16::MAX { 1 } else { id + 1 };
+        let id = first_free_request_id(self.next_id, |id| self.ids.contains(&id));
+        self.next_id = following_request_id(id);
         self.ids.push(id);
         id
     }
@@ -587,7 +581,7 @@ impl Pool {
         let mut entry = Entry {
             conn: Arc::clone(&conn),
             ids: Vec::new(),
-            next_id: 1,
+            next_id: SINGLE_REQUEST_ID,
             served: 0,
         };
         let id = entry.allocate();

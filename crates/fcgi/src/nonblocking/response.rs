@@ -1,7 +1,6 @@
 //! The async response: head first, then body and STDERR chunks as they
 //! arrive, with the request's time limits applied while waiting.
 
-use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,15 +13,15 @@ use fcgi_proto::head::Headers;
 use tokio::task::JoinHandle;
 
 use super::body::Sink;
-use super::conn::{Failure, Frame, RequestShared};
+use super::conn::{Frame, RequestShared};
 use super::direct::Exchange;
 use super::inbox::Inbox;
 use super::pool::{SharedLease, Upstream};
 use super::{Alarm, Timer};
 use crate::blocking::Trailer;
-use crate::error::{Error, Limit, TimeoutPhase};
-use crate::exchange::{ResponseMachine, Step};
-use crate::response::Response;
+use crate::error::Error;
+use crate::exchange::{Failure, ResponseMachine, Step};
+use crate::response::{BodyCollector, Response, ResponseHead};
 
 /// One chunk of a streamed async response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +74,9 @@ pub(crate) struct Parts {
     pub(crate) outstanding: Option<Outstanding>,
     pub(crate) address: Arc<str>,
     pub(crate) span: tracing::Span,
+    /// The alarm for a request without a connection of its own (a direct
+    /// connection lends its own), made at the first wait.
+    pub(crate) alarm: Option<Alarm>,
 }
 
 /// Where a request's answer comes from.
@@ -135,21 +137,17 @@ impl Link {
                 Poll::Ready(Ok(frame))
             }
             Poll::Ready(Ok(None)) => {
-                Poll::Ready(Err(d.shared.take_failure().unwrap_or_else(|| Failure {
-                    error: Error::ConnectionClosed {
+                Poll::Ready(Err(d.shared.take_failure().unwrap_or_else(|| {
+                    Failure::fatal(Error::ConnectionClosed {
                         address: address.to_string(),
                         received,
-                    },
-                    retryable: false,
+                    })
                 })))
             }
-            Poll::Ready(Err(source)) => Poll::Ready(Err(Failure {
-                error: Error::Io {
-                    address: format!("{address} (response buffer file)"),
-                    source,
-                },
-                retryable: false,
-            })),
+            Poll::Ready(Err(source)) => Poll::Ready(Err(Failure::fatal(Error::Io {
+                address: format!("{address} (response buffer file)"),
+                source,
+            }))),
             Poll::Pending => {
                 // A body error ends the request even while the server is silent.
                 if d.writer.as_ref().is_some_and(|w| w.is_finished()) {
@@ -199,15 +197,10 @@ impl Link {
 /// connection FCGI_ABORT_REQUEST is sent and the request's records are
 /// discarded.
 pub struct ResponseStream {
-    status: u16,
-    reason: Cow<'static, str>,
-    headers: Headers,
+    head: ResponseHead,
     /// Boxed: the stream is moved through several futures, and a pointer
     /// moves cheaper than the whole exchange.
     parts: Box<Parts>,
-    /// The alarm for a request without a connection of its own (a direct
-    /// connection lends its own), made at the first wait.
-    alarm: Option<Alarm>,
     pending: Option<Bytes>,
     state: State,
     app_status: u32,
@@ -217,22 +210,15 @@ pub struct ResponseStream {
 
 impl std::fmt::Debug for ResponseStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseStream")
-            .field("status", &self.status)
-            .field("reason", &self.reason)
-            .field("headers", &self.headers)
-            .finish_non_exhaustive()
+        self.head.debug_stream(f)
     }
 }
 
 impl ResponseStream {
     pub(crate) fn new(parts: Parts) -> ResponseStream {
         ResponseStream {
-            status: 0,
-            reason: Cow::Borrowed(""),
-            headers: Headers::new(),
+            head: ResponseHead::default(),
             parts: Box::new(parts),
-            alarm: None,
             pending: None,
             state: State::Open,
             app_status: 0,
@@ -267,17 +253,17 @@ impl ResponseStream {
 
     /// HTTP status code.
     pub fn status(&self) -> u16 {
-        self.status
+        self.head.status
     }
 
     /// Reason phrase.
     pub fn reason(&self) -> &str {
-        &self.reason
+        &self.head.reason
     }
 
     /// Response headers.
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        &self.head.headers
     }
 
     /// STDERR received so far (up to [`crate::Limits::max_stderr_bytes`]).
@@ -324,37 +310,30 @@ impl ResponseStream {
     /// what END_REQUEST and STDERR said.
     pub async fn finish(mut self) -> Result<Trailer, Error> {
         while self.next_chunk().await?.is_some() {}
-        Ok(Trailer {
+        Ok(self.trailer())
+    }
+
+    /// What END_REQUEST and STDERR said (once the response has ended).
+    fn trailer(&mut self) -> Trailer {
+        Trailer {
             stderr: std::mem::take(&mut self.parts.machine.stderr),
             stderr_dropped: self.parts.machine.stderr_dropped,
             app_status: self.app_status,
-        })
+        }
     }
 
     /// Collects the rest into a [`Response`], the body up to
     /// [`crate::Limits::max_body_bytes`].
     pub async fn into_response(mut self, max_body_bytes: usize) -> Result<Response, Error> {
-        let mut body = Vec::new();
+        let mut body = BodyCollector::new(max_body_bytes);
         while let Some(chunk) = self.next_chunk().await? {
             if let Chunk::Body(bytes) = chunk {
-                if body.len() + bytes.len() > max_body_bytes {
-                    return Err(Error::LimitExceeded {
-                        limit: Limit::BodyBytes,
-                        max: max_body_bytes,
-                    });
-                }
-                body.extend_from_slice(&bytes);
+                body.push(&bytes)?;
             }
         }
-        Ok(Response {
-            status: self.status,
-            reason: std::mem::take(&mut self.reason).into_owned(),
-            headers: std::mem::take(&mut self.headers),
-            body,
-            stderr: std::mem::take(&mut self.parts.machine.stderr),
-            stderr_dropped: self.parts.machine.stderr_dropped,
-            app_status: self.app_status,
-        })
+        let head = std::mem::take(&mut self.head);
+        let trailer = self.trailer();
+        Ok(body.into_response(head, trailer))
     }
 
     /// Waits for the head (STDERR before it is kept). Used by the client
@@ -398,22 +377,17 @@ impl ResponseStream {
         let id = self.parts.id;
         loop {
             let frame = ready!(self.poll_frame(cx))?;
-            let failed = |error| Failure {
-                error,
-                retryable: false,
-            };
+            let failed = |error| Failure::fatal(error);
             match frame {
                 Frame::Stdout(bytes) => {
                     self.received += bytes.len() as u64;
                     match self.parts.machine.on_event(Event::Stdout(id, &bytes)) {
                         Ok(Step::Head(range)) => {
                             if let Some(head) = self.parts.machine.take_head() {
-                                self.status = head.status;
-                                self.reason = head.reason;
-                                self.headers = head.headers;
+                                self.head.set(head);
                             }
                             self.parts.span.in_scope(|| {
-                                tracing::debug!(status = self.status, "response head")
+                                tracing::debug!(status = self.head.status, "response head")
                             });
                             self.body_bytes += range.len() as u64;
                             return Poll::Ready(Ok(Out::Head(bytes.slice(range))));
@@ -454,35 +428,23 @@ impl ResponseStream {
     /// The next frame, or why there is none, within the time limits.
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, Failure>> {
         loop {
-            let parts = &mut self.parts;
+            let parts = &mut *self.parts;
             if let Poll::Ready(frame) = parts.link.poll_frame(cx, &parts.address, self.received) {
                 return Poll::Ready(frame);
             }
             let timer = &parts.timer;
             let now = Instant::now();
-            let deadline_at = timer.deadline_at();
-            let idle_at = parts.link.last_activity(now) + timer.timeouts.idle;
-            let phase = if now >= deadline_at {
-                Some(TimeoutPhase::Deadline)
-            } else if now >= idle_at {
-                Some(TimeoutPhase::Idle)
-            } else {
-                None
+            let wake_at = match timer.next_timeout(now, parts.link.last_activity(now)) {
+                Ok(at) => at,
+                Err(phase) => {
+                    return Poll::Ready(Err(Failure::fatal(timer.expired(&parts.address, phase))))
+                }
             };
-            if let Some(phase) = phase {
-                return Poll::Ready(Err(Failure {
-                    error: timer.expired(&parts.address, phase),
-                    retryable: false,
-                }));
-            }
             let alarm = match parts.link.alarm() {
                 Some(alarm) => alarm,
-                None => self.alarm.get_or_insert_with(Alarm::new),
+                None => parts.alarm.get_or_insert_with(Alarm::new),
             };
-            if alarm
-                .poll_until(deadline_at.min(idle_at), now, cx)
-                .is_pending()
-            {
+            if alarm.poll_until(wake_at, now, cx).is_pending() {
                 return Poll::Pending;
             }
         }
@@ -495,7 +457,7 @@ impl ResponseStream {
         let elapsed = self.started().elapsed();
         self.parts.span.in_scope(|| {
             tracing::debug!(
-                status = self.status,
+                status = self.head.status,
                 body_bytes = self.body_bytes,
                 stderr_bytes = self.parts.machine.stderr.len(),
                 received = self.received,
