@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use fcgi::cgi::{header_param_name, CgiParams};
 use fcgi::{Body, Request};
 
-use crate::args::RequestArgs;
-use crate::failure::{Failure, OTHER};
+use crate::shared::failure::{Failure, OTHER};
+use crate::shared::options::RequestArgs;
 
 /// SERVER_SOFTWARE sent with every request.
 pub use fcgi::cgi::SERVER_SOFTWARE;

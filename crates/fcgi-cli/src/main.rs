@@ -33,16 +33,12 @@ mod cli;
 mod commands;
 mod shared;
 
-// `cgi` names the options and failures by their paths before the shared
-// module existed; these two aliases keep them until it moves along.
-use shared::{failure, options as args};
-
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use cli::Cli;
-use failure::Failure;
+use shared::failure::{self, Failure};
 
 /// mimalloc instead of the C library's allocator: `fcgi serve` and `fcgi
 /// bench` allocate and free small blocks on every request.

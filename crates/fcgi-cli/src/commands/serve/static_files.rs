@@ -185,9 +185,9 @@ pub async fn serve(method: &Method, headers: &HeaderMap, path: &Path) -> Respons
             .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR));
     }
 
-    let if_range_ok = headers.get(IF_RANGE).is_none_or(|v| {
-        v.as_bytes() == tag.as_bytes() || v.as_bytes() == last_modified.as_bytes()
-    });
+    let if_range_ok = headers
+        .get(IF_RANGE)
+        .is_none_or(|v| v.as_bytes() == tag.as_bytes() || v.as_bytes() == last_modified.as_bytes());
     let range = match headers.get(RANGE).and_then(|v| v.to_str().ok()) {
         Some(range) if if_range_ok => parse_range(range, len),
         _ => Ok(None),
