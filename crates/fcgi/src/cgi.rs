@@ -20,27 +20,30 @@ pub const DEFAULT_PROTOCOL: &str = "HTTP/1.1";
 pub const REDIRECT_STATUS: &str = "200";
 
 /// The param name of an HTTP request header: `Content-Type` and
-/// `Content-Length` are CONTENT_TYPE and CONTENT_LENGTH, any other is
-/// `HTTP_` + the name in upper case with `-` as `_`. The caller decides
-/// which names may pass at all (see the gateway's header rules).
+/// `Content-Length` (spelled so, in any case) are CONTENT_TYPE and
+/// CONTENT_LENGTH, any other is `HTTP_` + the name in upper case with `-`
+/// as `_`. A `Content_Length` header is HTTP_CONTENT_LENGTH: a header
+/// that is not the body's length must never set the length PHP reads. The
+/// caller decides which names may pass at all (see the gateway's header
+/// rules).
 ///
 /// ```
 /// assert_eq!(fcgi::cgi::header_param_name("X-Trace-Id"), "HTTP_X_TRACE_ID");
 /// assert_eq!(fcgi::cgi::header_param_name("content-type"), "CONTENT_TYPE");
+/// assert_eq!(fcgi::cgi::header_param_name("Content_Length"), "HTTP_CONTENT_LENGTH");
 /// ```
 pub fn header_param_name(header: &str) -> String {
-    let mut upper = String::with_capacity("HTTP_".len() + header.len());
-    upper.extend(header.chars().map(|c| match c {
+    let mut name = String::with_capacity("HTTP_".len() + header.len());
+    let special = header.eq_ignore_ascii_case("content-type")
+        || header.eq_ignore_ascii_case("content-length");
+    if !special {
+        name.push_str("HTTP_");
+    }
+    name.extend(header.chars().map(|c| match c {
         '-' => '_',
         c => c.to_ascii_uppercase(),
     }));
-    match upper.as_str() {
-        "CONTENT_TYPE" | "CONTENT_LENGTH" => upper,
-        _ => {
-            upper.insert_str(0, "HTTP_");
-            upper
-        }
-    }
+    name
 }
 
 /// The CGI variables of one request, built once and turned into [`Params`]
@@ -364,5 +367,9 @@ mod tests {
         assert_eq!(header_param_name("Accept"), "HTTP_ACCEPT");
         assert_eq!(header_param_name("x-real_ip"), "HTTP_X_REAL_IP");
         assert_eq!(header_param_name("Content-Length"), "CONTENT_LENGTH");
+        assert_eq!(header_param_name("CONTENT-TYPE"), "CONTENT_TYPE");
+        // Not the framing headers: they never set what PHP reads as such.
+        assert_eq!(header_param_name("content_length"), "HTTP_CONTENT_LENGTH");
+        assert_eq!(header_param_name("Content_Type"), "HTTP_CONTENT_TYPE");
     }
 }

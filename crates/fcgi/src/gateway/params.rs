@@ -172,6 +172,17 @@ mod tests {
         );
         assert!(matches!(fate("x.dot", false), HeaderFate::Dropped(_)));
         assert_eq!(fate("content-type", false), HeaderFate::Special);
+        // Found by the gateway_params fuzz target: with underscores
+        // allowed, `content_length` once became CONTENT_LENGTH and was
+        // joined to the real length PHP reads.
+        assert_eq!(
+            fate("content_length", true),
+            HeaderFate::Param("HTTP_CONTENT_LENGTH".into())
+        );
+        assert_eq!(
+            fate("content_type", true),
+            HeaderFate::Param("HTTP_CONTENT_TYPE".into())
+        );
     }
 
     #[test]
