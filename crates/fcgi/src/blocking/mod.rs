@@ -511,6 +511,7 @@ struct BodyWriter {
 impl BodyWriter {
     fn spawn(
         stream: Stream,
+        address: String,
         timer: Timer,
         progress: Arc<AtomicU64>,
         request_id: u16,
@@ -522,7 +523,8 @@ impl BodyWriter {
             .name("fcgi-body-writer".into())
             .spawn(move || {
                 // The receiver may be gone when the exchange ended first.
-                let result = write_body(stream, &timer, &progress, request_id, body, data);
+                let result =
+                    write_body(stream, &address, &timer, &progress, request_id, body, data);
                 let _ = report.send(result);
             })?;
         Ok(BodyWriter { done })
@@ -614,13 +616,15 @@ impl ResponseStream {
             })?;
             let data = (role == Role::Filter).then_some(data);
             let progress = Arc::clone(&conn.progress);
-            let writer = BodyWriter::spawn(stream, timer, progress, request_id, body, data)
-                .map_err(|source| {
-                    Failure::fatal(Error::Io {
-                        address: client.inner.address_text.clone(),
-                        source,
-                    })
-                })?;
+            let address = client.inner.address_text.clone();
+            let writer =
+                BodyWriter::spawn(stream, address, timer, progress, request_id, body, data)
+                    .map_err(|source| {
+                        Failure::fatal(Error::Io {
+                            address: client.inner.address_text.clone(),
+                            source,
+                        })
+                    })?;
             Some(writer)
         } else {
             None
@@ -890,15 +894,17 @@ impl Read for ResponseStream {
 /// terminated by its empty record. Runs on the writer thread.
 fn write_body(
     mut stream: Stream,
+    address: &str,
     timer: &Timer,
     progress: &AtomicU64,
     id: u16,
     body: Body,
     data: Option<Body>,
 ) -> Result<(), Error> {
-    let result = write_stream(&mut stream, (timer, progress), id, RecordType::Stdin, body)
-        .and_then(|()| match data {
-            Some(data) => write_stream(&mut stream, (timer, progress), id, RecordType::Data, data),
+    let to = (address, timer, progress);
+    let result =
+        write_stream(&mut stream, to, id, RecordType::Stdin, body).and_then(|()| match data {
+            Some(data) => write_stream(&mut stream, to, id, RecordType::Data, data),
             None => Ok(()),
         });
     if result.is_err() {
@@ -911,13 +917,13 @@ fn write_body(
 
 fn write_stream(
     stream: &mut Stream,
-    (timer, progress): (&Timer, &AtomicU64),
+    (address, timer, progress): (&str, &Timer, &AtomicU64),
     id: u16,
     record_type: RecordType,
     body: Body,
 ) -> Result<(), Error> {
     let io_err = |source: io::Error| Error::Io {
-        address: String::from("server"),
+        address: address.to_string(),
         source,
     };
     let mut encoder = StreamEncoder::new(record_type, id, body.len());
