@@ -22,7 +22,9 @@ mod timer;
 mod values;
 
 pub(crate) use failure::Failure;
-pub(crate) use request_id::{first_free_request_id, following_request_id, SINGLE_REQUEST_ID};
+#[cfg(feature = "tokio")]
+pub(crate) use request_id::first_free_request_id;
+pub(crate) use request_id::{following_request_id, SINGLE_REQUEST_ID};
 pub(crate) use reuse::reusable_after_end;
 pub(crate) use stream::StreamEncoder;
 pub(crate) use timer::Timer;
@@ -153,6 +155,7 @@ pub(crate) fn set_request_id(records: &mut [u8], request_id: u16) {
 
 /// Copies the encoded request `records` into `out` (cleared first) under
 /// request id `id`, asking the server to keep the connection or not.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))] // the async client's
 pub(crate) fn readdress(records: &[u8], id: u16, keep_conn: bool, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(records);
@@ -165,10 +168,12 @@ pub(crate) fn readdress(records: &[u8], id: u16, keep_conn: bool, out: &mut Vec<
 }
 
 /// Byte of BEGIN_REQUEST's flags in an encoded request (its first record).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))] // the async client's
 const BEGIN_FLAGS_AT: usize = HEADER_LEN + 2;
 
 /// Whether the encoded request `records` (BEGIN_REQUEST first) ask the
 /// server to keep the connection; `None` when they do not start so.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))] // the async client's
 pub(crate) fn keep_conn_flag(records: &[u8]) -> Option<bool> {
     let begin = records.get(..HEADER_LEN + 8)?;
     (begin[1] == RecordType::BeginRequest as u8)
@@ -176,6 +181,7 @@ pub(crate) fn keep_conn_flag(records: &[u8]) -> Option<bool> {
 }
 
 /// Sets or clears FCGI_KEEP_CONN in the encoded request `records`.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))] // the async client's
 pub(crate) fn set_keep_conn(records: &mut [u8], keep_conn: bool) {
     if keep_conn_flag(records).is_some() {
         if keep_conn {

@@ -14,6 +14,7 @@ pub(crate) fn following_request_id(id: u16) -> u16 {
 /// The first id from `from` on (going round as [`following_request_id`]
 /// does, 0 read as 1) that is not `in_use`. The caller keeps fewer than
 /// 65535 ids in use, so one is always free.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))] // the async client's
 pub(crate) fn first_free_request_id(from: u16, in_use: impl Fn(u16) -> bool) -> u16 {
     let mut id = from.max(SINGLE_REQUEST_ID);
     while in_use(id) {

@@ -45,6 +45,7 @@ impl Timer {
     /// When to look again at the latest, given that a byte last moved at
     /// `last_activity`; or the limit that has passed by `now` (the
     /// deadline first when both have).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // the async client's
     pub(crate) fn next_timeout(
         &self,
         now: Instant,
