@@ -1,7 +1,7 @@
 //! Both clients have the same shape (issue 16): a builder, `execute_with`
 //! with per-request time limits, `execute_prepared`, `authorize`, and one
 //! keep-alive setting ([`Config::keep_alive`]) that both honour. Against
-//! the fake server, which records what it received.
+//! the fake server, which records what it received, and php-fpm.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -300,5 +300,77 @@ mod nonblocking {
             .unwrap();
         assert_granted_then_denied(&granted, &denied);
         assert!(received(&seen).iter().all(|r| r.role == AUTHORIZER_ROLE));
+    }
+}
+
+/// Both clients against php-fpm: the same authorizer script grants and
+/// denies through `authorize`, and a prepared request goes out twice.
+mod php_fpm {
+    use super::*;
+    use fcgi_testkit::PhpFpm;
+
+    const AUTHORIZER: &str = r#"<?php
+if (($_SERVER['REMOTE_USER'] ?? '') === 'ann') {
+    header('Variable-USER_ID: 42');
+    echo $_SERVER['FCGI_ROLE'];
+} else {
+    http_response_code(403);
+}
+"#;
+
+    fn fpm() -> (PhpFpm, String) {
+        let fpm = PhpFpm::builder().script("auth.php", AUTHORIZER).start();
+        let script = fpm.script("auth.php").to_string_lossy().into_owned();
+        (fpm, script)
+    }
+
+    fn as_user(script: &str, user: &str) -> Request {
+        Request::get(script).param("REMOTE_USER", user)
+    }
+
+    #[test]
+    fn the_blocking_client_authorizes_and_repeats_prepared_requests() {
+        let (fpm, script) = fpm();
+        let client = fcgi::blocking::Client::builder()
+            .upstream(fpm.unix_address().as_str())
+            .config(config())
+            .keep_alive(true)
+            .build()
+            .unwrap();
+        let granted = client.authorize(as_user(&script, "ann")).unwrap();
+        let denied = client.authorize(as_user(&script, "bob")).unwrap();
+        assert_granted_then_denied(&granted, &denied);
+        let prepared = client
+            .prepare(as_user(&script, "ann").into_authorizer())
+            .unwrap();
+        for _ in 0..2 {
+            let response = client.execute_prepared(&prepared).unwrap();
+            assert_eq!(response.body, b"AUTHORIZER");
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test]
+    async fn the_async_client_authorizes_and_repeats_prepared_requests() {
+        let (fpm, script) = fpm();
+        let client = fcgi::nonblocking::Client::builder()
+            .upstream(fpm.unix_address().as_str())
+            .config(config())
+            .build()
+            .unwrap();
+        let granted = within(client.authorize(as_user(&script, "ann")))
+            .await
+            .unwrap();
+        let denied = within(client.authorize(as_user(&script, "bob")))
+            .await
+            .unwrap();
+        assert_granted_then_denied(&granted, &denied);
+        let prepared = client
+            .prepare(as_user(&script, "ann").into_authorizer())
+            .unwrap();
+        for _ in 0..2 {
+            let response = within(client.execute_prepared(&prepared)).await.unwrap();
+            assert_eq!(response.body, b"AUTHORIZER");
+        }
     }
 }

@@ -184,8 +184,8 @@ impl Builder {
         self
     }
 
-    /// The client; fails on an invalid address, or when none or more than one was
-    /// given. Connects lazily.
+    /// The client; fails on an invalid address, or when none or more than
+    /// one was given. Connects lazily.
     pub fn build(self) -> Result<Client, Error> {
         if let Some(error) = self.error {
             return Err(error);
@@ -258,11 +258,11 @@ impl Client {
     ///
     /// ```no_run
     /// use std::time::Duration;
-    /// use fcgi::{Client, Request, Timeouts};
+    /// use fcgi::{Client, Request};
     /// let client = Client::new("127.0.0.1:9000")?;
     /// let quick = client.config().timeouts.deadline(Duration::from_secs(1));
     /// let response = client.execute_with(Request::get("/srv/www/ping.php"), quick)?;
-    /// # let _ = (response, Timeouts::default());
+    /// println!("{}", response.status);
     /// # Ok::<(), fcgi::Error>(())
     /// ```
     pub fn execute_with(&self, request: Request, timeouts: Timeouts) -> Result<Response, Error> {
