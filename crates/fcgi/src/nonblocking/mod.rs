@@ -6,8 +6,9 @@
 //!
 //! - **a pool per upstream**: at most [`Builder::max_connections`]
 //!   connections (default [`DEFAULT_MAX_CONNECTIONS`]), reused with
-//!   FCGI_KEEP_CONN, closed after [`Builder::pool_idle_timeout`] without a
-//!   request. With php-fpm each kept connection pins a worker, so keep
+//!   FCGI_KEEP_CONN unless [`Config::keep_alive`] is off (the builder
+//!   starts with it on), closed after [`Builder::pool_idle_timeout`]
+//!   without a request. With php-fpm each kept connection pins a worker, so keep
 //!   `max_connections` at or below the pool's `pm.max_children` (minus what
 //!   other clients need). Callers that find every connection busy wait in
 //!   FIFO order for at most [`Builder::pool_wait_timeout`], then get
@@ -33,6 +34,11 @@
 //!   routes records by request id;
 //! - **prepared requests**: [`Client::prepare`] encodes a request once,
 //!   [`Client::execute_prepared`] sends it any number of times;
+//! - **the same shape as the blocking client** ([`crate::blocking`]): the
+//!   same type names, `new`/`with_config`/`builder`, `execute_with`,
+//!   `execute_prepared`, [`Client::authorize`]; the blocking client's
+//!   `stream_again` has no async twin, since [`Client::prepare`] with
+//!   [`Client::stream_prepared`] does the same and encodes only once;
 //! - **full duplex**: the body is written while the response is read;
 //! - **streaming with backpressure** on connections of their own:
 //!   [`ResponseStream`] buffers a few chunks at most, so a slow reader slows
