@@ -8,9 +8,9 @@
 //!   connections (default [`DEFAULT_MAX_CONNECTIONS`]), reused with
 //!   FCGI_KEEP_CONN unless [`Config::keep_alive`] is off (the builder
 //!   starts with it on), closed after [`Builder::pool_idle_timeout`]
-//!   without a request. With php-fpm each kept connection pins a worker, so keep
-//!   `max_connections` at or below the pool's `pm.max_children` (minus what
-//!   other clients need). Callers that find every connection busy wait in
+//!   without a request. With php-fpm each kept connection pins a worker,
+//!   so keep `max_connections` at or below the pool's `pm.max_children`
+//!   (minus what other clients need). Callers that find every connection busy wait in
 //!   FIFO order for at most [`Builder::pool_wait_timeout`], then get
 //!   [`Error::Timeout`] with [`TimeoutPhase::PoolWait`];
 //! - **stale connection retry**: a request that fails on a reused connection
