@@ -21,8 +21,20 @@ pub const DEFAULT_MAX_PARAMS: usize = 10_000;
 /// Default number of idle kept connections a blocking client holds: 8.
 pub const DEFAULT_MAX_IDLE_CONNECTIONS: usize = 8;
 
-/// Time limits of a request.
+/// Time limits of a request: part of [`Config`], and the per-request
+/// argument of `execute_with` and `stream_with` on both clients. Built from
+/// [`Timeouts::default`] (or [`Timeouts::new`]) and its setters, since it
+/// may grow:
+///
+/// ```
+/// use std::time::Duration;
+/// use fcgi::Timeouts;
+/// let quick = Timeouts::default().deadline(Duration::from_secs(2));
+/// assert_eq!(quick.deadline, Duration::from_secs(2));
+/// assert_eq!(quick.idle, fcgi::DEFAULT_IDLE_TIMEOUT);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Timeouts {
     /// Establishing a connection.
     pub connect: Duration,
@@ -42,8 +54,17 @@ impl Default for Timeouts {
     }
 }
 
-/// Size limits that keep memory bounded whatever the server sends.
+/// Size limits that keep memory bounded whatever the server sends. Built
+/// from [`Limits::default`] and its setters (or through [`Config`]'s),
+/// since it may grow:
+///
+/// ```
+/// use fcgi::Limits;
+/// let limits = Limits::default().max_body_bytes(1 << 20);
+/// assert_eq!(limits.max_body_bytes, 1 << 20);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest CGI response head (status line and headers).
     pub max_head_bytes: usize,
@@ -53,6 +74,62 @@ pub struct Limits {
     pub max_stderr_bytes: usize,
     /// Largest number of parameters in one request.
     pub max_params: usize,
+}
+
+impl Timeouts {
+    /// Time limits for connecting, for silence (no byte in either
+    /// direction) and for the whole request.
+    pub fn new(connect: Duration, idle: Duration, deadline: Duration) -> Timeouts {
+        Timeouts {
+            connect,
+            idle,
+            deadline,
+        }
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect(mut self, timeout: Duration) -> Timeouts {
+        self.connect = timeout;
+        self
+    }
+
+    /// Sets the idle timeout.
+    pub fn idle(mut self, timeout: Duration) -> Timeouts {
+        self.idle = timeout;
+        self
+    }
+
+    /// Sets the overall deadline.
+    pub fn deadline(mut self, timeout: Duration) -> Timeouts {
+        self.deadline = timeout;
+        self
+    }
+}
+
+impl Limits {
+    /// Sets the response head limit.
+    pub fn max_head_bytes(mut self, max: usize) -> Limits {
+        self.max_head_bytes = max;
+        self
+    }
+
+    /// Sets the in-memory response body limit.
+    pub fn max_body_bytes(mut self, max: usize) -> Limits {
+        self.max_body_bytes = max;
+        self
+    }
+
+    /// Sets how much STDERR is kept.
+    pub fn max_stderr_bytes(mut self, max: usize) -> Limits {
+        self.max_stderr_bytes = max;
+        self
+    }
+
+    /// Sets the parameter count limit.
+    pub fn max_params(mut self, max: usize) -> Limits {
+        self.max_params = max;
+        self
+    }
 }
 
 impl Default for Limits {
@@ -78,16 +155,23 @@ impl Default for Limits {
 /// assert!(config.keep_alive);
 /// assert_eq!(config.limits.max_head_bytes, 16 * 1024);
 /// ```
+///
+/// It may grow: build it from [`Config::default`] and its setters.
 #[doc = include_str!("../doc/config.md")]
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Time limits.
     pub timeouts: Timeouts,
     /// Size limits.
     pub limits: Limits,
     /// Ask the server to keep the connection open (FCGI_KEEP_CONN) and reuse
-    /// it for later requests. Off by default: with php-fpm an idle kept
-    /// connection pins a worker.
+    /// it for later requests; both clients go by it. Off in
+    /// `Config::default()`: with php-fpm an idle kept connection pins a
+    /// worker, and a blocking client may hold
+    /// [`Config::max_idle_connections`] of them. The async client's builder
+    /// starts with it on (its pool holds at most `max_connections` per
+    /// upstream); `Builder::config` takes it from the `Config` given.
     pub keep_alive: bool,
     /// Idle kept connections a client holds at most.
     pub max_idle_connections: usize,
@@ -110,6 +194,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Sets all time limits at once.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Config {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Sets all size limits at once.
+    pub fn limits(mut self, limits: Limits) -> Config {
+        self.limits = limits;
+        self
+    }
+
     /// Sets keep-alive.
     pub fn keep_alive(mut self, on: bool) -> Config {
         self.keep_alive = on;

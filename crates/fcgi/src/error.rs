@@ -173,6 +173,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    /// A fault of this client, neither the caller's nor the server's: a
+    /// body writer thread that stopped without a result, a connection's
+    /// driver or pool gone while a request needed it. It is a bug in fcgi
+    /// (please report it); the request may or may not have reached the
+    /// server.
+    #[error("internal error of the fcgi client (a bug; please report it): {detail}")]
+    Internal {
+        /// What went wrong.
+        detail: String,
+    },
 }
 
 fn connect_hint(err: &io::Error) -> &'static str {
@@ -205,6 +216,12 @@ impl Error {
         match self {
             Error::Timeout { phase, .. } => Some(*phase),
             _ => None,
+        }
+    }
+
+    pub(crate) fn internal(detail: impl ToString) -> Error {
+        Error::Internal {
+            detail: detail.to_string(),
         }
     }
 

@@ -4,8 +4,11 @@ use std::borrow::Cow;
 
 pub use fcgi_proto::head::Headers;
 
-/// A complete response, collected in memory.
+/// A complete response, collected in memory. It may grow: outside this
+/// crate it is read, or made with [`Response::new`] (to test code that
+/// handles responses).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Response {
     /// HTTP status code (from `Status`, 302 for a bare `Location`, else 200).
     pub status: u16,
@@ -24,6 +27,27 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response with this status, headers and body, and no STDERR.
+    ///
+    /// ```
+    /// use fcgi::{Authorization, Headers, Response};
+    /// let mut headers = Headers::new();
+    /// headers.append("Variable-USER", "ann");
+    /// let granted = Authorization::from_response(Response::new(200, headers, Vec::new()));
+    /// assert!(granted.is_granted());
+    /// ```
+    pub fn new(status: u16, headers: Headers, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            reason: String::new(),
+            headers,
+            body,
+            stderr: Vec::new(),
+            stderr_dropped: 0,
+            app_status: 0,
+        }
+    }
+
     /// The body as text, invalid UTF-8 replaced.
     pub fn body_text(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.body)

@@ -126,6 +126,29 @@ impl Client {
     }
 }
 
+#[cfg(feature = "tokio")]
+impl crate::nonblocking::Client {
+    /// Sends `request` in the Authorizer role and interprets the answer, as
+    /// the blocking client's [`Client::authorize`] does.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), fcgi::Error> {
+    /// use fcgi::{AsyncClient, Params, Request};
+    /// let client = AsyncClient::new("127.0.0.1:9000")?;
+    /// let outcome = client
+    ///     .authorize(Request::get("/srv/auth.php").param("REMOTE_USER", "ann"))
+    ///     .await?;
+    /// let mut next = Params::new();
+    /// outcome.apply_to(&mut next); // Variable-* headers become params
+    /// # Ok(()) }
+    /// ```
+    pub async fn authorize(&self, request: Request) -> Result<Authorization, Error> {
+        Ok(Authorization::from_response(
+            self.execute(request.into_authorizer()).await?,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

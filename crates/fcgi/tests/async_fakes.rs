@@ -446,10 +446,7 @@ async fn a_silent_server_hits_the_idle_timeout_then_the_deadline() {
     assert!(started.elapsed() >= Duration::from_millis(280));
     assert!(started.elapsed() < Duration::from_secs(2));
 
-    let timeouts = Timeouts {
-        deadline: Duration::from_millis(200),
-        ..Timeouts::default()
-    };
+    let timeouts = Timeouts::default().deadline(Duration::from_millis(200));
     let started = Instant::now();
     let err = within(
         Duration::from_secs(5),
@@ -475,10 +472,7 @@ async fn a_kept_connection_applies_each_requests_own_time_limits() {
         conn.respond(req.id, b"Status: 200 OK\r\n\r\nok");
     }));
     let client = one_at_a_time(&server);
-    let short = Timeouts {
-        deadline: Duration::from_millis(300),
-        ..Timeouts::default()
-    };
+    let short = Timeouts::default().deadline(Duration::from_millis(300));
     // Answered at once under a short deadline: the connection's alarm is
     // left set for that deadline.
     let response = within(

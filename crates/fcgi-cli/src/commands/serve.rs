@@ -314,7 +314,7 @@ fn gateway(args: &ServeArgs, upstreams: &[String], pool: usize) -> Result<Gatewa
         .abort_timeout(args.abort_timeout)
         .response_buffer_memory(args.response_buffer_size)
         .max_response_temp_file(args.max_response_temp_file)
-        .config(fcgi::Config::default().deadline(args.timeout));
+        .timeouts(fcgi::Timeouts::default().deadline(args.timeout));
     for upstream in upstreams {
         client = client.upstream(upstream.as_str());
     }

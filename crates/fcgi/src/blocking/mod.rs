@@ -16,15 +16,17 @@ use fcgi_proto::head::Headers;
 use fcgi_proto::record::{RecordType, Role, HEADER_LEN, STREAM_CHUNK_LEN};
 
 use crate::address::Address;
-use crate::config::Config;
+use crate::config::{Config, Limits, Timeouts};
 use crate::error::{is_closed, Error, TimeoutPhase};
 use crate::exchange::{
     encode_request_start, following_request_id, kept_out, set_request_id, Failure, ResponseMachine,
     Step, StreamEncoder, Timer, ValuesAnswer, SINGLE_REQUEST_ID,
 };
-use crate::request::{Body, PreparedRequest, Request, PREAMBLE_CAPACITY};
+use crate::request::{Body, Request, PREAMBLE_CAPACITY};
 use crate::response::{BodyCollector, Response, ResponseHead};
 use conn::{connect, Stream, READ_BUFFER_LEN};
+
+pub use crate::request::PreparedRequest;
 
 impl From<Infallible> for Error {
     fn from(never: Infallible) -> Error {
@@ -33,7 +35,9 @@ impl From<Infallible> for Error {
 }
 
 /// A blocking FastCGI client for one server. Cheap to clone; clones share
-/// kept connections. `Send + Sync`.
+/// kept connections. `Send + Sync`. Made with [`Client::new`],
+/// [`Client::with_config`] or [`Client::builder`]; it has the same methods
+/// as the async client, [`crate::nonblocking::Client`], without `async`.
 ///
 /// ```no_run
 /// use fcgi::{Client, Request};
@@ -94,7 +98,118 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// Builds a blocking [`Client`]: its server and its [`Config`], with the
+/// setters the async client's builder ([`crate::nonblocking::Builder`])
+/// has where they apply to a client of one server without a pool.
+///
+/// ```
+/// use std::time::Duration;
+/// use fcgi::blocking::Client;
+/// let client = Client::builder()
+///     .upstream("127.0.0.1:9000")
+///     .config(fcgi::Config::default().idle_timeout(Duration::from_secs(5)))
+///     .keep_alive(true)
+///     .max_idle_connections(2)
+///     .build()?;
+/// assert!(client.config().keep_alive);
+/// assert_eq!(client.config().timeouts.idle, Duration::from_secs(5));
+/// # Ok::<(), fcgi::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct Builder {
+    addresses: Vec<Address>,
+    error: Option<Error>,
+    config: Config,
+}
+
+/// Adds `address` to a builder's `addresses`, or keeps its parse error in
+/// `error` (the first one) for `build` to report: both clients' builders.
+pub(crate) fn add_upstream<A>(addresses: &mut Vec<Address>, error: &mut Option<Error>, address: A)
+where
+    A: TryInto<Address>,
+    Error: From<A::Error>,
+{
+    match address.try_into() {
+        Ok(address) => addresses.push(address),
+        Err(e) => {
+            error.get_or_insert(Error::from(e));
+        }
+    }
+}
+
+impl Builder {
+    /// The server (see [`Address`] for the forms accepted). A blocking
+    /// client talks to one server: a second call makes [`Builder::build`]
+    /// fail (the async client balances several). An invalid address is
+    /// reported by [`Builder::build`] too.
+    pub fn upstream<A>(mut self, address: A) -> Builder
+    where
+        A: TryInto<Address>,
+        Error: From<A::Error>,
+    {
+        add_upstream(&mut self.addresses, &mut self.error, address);
+        self
+    }
+
+    /// All settings at once, keep-alive included (a later setter changes
+    /// one of them).
+    pub fn config(mut self, config: Config) -> Builder {
+        self.config = config;
+        self
+    }
+
+    /// Reuse connections (FCGI_KEEP_CONN), [`Config::keep_alive`]: off by
+    /// default for the blocking client.
+    pub fn keep_alive(mut self, on: bool) -> Builder {
+        self.config.keep_alive = on;
+        self
+    }
+
+    /// Time limits of every request ([`Config::timeouts`]); `execute_with`
+    /// and `stream_with` take others for one request.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Builder {
+        self.config.timeouts = timeouts;
+        self
+    }
+
+    /// Size limits ([`Config::limits`]).
+    pub fn limits(mut self, limits: Limits) -> Builder {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Idle kept connections held at most ([`Config::max_idle_connections`]).
+    pub fn max_idle_connections(mut self, max: usize) -> Builder {
+        self.config.max_idle_connections = max;
+        self
+    }
+
+    /// The client; fails on an invalid address, or when none or more than
+    /// one was given. Connects lazily.
+    pub fn build(self) -> Result<Client, Error> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let mut addresses = self.addresses.into_iter();
+        match (addresses.next(), addresses.next()) {
+            (Some(address), None) => Client::with_config(address, self.config),
+            (None, _) => Err(Error::InvalidRequest(
+                "a client needs an upstream address (Builder::upstream)".into(),
+            )),
+            (Some(_), Some(_)) => Err(Error::InvalidRequest(
+                "a blocking client has one upstream; fcgi::nonblocking::Client balances several"
+                    .into(),
+            )),
+        }
+    }
+}
+
 impl Client {
+    /// A builder, for settings one by one.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
     /// A client for `address` with default settings. Connects lazily.
     pub fn new<A>(address: A) -> Result<Client, Error>
     where
@@ -134,8 +249,44 @@ impl Client {
 
     /// Sends `request` and collects the whole response in memory (the body up
     /// to [`crate::Limits::max_body_bytes`]).
+    #[inline]
     pub fn execute(&self, request: Request) -> Result<Response, Error> {
-        let mut stream = self.stream(request)?;
+        self.execute_with(request, self.inner.config.timeouts)
+    }
+
+    /// [`Client::execute`] with time limits for this request only.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use fcgi::{Client, Request};
+    /// let client = Client::new("127.0.0.1:9000")?;
+    /// let quick = client.config().timeouts.deadline(Duration::from_secs(1));
+    /// let response = client.execute_with(Request::get("/srv/www/ping.php"), quick)?;
+    /// println!("{}", response.status);
+    /// # Ok::<(), fcgi::Error>(())
+    /// ```
+    pub fn execute_with(&self, request: Request, timeouts: Timeouts) -> Result<Response, Error> {
+        self.collect(self.stream_with(request, timeouts)?)
+    }
+
+    /// Sends a request encoded by [`Client::prepare`] and collects the whole
+    /// response, as [`Client::execute`] does.
+    ///
+    /// ```no_run
+    /// use fcgi::{Client, Request};
+    /// let client = Client::builder().upstream("127.0.0.1:9000").keep_alive(true).build()?;
+    /// let prepared = client.prepare(Request::get("/srv/www/ping.php"))?;
+    /// for _ in 0..3 {
+    ///     assert_eq!(client.execute_prepared(&prepared)?.status, 200);
+    /// }
+    /// # Ok::<(), fcgi::Error>(())
+    /// ```
+    pub fn execute_prepared(&self, prepared: &PreparedRequest) -> Result<Response, Error> {
+        self.collect(self.stream_prepared(prepared)?)
+    }
+
+    /// Reads a response to its end, the body into memory.
+    fn collect(&self, mut stream: ResponseStream) -> Result<Response, Error> {
         let mut body = BodyCollector::new(self.inner.config.limits.max_body_bytes);
         while let Some(chunk) = stream.next_chunk()? {
             if let Chunk::Body(bytes) = chunk {
@@ -148,7 +299,18 @@ impl Client {
 
     /// Sends `request` and returns once the response head has arrived; the
     /// body is then read from the returned stream with constant memory.
-    pub fn stream(&self, mut request: Request) -> Result<ResponseStream, Error> {
+    #[inline]
+    pub fn stream(&self, request: Request) -> Result<ResponseStream, Error> {
+        self.stream_with(request, self.inner.config.timeouts)
+    }
+
+    /// [`Client::stream`] with time limits for this request only (the
+    /// rest of the response is read within them too).
+    pub fn stream_with(
+        &self,
+        mut request: Request,
+        timeouts: Timeouts,
+    ) -> Result<ResponseStream, Error> {
         if matches!(request.body, Body::Async(_)) || matches!(request.data, Body::Async(_)) {
             return Err(Error::InvalidRequest(
                 "an async body (Body::from_async_read / Body::from_stream) needs the async client, fcgi::nonblocking".into(),
@@ -164,7 +326,7 @@ impl Client {
                 request.role,
             )
         });
-        self.send(&preamble, bodies, replayable)
+        self.send(&preamble, bodies, replayable, timeouts)
     }
 
     /// Sends `request` again without consuming it, as [`Client::stream`]
@@ -197,12 +359,15 @@ impl Client {
         if !settled {
             // CONTENT_LENGTH still to derive (or wrong): the owned path
             // fills it in or reports the mismatch.
-            return self.stream(Request {
-                role: request.role,
-                params: request.params.clone(),
-                body: clone_replayable(&request.body),
-                data: clone_replayable(&request.data),
-            });
+            return self.stream_with(
+                Request {
+                    role: request.role,
+                    params: request.params.clone(),
+                    body: clone_replayable(&request.body),
+                    data: clone_replayable(&request.data),
+                },
+                self.inner.config.timeouts,
+            );
         }
         let (preamble, inline) = self.encode_start(request)?;
         let bodies = (!inline).then(|| {
@@ -212,7 +377,7 @@ impl Client {
                 request.role,
             )
         });
-        self.send(&preamble, bodies, true)
+        self.send(&preamble, bodies, true, self.inner.config.timeouts)
     }
 
     /// Encodes `request` once for sending many times with
@@ -245,10 +410,10 @@ impl Client {
             |inline: bool| (!inline).then(|| (prepared.body(), prepared.data(), prepared.role()));
         let config = &self.inner.config;
         if let Some((preamble, inline)) = prepared.records_for(config, config.keep_alive) {
-            return self.send(preamble, bodies(inline), true);
+            return self.send(preamble, bodies(inline), true, config.timeouts);
         }
         let (preamble, inline) = self.encode_start(&prepared.request())?;
-        self.send(&preamble, bodies(inline), true)
+        self.send(&preamble, bodies(inline), true, config.timeouts)
     }
 
     /// BEGIN_REQUEST, PARAMS and (when it fits) the body, encoded in one
@@ -274,9 +439,9 @@ impl Client {
         preamble: &[u8],
         mut bodies: Option<(Body, Body, Role)>,
         replayable: bool,
+        timeouts: Timeouts,
     ) -> Result<ResponseStream, Error> {
-        let config = &self.inner.config;
-        let timer = Timer::new(config.timeouts);
+        let timer = Timer::new(timeouts);
         let inline = bodies.is_none();
         loop {
             // A body that cannot be sent again needs a connection known to
@@ -295,7 +460,7 @@ impl Client {
                     Some((Body::Empty, clone_replayable(d), *role))
                 }
                 _ => Some(bodies.take().ok_or_else(|| {
-                    Error::InvalidRequest("request body already consumed".into())
+                    Error::internal("a request body was sent twice (a retry of one read once)")
                 })?),
             };
             let outcome = ResponseStream::open(self.clone(), timer, conn, request_id, to_write);
@@ -352,7 +517,7 @@ impl Client {
     }
 
     fn connect(&self, timer: &Timer) -> Result<Box<Conn>, Error> {
-        let timeouts = &self.inner.config.timeouts;
+        let timeouts = &timer.timeouts;
         let limit = timeouts.connect.min(timer.remaining());
         if limit.is_zero() {
             return Err(timer.expired(&self.inner.address_text, TimeoutPhase::Deadline));
@@ -488,6 +653,7 @@ pub enum Chunk<'a> {
 
 /// What remains known after a streamed response ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Trailer {
     /// STDERR up to the limit.
     pub stderr: Vec<u8>,
@@ -535,8 +701,8 @@ impl BodyWriter {
         match self.done.try_recv() {
             Ok(result) => Some(result),
             Err(mpsc::TryRecvError::Empty) => None,
-            Err(mpsc::TryRecvError::Disconnected) => Some(Err(Error::InvalidRequest(
-                "the body writer stopped without a result".into(),
+            Err(mpsc::TryRecvError::Disconnected) => Some(Err(Error::internal(
+                "the body writer thread stopped without a result (it panicked)",
             ))),
         }
     }
@@ -931,8 +1097,8 @@ fn write_stream(
         Body::Empty => {}
         // Refused by `Client::stream` before anything is sent.
         Body::Async(_) => {
-            return Err(Error::InvalidRequest(
-                "an async body needs the async client".into(),
+            return Err(Error::internal(
+                "an async body reached the blocking client's body writer",
             ))
         }
         Body::Bytes(bytes) => {

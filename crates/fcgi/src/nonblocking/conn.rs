@@ -413,10 +413,10 @@ impl Driver {
                     self.active.contains_key(&start.id) || self.aborted.contains_key(&start.id);
                 if conflict {
                     // The pool never does this; refuse rather than corrupt.
-                    start.shared.fail(Failure::fatal(Error::protocol(
-                        &self.settings.address,
-                        "internal: request id already in use on this connection",
-                    )));
+                    start.shared.fail(Failure::fatal(Error::internal(format!(
+                        "request id {} already in use on a connection to {}",
+                        start.id, self.settings.address
+                    ))));
                     start.inbox.close();
                     return Ok(());
                 }
@@ -731,10 +731,8 @@ fn copy_error(error: &Error, received: u64) -> Error {
             address: address.clone(),
             detail: detail.clone(),
         },
-        other => Error::Protocol {
-            address: String::new(),
-            detail: other.to_string(),
-        },
+        // A connection fails with the three above only.
+        other => Error::internal(format!("unexpected connection failure: {other}")),
     }
 }
 

@@ -6,10 +6,11 @@
 //!
 //! - **a pool per upstream**: at most [`Builder::max_connections`]
 //!   connections (default [`DEFAULT_MAX_CONNECTIONS`]), reused with
-//!   FCGI_KEEP_CONN, closed after [`Builder::pool_idle_timeout`] without a
-//!   request. With php-fpm each kept connection pins a worker, so keep
-//!   `max_connections` at or below the pool's `pm.max_children` (minus what
-//!   other clients need). Callers that find every connection busy wait in
+//!   FCGI_KEEP_CONN unless [`Config::keep_alive`] is off (the builder
+//!   starts with it on), closed after [`Builder::pool_idle_timeout`]
+//!   without a request. With php-fpm each kept connection pins a worker,
+//!   so keep `max_connections` at or below the pool's `pm.max_children`
+//!   (minus what other clients need). Callers that find every connection busy wait in
 //!   FIFO order for at most [`Builder::pool_wait_timeout`], then get
 //!   [`Error::Timeout`] with [`TimeoutPhase::PoolWait`];
 //! - **stale connection retry**: a request that fails on a reused connection
@@ -33,6 +34,11 @@
 //!   routes records by request id;
 //! - **prepared requests**: [`Client::prepare`] encodes a request once,
 //!   [`Client::execute_prepared`] sends it any number of times;
+//! - **the same shape as the blocking client** ([`crate::blocking`]): the
+//!   same type names, `new`/`with_config`/`builder`, `execute_with`,
+//!   `execute_prepared`, [`Client::authorize`]; the blocking client's
+//!   `stream_again` has no async twin, since [`Client::prepare`] with
+//!   [`Client::stream_prepared`] does the same and encodes only once;
 //! - **full duplex**: the body is written while the response is read;
 //! - **streaming with backpressure** on connections of their own:
 //!   [`ResponseStream`] buffers a few chunks at most, so a slow reader slows
@@ -115,13 +121,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::address::Address;
-use crate::config::{Config, Timeouts};
+use crate::config::{Config, Limits, Timeouts};
 use crate::error::{Error, TimeoutPhase};
 pub(crate) use crate::exchange::Timer;
 use crate::exchange::{
     encode_request_start, keep_conn_flag, readdress, Failure, ResponseMachine, SINGLE_REQUEST_ID,
 };
-use crate::request::{Body, PreparedRequest, Request, Role, PREAMBLE_CAPACITY};
+use crate::request::{Body, Request, Role, PREAMBLE_CAPACITY};
 use crate::response::Response;
 use body::Sink;
 use conn::{RequestShared, Start};
@@ -132,6 +138,7 @@ use resolve::{Named, Resolver};
 use response::{DriverLink, Link, Outstanding, Parts};
 
 pub use crate::blocking::Trailer;
+pub use crate::request::PreparedRequest;
 pub use response::{Chunk, ResponseStream};
 
 /// Default connections per upstream: 4. Keep it at or below php-fpm's
@@ -184,7 +191,6 @@ pub(crate) struct Settings {
     pub(crate) pool_idle_timeout: Duration,
     pub(crate) multiplexing: Multiplexing,
     pub(crate) max_requests_per_connection: usize,
-    pub(crate) keep_alive: bool,
     pub(crate) mark_down_after: u32,
     pub(crate) probe_interval: Duration,
     pub(crate) abort_timeout: Duration,
@@ -197,13 +203,13 @@ pub(crate) struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
-            config: Config::default(),
+            // Keep-alive on: the pool bounds the kept connections.
+            config: Config::default().keep_alive(true),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             pool_wait_timeout: DEFAULT_POOL_WAIT_TIMEOUT,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             multiplexing: Multiplexing::Auto,
             max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
-            keep_alive: true,
             mark_down_after: DEFAULT_MARK_DOWN_AFTER,
             probe_interval: DEFAULT_PROBE_INTERVAL,
             abort_timeout: DEFAULT_ABORT_TIMEOUT,
@@ -283,12 +289,7 @@ impl Builder {
         A: TryInto<Address>,
         Error: From<A::Error>,
     {
-        match address.try_into() {
-            Ok(address) => self.addresses.push(address),
-            Err(e) => {
-                self.error.get_or_insert(Error::from(e));
-            }
-        }
+        crate::blocking::add_upstream(&mut self.addresses, &mut self.error, address);
         self
     }
 
@@ -305,9 +306,11 @@ impl Builder {
         self
     }
 
-    /// Time limits, size limits and parameter encoding (shared with the
-    /// blocking client; its `keep_alive` and `max_idle_connections` are not
-    /// used here: see [`Builder::keep_alive`] and [`Builder::max_connections`]).
+    /// All shared settings at once: time limits, size limits, parameter
+    /// encoding and keep-alive ([`Config::keep_alive`], which this builder
+    /// otherwise starts with on). Its `max_idle_connections` is not used
+    /// here: see [`Builder::max_connections`]. A later setter changes one
+    /// of them.
     pub fn config(mut self, config: Config) -> Builder {
         self.settings.config = config;
         self
@@ -350,10 +353,26 @@ impl Builder {
         self
     }
 
-    /// Reuse connections (FCGI_KEEP_CONN; default on). Off: one connection
-    /// per request, closed by the server after it.
+    /// Reuse connections (FCGI_KEEP_CONN), [`Config::keep_alive`]: on by
+    /// default for the async client, and taken from the [`Config`] given to
+    /// [`Builder::config`]. Off: one connection per request, closed by the
+    /// server after it.
     pub fn keep_alive(mut self, on: bool) -> Builder {
-        self.settings.keep_alive = on;
+        self.settings.config.keep_alive = on;
+        self
+    }
+
+    /// Time limits of every request ([`Config::timeouts`]);
+    /// [`Client::execute_with`] and [`Client::stream_with`] take others for
+    /// one request.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Builder {
+        self.settings.config.timeouts = timeouts;
+        self
+    }
+
+    /// Size limits ([`Config::limits`]).
+    pub fn limits(mut self, limits: Limits) -> Builder {
+        self.settings.config.limits = limits;
         self
     }
 
@@ -558,7 +577,8 @@ impl Client {
         Client::builder().upstream(address).build()
     }
 
-    /// A client for one upstream with the given [`Config`].
+    /// A client for one upstream with the given [`Config`] (keep-alive
+    /// included: `Config::default()` has it off, [`Client::new`] on).
     pub fn with_config<A>(address: A, config: Config) -> Result<Client, Error>
     where
         A: TryInto<Address>,
@@ -666,7 +686,7 @@ impl Client {
             SINGLE_REQUEST_ID,
             &request,
             &settings.config,
-            settings.keep_alive,
+            settings.config.keep_alive,
             &mut records,
         )?;
         let outgoing = Outgoing {
@@ -698,7 +718,7 @@ impl Client {
     /// ```
     pub fn prepare(&self, request: Request) -> Result<PreparedRequest, Error> {
         let settings = &self.inner.settings;
-        PreparedRequest::new(request, &settings.config, settings.keep_alive)
+        PreparedRequest::new(request, &settings.config, settings.config.keep_alive)
     }
 
     /// Sends a request encoded by [`Client::prepare`] and collects the whole
@@ -745,7 +765,7 @@ impl Client {
     /// encodes the same way, else the request to encode afresh.
     fn outgoing(&self, prepared: &PreparedRequest) -> Result<Outgoing, Request> {
         let settings = &self.inner.settings;
-        match prepared.records_for(&settings.config, settings.keep_alive) {
+        match prepared.records_for(&settings.config, settings.config.keep_alive) {
             Some((records, complete)) => Ok(Outgoing {
                 records: records.clone(),
                 complete,
@@ -776,7 +796,7 @@ impl Client {
         };
         loop {
             let Some(index) = self.choose(upstreams, &tried) else {
-                return Err(Error::InvalidRequest("no upstream left to try".into()));
+                return Err(Error::internal("no upstream left to try"));
             };
             let upstream = &upstreams[index];
             match self.attempt(upstream, &mut outgoing, &timer).await {
@@ -818,7 +838,7 @@ impl Client {
         };
         match upstreams.first() {
             Some(upstream) => upstream.get_values(&timer, names, timeouts.idle).await,
-            None => Err(Error::InvalidRequest("no upstream".into())),
+            None => Err(Error::internal("the first upstream stands for no address")),
         }
     }
 
@@ -934,7 +954,7 @@ impl Client {
             conn = lease.serial(),
         );
         span.in_scope(|| tracing::debug!(reused = lease.reused(), "request sent"));
-        let keep_alive = self.inner.settings.keep_alive;
+        let keep_alive = self.inner.settings.config.keep_alive;
         let exchange = if outgoing.complete {
             Exchange::start(lease, DirectStart::Inline(&outgoing.records, keep_alive))
         } else {

@@ -166,7 +166,7 @@ impl Upstream {
             DirectPool::new(
                 self.address_text.clone(),
                 self.settings.max_connections,
-                self.settings.keep_alive,
+                self.settings.config.keep_alive,
                 self.settings.pool_idle_timeout,
             )
         })
@@ -402,7 +402,10 @@ impl Upstream {
         .await
         {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) => Err(Error::protocol(&self.address_text, "internal: pool closed")),
+            Ok(Err(_)) => Err(Error::internal(format!(
+                "the connection pool of {} was closed while a request waited",
+                self.address_text
+            ))),
             Err(_) => Err(self.wait_error(timer)),
         }
     }
