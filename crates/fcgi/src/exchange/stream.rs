@@ -6,7 +6,7 @@
 use fcgi_proto::encode::stream_record_header;
 use fcgi_proto::record::{RecordType, HEADER_LEN, STREAM_CHUNK_LEN};
 
-use super::trace_sent_records;
+use super::trace::trace_sent_records;
 use crate::error::Error;
 
 /// The records of one request stream (STDIN or DATA) within its declared
