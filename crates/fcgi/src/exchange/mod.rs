@@ -29,6 +29,9 @@ mod timer;
 mod trace;
 mod values;
 
+#[cfg(test)]
+mod tests;
+
 pub(crate) use encode::{encode_request_start, kept_out, set_request_id};
 #[cfg(feature = "tokio")]
 pub(crate) use encode::{keep_conn_flag, readdress};

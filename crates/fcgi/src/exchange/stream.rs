@@ -114,4 +114,11 @@ mod tests {
         stream.header(5);
         assert_eq!(stream.end().unwrap(), [1, 5, 0, 1, 0, 0, 0, 0]);
     }
+
+    #[test]
+    fn an_empty_declared_body_reads_nothing_and_ends_at_once() {
+        let stream = StreamEncoder::new(RecordType::Stdin, 2, Some(0));
+        assert_eq!(stream.want(), 0);
+        assert_eq!(stream.end().unwrap(), [1, 5, 0, 2, 0, 0, 0, 0]);
+    }
 }
