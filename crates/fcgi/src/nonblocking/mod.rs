@@ -97,12 +97,12 @@
 //! temporary files.
 
 mod body;
-mod conn;
-mod direct;
 mod inbox;
+mod mux;
 mod pool;
 mod resolve;
 mod response;
+mod single;
 mod socket;
 
 use std::future::Future;
@@ -124,12 +124,12 @@ use crate::exchange::{
 use crate::request::{Body, PreparedRequest, Request, Role, PREAMBLE_CAPACITY};
 use crate::response::Response;
 use body::Sink;
-use conn::{RequestShared, Start};
-use direct::{DirectLease, Exchange, Start as DirectStart};
 use inbox::{BufferLimits, Inbox};
-use pool::{Availability, Lease, SharedLease, Upstream};
+use mux::{MuxStart, RequestShared};
+use pool::{Availability, Lease, MuxLease, Upstream};
 use resolve::{Named, Resolver};
-use response::{DriverLink, Link, Outstanding, Parts};
+use response::{Link, MuxLink, Outstanding, Parts};
+use single::{SingleExchange, SingleLease, SingleStart};
 
 pub use crate::blocking::Trailer;
 pub use response::{Chunk, ResponseStream};
@@ -220,7 +220,7 @@ impl Default for Settings {
 }
 
 /// The tokio timer that wakes a waiting request when one of its limits
-/// passes. A direct connection keeps one for all its requests: a request
+/// passes. A single-request connection keeps one for all its requests: a request
 /// moves it only when its limit comes sooner than the armed time or the
 /// armed time has passed (it then fired early, and the wait goes on), so
 /// most requests register no timer and allocate none. Created in the
@@ -896,8 +896,8 @@ impl Client {
         loop {
             let lease = upstream.acquire(timer, fresh).await?;
             let opened = match lease {
-                Lease::Direct(lease) => Ok(self.open_direct(upstream, lease, outgoing, timer)),
-                Lease::Shared(lease) => self.open_shared(upstream, lease, outgoing, timer),
+                Lease::Single(lease) => Ok(self.open_single(upstream, lease, outgoing, timer)),
+                Lease::Mux(lease) => self.open_mux(upstream, lease, outgoing, timer),
             };
             let (failure, reused) = match opened {
                 Ok(mut stream) => match std::future::poll_fn(|cx| stream.poll_head(cx)).await {
@@ -919,10 +919,10 @@ impl Client {
     }
 
     /// Starts the request on a connection of its own.
-    fn open_direct(
+    fn open_single(
         &self,
         upstream: &Arc<Upstream>,
-        lease: DirectLease,
+        lease: SingleLease,
         outgoing: &mut Outgoing,
         timer: &Timer,
     ) -> ResponseStream {
@@ -936,23 +936,23 @@ impl Client {
         span.in_scope(|| tracing::debug!(reused = lease.reused(), "request sent"));
         let keep_alive = self.inner.settings.keep_alive;
         let exchange = if outgoing.complete {
-            Exchange::start(lease, DirectStart::Inline(&outgoing.records, keep_alive))
+            SingleExchange::start(lease, SingleStart::Inline(&outgoing.records, keep_alive))
         } else {
             let records = outgoing.records_for(id, keep_alive);
-            Exchange::start(
+            SingleExchange::start(
                 lease,
-                DirectStart::Streamed(records, outgoing.take_bodies()),
+                SingleStart::Streamed(records, outgoing.take_bodies()),
             )
         };
-        self.new_stream(upstream, id, Link::Direct(exchange), timer, span)
+        self.new_stream(upstream, id, Link::Single(exchange), timer, span)
     }
 
     /// Starts the request on a multiplexed connection; the failure (and
     /// whether the connection was reused) when its driver is gone.
-    fn open_shared(
+    fn open_mux(
         &self,
         upstream: &Arc<Upstream>,
-        mut lease: SharedLease,
+        mut lease: MuxLease,
         outgoing: &mut Outgoing,
         timer: &Timer,
     ) -> Result<ResponseStream, (Failure, bool)> {
@@ -967,7 +967,7 @@ impl Client {
             request_id = lease.id,
             conn = lease.conn.serial,
         );
-        let started = lease.conn.start(Start {
+        let started = lease.conn.start(MuxStart {
             id: lease.id,
             generation,
             preamble: outgoing.records_for(lease.id, true),
@@ -988,7 +988,7 @@ impl Client {
             None
         } else {
             let (body, data) = outgoing.take_bodies();
-            let sink = Sink::Driver {
+            let sink = Sink::Mux {
                 conn: Arc::clone(&lease.conn),
                 id: lease.id,
                 generation,
@@ -1002,7 +1002,7 @@ impl Client {
             )))
         };
         let id = lease.id;
-        let link = Link::Driver(DriverLink {
+        let link = Link::Mux(MuxLink {
             generation,
             inbox,
             shared,

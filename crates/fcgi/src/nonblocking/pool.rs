@@ -1,7 +1,7 @@
 //! Upstreams and their connection pools: multiplexing discovery, bounded
 //! connections, fair waiting, request id allocation, health. An upstream
-//! that multiplexes gets a [`Pool`] of driven connections ([`super::conn`]);
-//! one that does not gets a [`DirectPool`] ([`super::direct`]).
+//! that multiplexes gets a [`MuxPool`] of driven connections ([`super::mux`]);
+//! one that does not gets a [`SinglePool`] ([`super::single`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -12,8 +12,8 @@ use fcgi_proto::record::{MAX_CONNS, MAX_REQS, MPXS_CONNS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::conn::{self, ConnHandle, DriverSettings};
-use super::direct::{DirectLease, DirectPool};
+use super::mux::{self, MuxConn, MuxSettings};
+use super::single::{SingleLease, SinglePool};
 use super::socket::{self, Socket};
 use super::{lock, Multiplexing, Settings, Timer};
 use crate::address::Address;
@@ -51,7 +51,7 @@ pub(crate) struct Upstream {
     pool: tokio::sync::OnceCell<Pools>,
     /// One request per connection until discovery concludes; the pool for
     /// good if the server does not multiplex.
-    provisional: std::sync::OnceLock<Arc<DirectPool>>,
+    provisional: std::sync::OnceLock<Arc<SinglePool>>,
     /// A discovery task is running.
     discovering: std::sync::atomic::AtomicBool,
     /// Requests chosen for this upstream and not finished.
@@ -121,7 +121,7 @@ impl Upstream {
 
     /// Whether the upstream multiplexes, once known.
     pub(crate) fn multiplexed(&self) -> Option<bool> {
-        self.pool.get().map(|p| matches!(p, Pools::Shared(_)))
+        self.pool.get().map(|p| matches!(p, Pools::Mux(_)))
     }
 
     async fn connect(&self, timer: &Timer) -> Result<Socket, Error> {
@@ -149,8 +149,8 @@ impl Upstream {
             return pools.clone();
         }
         match self.settings.multiplexing {
-            Multiplexing::Auto => Pools::Direct(Arc::clone(self.provisional())),
-            Multiplexing::Disabled => self.settle(Pools::Direct(Arc::clone(self.provisional()))),
+            Multiplexing::Auto => Pools::Single(Arc::clone(self.provisional())),
+            Multiplexing::Disabled => self.settle(Pools::Single(Arc::clone(self.provisional()))),
             Multiplexing::Enabled => self.settle(self.shared_pool(None, None)),
         }
     }
@@ -161,9 +161,9 @@ impl Upstream {
         self.pool.get().cloned().unwrap_or(pools)
     }
 
-    fn provisional(&self) -> &Arc<DirectPool> {
+    fn provisional(&self) -> &Arc<SinglePool> {
         self.provisional.get_or_init(|| {
-            DirectPool::new(
+            SinglePool::new(
                 self.address_text.clone(),
                 self.settings.max_connections,
                 self.settings.keep_alive,
@@ -234,7 +234,7 @@ impl Upstream {
         };
         if get(MPXS_CONNS) != Some(1) {
             tracing::debug!(upstream = %self.address_text, multiplexed = false, "pool ready");
-            return Ok(Pools::Direct(Arc::clone(self.provisional())));
+            return Ok(Pools::Single(Arc::clone(self.provisional())));
         }
         Ok(self.shared_pool(get(MAX_REQS), get(MAX_CONNS)))
     }
@@ -259,7 +259,7 @@ impl Upstream {
             max_connections,
             "pool ready"
         );
-        Pools::Shared(Arc::new_cyclic(|me| Pool {
+        Pools::Mux(Arc::new_cyclic(|me| MuxPool {
             me: me.clone(),
             semaphore: Arc::new(Semaphore::new(max_connections * cap)),
             cap,
@@ -267,7 +267,7 @@ impl Upstream {
             state: Mutex::new(PoolState::default()),
             changed: Notify::new(),
             next_serial: AtomicU64::new(1),
-            driver: DriverSettings {
+            driver: MuxSettings {
                 address: self.address_text.clone(),
                 pool_idle_timeout: settings.pool_idle_timeout,
                 abort_timeout: settings.abort_timeout,
@@ -329,7 +329,7 @@ impl Upstream {
         fresh: bool,
     ) -> Result<Lease, Error> {
         match self.pool() {
-            Pools::Direct(pool) => {
+            Pools::Single(pool) => {
                 let permit = self.permit(&pool.semaphore, timer).await?;
                 let idle =
                     std::future::poll_fn(|cx| std::task::Poll::Ready(pool.take_idle(fresh, cx)))
@@ -346,11 +346,11 @@ impl Upstream {
                         conn
                     }
                 };
-                Ok(Lease::Direct(DirectLease { pool, permit, conn }))
+                Ok(Lease::Single(SingleLease { pool, permit, conn }))
             }
             // Boxed: the multiplexed path's waits would otherwise grow the
             // future of every request to a server that does not multiplex.
-            Pools::Shared(pool) => Box::pin(self.acquire_shared(pool, timer)).await,
+            Pools::Mux(pool) => Box::pin(self.acquire_shared(pool, timer)).await,
         }
     }
 
@@ -409,7 +409,7 @@ impl Upstream {
 
     async fn acquire_shared(
         self: &Arc<Self>,
-        pool: Arc<Pool>,
+        pool: Arc<MuxPool>,
         timer: &Timer,
     ) -> Result<Lease, Error> {
         let permit = self.permit(&pool.semaphore, timer).await?;
@@ -420,7 +420,7 @@ impl Upstream {
             notified.as_mut().enable();
             match pool.assign() {
                 Assign::Ready { conn, id, reused } => {
-                    return Ok(Lease::Shared(SharedLease {
+                    return Ok(Lease::Mux(MuxLease {
                         pool: Arc::clone(&pool),
                         conn,
                         id,
@@ -432,7 +432,7 @@ impl Upstream {
                 Assign::Connect(slot) => {
                     let socket = Box::pin(self.connect(timer)).await?;
                     let (conn, id) = pool.add(slot, socket);
-                    return Ok(Lease::Shared(SharedLease {
+                    return Ok(Lease::Mux(MuxLease {
                         pool: Arc::clone(&pool),
                         conn,
                         id,
@@ -465,13 +465,13 @@ impl Drop for Discovering {
 /// The pool of an upstream, by whether it multiplexes.
 #[derive(Debug, Clone)]
 enum Pools {
-    Shared(Arc<Pool>),
-    Direct(Arc<DirectPool>),
+    Mux(Arc<MuxPool>),
+    Single(Arc<SinglePool>),
 }
 
 #[derive(Debug)]
 struct Entry {
-    conn: Arc<ConnHandle>,
+    conn: Arc<MuxConn>,
     /// Request ids in flight (aborted ones too, until their END_REQUEST).
     ids: Vec<u16>,
     next_id: u16,
@@ -497,7 +497,7 @@ struct PoolState {
 
 enum Assign {
     Ready {
-        conn: Arc<ConnHandle>,
+        conn: Arc<MuxConn>,
         id: u16,
         reused: bool,
     },
@@ -507,7 +507,7 @@ enum Assign {
 
 /// A connection being opened; counted against the limit until added.
 struct ConnectSlot {
-    pool: Arc<Pool>,
+    pool: Arc<MuxPool>,
     armed: bool,
 }
 
@@ -522,8 +522,8 @@ impl Drop for ConnectSlot {
 
 /// The connections of one upstream that multiplexes.
 #[derive(Debug)]
-pub(crate) struct Pool {
-    me: Weak<Pool>,
+pub(crate) struct MuxPool {
+    me: Weak<MuxPool>,
     /// One permit per request slot (connections x requests per connection);
     /// tokio's semaphore is fair, so waiters are served first come, first served.
     semaphore: Arc<Semaphore>,
@@ -532,10 +532,10 @@ pub(crate) struct Pool {
     state: Mutex<PoolState>,
     changed: Notify,
     next_serial: AtomicU64,
-    driver: DriverSettings,
+    driver: MuxSettings,
 }
 
-impl Pool {
+impl MuxPool {
     /// A slot on the least busy connection, else a new connection while
     /// under the limit. (A retry after a failed connection needs nothing
     /// special: the failed one has left the pool.)
@@ -574,10 +574,10 @@ impl Pool {
         }
     }
 
-    fn add(&self, mut slot: ConnectSlot, socket: Socket) -> (Arc<ConnHandle>, u16) {
+    fn add(&self, mut slot: ConnectSlot, socket: Socket) -> (Arc<MuxConn>, u16) {
         slot.armed = false;
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        let conn = conn::spawn(socket, serial, self.me.clone(), self.driver.clone());
+        let conn = mux::spawn(socket, serial, self.me.clone(), self.driver.clone());
         let mut entry = Entry {
             conn: Arc::clone(&conn),
             ids: Vec::new(),
@@ -638,16 +638,16 @@ impl Pool {
 #[derive(Debug)]
 pub(crate) enum Lease {
     /// A slot on a multiplexed connection.
-    Shared(SharedLease),
+    Mux(MuxLease),
     /// A connection of its own.
-    Direct(DirectLease),
+    Single(SingleLease),
 }
 
 /// A request slot on a multiplexed connection.
 #[derive(Debug)]
-pub(crate) struct SharedLease {
-    pool: Arc<Pool>,
-    pub(crate) conn: Arc<ConnHandle>,
+pub(crate) struct MuxLease {
+    pool: Arc<MuxPool>,
+    pub(crate) conn: Arc<MuxConn>,
     pub(crate) id: u16,
     /// The connection carried requests before: a failure may mean it was stale.
     pub(crate) reused: bool,
@@ -655,7 +655,7 @@ pub(crate) struct SharedLease {
     permit: Option<OwnedSemaphorePermit>,
 }
 
-impl SharedLease {
+impl MuxLease {
     /// The driver owns the id from now on.
     pub(crate) fn mark_started(&mut self) {
         self.started = true;
@@ -667,7 +667,7 @@ impl SharedLease {
     }
 }
 
-impl Drop for SharedLease {
+impl Drop for MuxLease {
     fn drop(&mut self) {
         if !self.started {
             self.pool.release(self.conn.serial, self.id, false);

@@ -1,6 +1,6 @@
 //! One multiplexed connection: its socket and the task that drives it.
 //! (Connections that carry one request at a time need no task: see
-//! [`super::direct`].)
+//! [`super::single`].)
 //!
 //! A multiplexed connection is owned by one tokio task (the driver), which reads
 //! the server's records with the sans-IO [`Decoder`] and routes each event by
@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 
 use super::inbox::{BufferLimits, Inbox};
 use super::lock;
-use super::pool::Pool;
+use super::pool::MuxPool;
 use super::socket::Socket;
 use crate::error::{is_closed, Error};
 use crate::exchange::{trace_event, trace_sent_records, Failure};
@@ -133,7 +133,7 @@ pub(crate) fn reserve_read(rbuf: &mut BytesMut) {
 }
 
 /// A request starting on a connection.
-pub(crate) struct Start {
+pub(crate) struct MuxStart {
     pub(crate) id: u16,
     /// Unique per request: tells a late message from the id's next user.
     pub(crate) generation: u64,
@@ -146,7 +146,7 @@ pub(crate) struct Start {
 
 /// Messages from requests to their connection's driver.
 pub(crate) enum Ctl {
-    Start(Start),
+    Start(MuxStart),
     /// The request was dropped or failed: stop it with ABORT_REQUEST.
     Cancel {
         id: u16,
@@ -165,16 +165,16 @@ pub(crate) struct WriteItem {
 
 /// The pool's handle on a connection.
 #[derive(Debug)]
-pub(crate) struct ConnHandle {
+pub(crate) struct MuxConn {
     pub(crate) serial: u64,
     ctl: mpsc::UnboundedSender<Ctl>,
     pub(crate) writes: mpsc::Sender<WriteItem>,
 }
 
-impl ConnHandle {
+impl MuxConn {
     /// Hands a request to the driver; false when the driver is gone (the
     /// request never reached the server).
-    pub(crate) fn start(&self, start: Start) -> bool {
+    pub(crate) fn start(&self, start: MuxStart) -> bool {
         self.ctl.send(Ctl::Start(start)).is_ok()
     }
 
@@ -186,7 +186,7 @@ impl ConnHandle {
 
 /// Settings the driver needs.
 #[derive(Debug, Clone)]
-pub(crate) struct DriverSettings {
+pub(crate) struct MuxSettings {
     pub(crate) address: String,
     pub(crate) pool_idle_timeout: Duration,
     /// How long an aborted request id may wait for its END_REQUEST; also
@@ -199,9 +199,9 @@ pub(crate) struct DriverSettings {
 pub(crate) fn spawn(
     socket: Socket,
     serial: u64,
-    pool: Weak<Pool>,
-    settings: DriverSettings,
-) -> Arc<ConnHandle> {
+    pool: Weak<MuxPool>,
+    settings: MuxSettings,
+) -> Arc<MuxConn> {
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let (write_tx, write_rx) = mpsc::channel(WRITE_CHANNEL_CAPACITY);
     let driver = Driver {
@@ -218,7 +218,7 @@ pub(crate) fn spawn(
         out_offset: 0,
     };
     tokio::spawn(driver.run(socket, ctl_rx, write_rx));
-    Arc::new(ConnHandle {
+    Arc::new(MuxConn {
         serial,
         ctl: ctl_tx,
         writes: write_tx,
@@ -306,8 +306,8 @@ enum Stop {
 
 struct Driver {
     serial: u64,
-    pool: Weak<Pool>,
-    settings: DriverSettings,
+    pool: Weak<MuxPool>,
+    settings: MuxSettings,
     active: HashMap<u16, Active>,
     /// Aborted ids, and when: their records are dropped until END_REQUEST
     /// or the abort timeout.
