@@ -2,22 +2,22 @@
 //! and async transports. Nothing here reads a socket or a clock; the
 //! transports feed bytes and times in and obey what comes out.
 //!
-//! - [`encode`](self::encode): the request's first records (BEGIN_REQUEST,
+//! - [`encode`]: the request's first records (BEGIN_REQUEST,
 //!   PARAMS, an inline body), rewriting an encoded request's id and
 //!   FCGI_KEEP_CONN flag, the inline-request limit and the kept send buffer.
-//! - [`stream`](self::stream): STDIN/DATA records for a body sent piece by
+//! - [`stream`]: STDIN/DATA records for a body sent piece by
 //!   piece, held to its declared length.
-//! - [`machine`](self::machine): [`ResponseMachine`], decoder events in,
+//! - [`machine`]: [`ResponseMachine`], decoder events in,
 //!   head / body / STDERR [`Step`]s out, with the limits applied.
-//! - [`reuse`](self::reuse): whether a connection may carry another request
+//! - [`reuse`]: whether a connection may carry another request
 //!   after END_REQUEST.
-//! - [`request_id`](self::request_id): which id a request gets.
-//! - [`timer`](self::timer): the connect, idle and overall limits, for a
+//! - [`request_id`]: which id a request gets.
+//! - [`timer`]: the connect, idle and overall limits, for a
 //!   time passed in.
-//! - [`values`](self::values): FCGI_GET_VALUES asked and answered.
-//! - [`failure`](self::failure): why an exchange failed, and whether to send
+//! - [`values`]: FCGI_GET_VALUES asked and answered.
+//! - [`failure`]: why an exchange failed, and whether to send
 //!   it again.
-//! - [`trace`](self::trace): the record trace ([`RECORD_TRACE_TARGET`]).
+//! - [`trace`]: the record trace ([`RECORD_TRACE_TARGET`]).
 
 mod encode;
 mod failure;

@@ -12,7 +12,8 @@ use bytes::{Bytes, BytesMut};
 use fcgi_proto::record::{RecordType, STREAM_CHUNK_LEN};
 use tokio::io::AsyncReadExt;
 
-use super::mux::{MuxConn, RequestShared, WriteItem};
+use super::mux::{MuxConn, WriteItem};
+use super::shared::RequestShared;
 use super::socket::{write_parts, WriteHalf};
 use crate::error::{is_closed, Error};
 use crate::exchange::{Failure, StreamEncoder};

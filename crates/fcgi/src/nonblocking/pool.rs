@@ -1,7 +1,8 @@
 //! Upstreams and their connection pools: multiplexing discovery, bounded
 //! connections, fair waiting, request id allocation, health. An upstream
-//! that multiplexes gets a [`MuxPool`] of driven connections ([`super::mux`]);
-//! one that does not gets a [`SinglePool`] ([`super::single`]).
+//! that multiplexes gets a [`MuxPool`] of driven connections ([`super::mux`],
+//! the mux path); one that does not gets a [`SinglePool`] ([`super::single`],
+//! the single path).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -12,10 +13,12 @@ use fcgi_proto::record::{MAX_CONNS, MAX_REQS, MPXS_CONNS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::lock::lock;
 use super::mux::{self, MuxConn, MuxSettings};
+use super::settings::Settings;
 use super::single::{SingleLease, SinglePool};
 use super::socket::{self, Socket};
-use super::{lock, Multiplexing, Settings, Timer};
+use super::{Multiplexing, Timer};
 use crate::address::Address;
 use crate::error::{Error, TimeoutPhase};
 use crate::exchange::{

@@ -12,12 +12,14 @@ use fcgi_proto::decode::Event;
 use fcgi_proto::head::Headers;
 use tokio::task::JoinHandle;
 
+use super::alarm::Alarm;
 use super::body::Sink;
+use super::frame::Frame;
 use super::inbox::Inbox;
-use super::mux::{Frame, RequestShared};
 use super::pool::{MuxLease, Upstream};
+use super::shared::RequestShared;
 use super::single::SingleExchange;
-use super::{Alarm, Timer};
+use super::Timer;
 use crate::blocking::Trailer;
 use crate::error::Error;
 use crate::exchange::{Failure, ResponseMachine, Step};

@@ -1,5 +1,7 @@
-//! Connections that carry one request at a time: every upstream that does
-//! not multiplex, php-fpm among them.
+//! The single path: connections that carry a single request at a time
+//! ([`SinglePool`], [`SingleExchange`]), for every upstream that does not
+//! multiplex, php-fpm among them. Nothing here comes from the mux path
+//! ([`super::mux`]); reading records is [`super::frame`]'s.
 //!
 //! No task sits between a request and its socket. An idle connection waits
 //! in the pool; a request takes it, writes its records and reads the answer
@@ -27,10 +29,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::alarm::Alarm;
 use super::body::{self, Sink};
-use super::mux::{next_frame, reserve_read, Frame, RequestShared};
+use super::frame::{next_frame, reserve_read, Frame};
+use super::lock::lock;
+use super::shared::RequestShared;
 use super::socket::{ReadHalf, Socket, WriteHalf};
-use super::{lock, Alarm};
 use crate::error::is_closed;
 use crate::error::Error;
 use crate::exchange::{
