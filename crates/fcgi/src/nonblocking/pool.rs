@@ -154,7 +154,7 @@ impl Upstream {
         match self.settings.multiplexing {
             Multiplexing::Auto => Pools::Single(Arc::clone(self.provisional())),
             Multiplexing::Disabled => self.settle(Pools::Single(Arc::clone(self.provisional()))),
-            Multiplexing::Enabled => self.settle(self.shared_pool(None, None)),
+            Multiplexing::Enabled => self.settle(self.mux_pool(None, None)),
         }
     }
 
@@ -239,11 +239,11 @@ impl Upstream {
             tracing::debug!(upstream = %self.address_text, multiplexed = false, "pool ready");
             return Ok(Pools::Single(Arc::clone(self.provisional())));
         }
-        Ok(self.shared_pool(get(MAX_REQS), get(MAX_CONNS)))
+        Ok(self.mux_pool(get(MAX_REQS), get(MAX_CONNS)))
     }
 
     /// The pool of a server that multiplexes, within what it said it takes.
-    fn shared_pool(&self, max_reqs: Option<usize>, max_conns: Option<usize>) -> Pools {
+    fn mux_pool(&self, max_reqs: Option<usize>, max_conns: Option<usize>) -> Pools {
         let settings = &self.settings;
         let cap = max_reqs
             .map_or(settings.max_requests_per_connection, |m| {
@@ -353,7 +353,7 @@ impl Upstream {
             }
             // Boxed: the multiplexed path's waits would otherwise grow the
             // future of every request to a server that does not multiplex.
-            Pools::Mux(pool) => Box::pin(self.acquire_shared(pool, timer)).await,
+            Pools::Mux(pool) => Box::pin(self.acquire_mux(pool, timer)).await,
         }
     }
 
@@ -410,7 +410,7 @@ impl Upstream {
         }
     }
 
-    async fn acquire_shared(
+    async fn acquire_mux(
         self: &Arc<Self>,
         pool: Arc<MuxPool>,
         timer: &Timer,
