@@ -6,7 +6,7 @@
 use fcgi_proto::encode::stream_record_header;
 use fcgi_proto::record::{RecordType, HEADER_LEN, STREAM_CHUNK_LEN};
 
-use super::trace_sent_records;
+use super::trace::trace_sent_records;
 use crate::error::Error;
 
 /// The records of one request stream (STDIN or DATA) within its declared
@@ -113,5 +113,12 @@ mod tests {
         assert_eq!(stream.want(), STREAM_CHUNK_LEN);
         stream.header(5);
         assert_eq!(stream.end().unwrap(), [1, 5, 0, 1, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn an_empty_declared_body_reads_nothing_and_ends_at_once() {
+        let stream = StreamEncoder::new(RecordType::Stdin, 2, Some(0));
+        assert_eq!(stream.want(), 0);
+        assert_eq!(stream.end().unwrap(), [1, 5, 0, 2, 0, 0, 0, 0]);
     }
 }

@@ -4,7 +4,7 @@
 use fcgi_proto::decode::{Decoder, Event};
 use fcgi_proto::encode::encode_get_values;
 
-use super::{trace_event, trace_sent_records};
+use super::trace::{trace_event, trace_sent_records};
 use crate::error::Error;
 
 /// The sans-IO half of FCGI_GET_VALUES: decodes the server's answer as it

@@ -12,7 +12,8 @@ use bytes::{Bytes, BytesMut};
 use fcgi_proto::record::{RecordType, STREAM_CHUNK_LEN};
 use tokio::io::AsyncReadExt;
 
-use super::conn::{ConnHandle, RequestShared, WriteItem};
+use super::mux::{MuxConn, WriteItem};
+use super::shared::RequestShared;
 use super::socket::{write_parts, WriteHalf};
 use crate::error::{is_closed, Error};
 use crate::exchange::{Failure, StreamEncoder};
@@ -34,13 +35,13 @@ impl From<Error> for Stop {
 /// Where body records go.
 pub(crate) enum Sink {
     /// To the driver of a multiplexed connection.
-    Driver {
-        conn: Arc<ConnHandle>,
+    Mux {
+        conn: Arc<MuxConn>,
         id: u16,
         generation: u64,
     },
     /// Straight to the socket of a connection this request has alone.
-    Direct {
+    Single {
         half: WriteHalf,
         id: u16,
         shared: Arc<RequestShared>,
@@ -52,7 +53,7 @@ pub(crate) enum Sink {
 impl Sink {
     fn id(&self) -> u16 {
         match self {
-            Sink::Driver { id, .. } | Sink::Direct { id, .. } => *id,
+            Sink::Mux { id, .. } | Sink::Single { id, .. } => *id,
         }
     }
 
@@ -75,7 +76,7 @@ impl Sink {
 
     async fn send(&mut self, parts: Vec<Bytes>, last: bool) -> Result<(), Stop> {
         match self {
-            Sink::Driver {
+            Sink::Mux {
                 conn,
                 id,
                 generation,
@@ -88,7 +89,7 @@ impl Sink {
                 };
                 conn.writes.send(item).await.map_err(|_| Stop::Gone)
             }
-            Sink::Direct {
+            Sink::Single {
                 half,
                 shared,
                 address,
@@ -138,7 +139,7 @@ pub(crate) async fn write_body(
     match result {
         Ok(()) => Some(sink),
         Err(Stop::Gone) => {
-            if let Sink::Direct { half, .. } = sink {
+            if let Sink::Single { half, .. } = sink {
                 half.forget();
             }
             None
@@ -146,13 +147,13 @@ pub(crate) async fn write_body(
         Err(Stop::Failed(error)) => {
             shared.fail(Failure::fatal(error));
             match sink {
-                Sink::Driver {
+                Sink::Mux {
                     conn,
                     id,
                     generation,
                 } => conn.cancel(id, generation),
                 // The request's reader closes the connection.
-                Sink::Direct { half, .. } => half.forget(),
+                Sink::Single { half, .. } => half.forget(),
             }
             None
         }

@@ -31,8 +31,8 @@ use bytes::Bytes;
 use fcgi_proto::decode::EndRequest;
 use fcgi_proto::record::ProtocolStatus;
 
-use super::conn::Frame;
-use super::lock;
+use super::frame::Frame;
+use super::lock::lock;
 use crate::error::{Error, Limit};
 
 /// How much of one request's unread response a multiplexed connection

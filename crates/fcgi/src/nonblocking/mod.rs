@@ -101,21 +101,51 @@
 //! next to nothing. So 64 stalled readers on one connection hold at most
 //! 64 x (256 + 64) KiB = 20 MiB with the defaults; the rest waits in their
 //! temporary files.
+//!
+//! # Layout
+//!
+//! A request takes one of two paths, named the same everywhere (files,
+//! types, variants): **mux**, a connection shared by many requests and
+//! driven by a task, and **single**, a connection that carries a single
+//! request at a time and is read from the caller's task.
+//!
+//! - `mod.rs`: [`Builder`], [`Client`] and the public defaults.
+//! - `settings.rs`: what the builder makes of its options (`Settings`).
+//! - `slot.rs`: one upstream as given, an address or a host name.
+//! - `resolve.rs`: host names resolved to upstreams, again and again.
+//! - `pool.rs`: an upstream, its health, multiplexing discovery and the
+//!   choice of path; the mux pool (`MuxPool`, `MuxLease`).
+//! - `mux.rs`: a multiplexed connection (`MuxConn`) and its driver task.
+//! - `single.rs`: the single path's pool (`SinglePool`, `SingleLease`) and
+//!   one exchange on a connection of its own (`SingleExchange`).
+//! - Shared by both paths: `frame.rs` (reading records into `Frame`s),
+//!   `shared.rs` (activity and failure a request shares with its writer or
+//!   driver), `body.rs` (the request body writer, to either path),
+//!   `response.rs` ([`ResponseStream`] over either path), `alarm.rs` (the
+//!   reused tokio timer), `socket.rs` (TCP and Unix sockets), `lock.rs`.
+//! - `inbox.rs`: a mux request's unread response (memory, then a file).
+//!
+//! The protocol work (encoding, the response machine, limits, timers) is
+//! the sans-IO `crate::exchange`, the same as the blocking client's.
 
+mod alarm;
 mod body;
-mod conn;
-mod direct;
+mod frame;
 mod inbox;
+mod lock;
+mod mux;
 mod pool;
 mod resolve;
 mod response;
+mod settings;
+mod shared;
+mod single;
+mod slot;
 mod socket;
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -130,12 +160,15 @@ use crate::exchange::{
 use crate::request::{Body, Request, Role, PREAMBLE_CAPACITY};
 use crate::response::Response;
 use body::Sink;
-use conn::{RequestShared, Start};
-use direct::{DirectLease, Exchange, Start as DirectStart};
-use inbox::{BufferLimits, Inbox};
-use pool::{Availability, Lease, SharedLease, Upstream};
+use inbox::Inbox;
+use mux::MuxStart;
+use pool::{Availability, Lease, MuxLease, Upstream};
 use resolve::{Named, Resolver};
-use response::{DriverLink, Link, Outstanding, Parts};
+use response::{Link, MuxLink, Outstanding, Parts};
+use settings::Settings;
+use shared::RequestShared;
+use single::{SingleExchange, SingleLease, SingleStart};
+use slot::Slot;
 
 pub use crate::blocking::Trailer;
 pub use crate::request::PreparedRequest;
@@ -180,82 +213,6 @@ pub enum Multiplexing {
     Disabled,
     /// Many requests per connection; nothing is asked.
     Enabled,
-}
-
-/// Settings of an async client: the shared [`Config`] and the pool's own.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) config: Config,
-    pub(crate) max_connections: usize,
-    pub(crate) pool_wait_timeout: Duration,
-    pub(crate) pool_idle_timeout: Duration,
-    pub(crate) multiplexing: Multiplexing,
-    pub(crate) max_requests_per_connection: usize,
-    pub(crate) mark_down_after: u32,
-    pub(crate) probe_interval: Duration,
-    pub(crate) abort_timeout: Duration,
-    pub(crate) buffer: BufferLimits,
-    pub(crate) resolve_interval: Duration,
-    pub(crate) discovery_timeout: Duration,
-    pub(crate) resolver: Resolver,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            // Keep-alive on: the pool bounds the kept connections.
-            config: Config::default().keep_alive(true),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            pool_wait_timeout: DEFAULT_POOL_WAIT_TIMEOUT,
-            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
-            multiplexing: Multiplexing::Auto,
-            max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
-            mark_down_after: DEFAULT_MARK_DOWN_AFTER,
-            probe_interval: DEFAULT_PROBE_INTERVAL,
-            abort_timeout: DEFAULT_ABORT_TIMEOUT,
-            buffer: BufferLimits {
-                memory: DEFAULT_RESPONSE_BUFFER_MEMORY,
-                file: DEFAULT_MAX_RESPONSE_TEMP_FILE,
-                dir: None,
-            },
-            resolve_interval: DEFAULT_RESOLVE_INTERVAL,
-            discovery_timeout: DEFAULT_DISCOVERY_TIMEOUT,
-            resolver: Resolver::default(),
-        }
-    }
-}
-
-/// The tokio timer that wakes a waiting request when one of its limits
-/// passes. A direct connection keeps one for all its requests: a request
-/// moves it only when its limit comes sooner than the armed time or the
-/// armed time has passed (it then fired early, and the wait goes on), so
-/// most requests register no timer and allocate none. Created in the
-/// runtime whose timers it uses, like the socket it goes with.
-#[derive(Debug)]
-pub(crate) struct Alarm(Pin<Box<tokio::time::Sleep>>);
-
-impl Alarm {
-    /// An alarm not yet set to any useful time.
-    pub(crate) fn new() -> Alarm {
-        Alarm(Box::pin(tokio::time::sleep_until(
-            tokio::time::Instant::now(),
-        )))
-    }
-
-    /// Waits until `wake_at` at the latest (`now` is the caller's clock
-    /// reading); ready when the alarm fired, which may be before `wake_at`.
-    pub(crate) fn poll_until(
-        &mut self,
-        wake_at: Instant,
-        now: Instant,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        let armed_at = self.0.deadline().into_std();
-        if wake_at < armed_at || armed_at <= now {
-            self.0.as_mut().reset(wake_at.into());
-        }
-        self.0.as_mut().poll(cx)
-    }
 }
 
 /// Builds a [`Client`]: upstreams, [`Config`] and pool settings.
@@ -538,30 +495,6 @@ struct Inner {
     named: bool,
     settings: Arc<Settings>,
     rotation: AtomicUsize,
-}
-
-/// One upstream as given: an address, or a host name standing for the
-/// upstreams of its addresses.
-#[derive(Debug)]
-enum Slot {
-    Fixed(Arc<Upstream>),
-    Named(Arc<Named>),
-}
-
-impl Slot {
-    /// The upstreams it stands for now (a name is resolved on first use).
-    async fn upstreams(&self) -> Result<Vec<Arc<Upstream>>, Error> {
-        match self {
-            Slot::Fixed(upstream) => Ok(vec![Arc::clone(upstream)]),
-            Slot::Named(named) => named.upstreams().await,
-        }
-    }
-}
-
-/// Locks `m`; the data the async client guards stays consistent across a
-/// panic (counters, lists), so a poisoned lock is taken as it is.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Tells one request's messages from the next user of its request id.
@@ -916,8 +849,8 @@ impl Client {
         loop {
             let lease = upstream.acquire(timer, fresh).await?;
             let opened = match lease {
-                Lease::Direct(lease) => Ok(self.open_direct(upstream, lease, outgoing, timer)),
-                Lease::Shared(lease) => self.open_shared(upstream, lease, outgoing, timer),
+                Lease::Single(lease) => Ok(self.open_single(upstream, lease, outgoing, timer)),
+                Lease::Mux(lease) => self.open_mux(upstream, lease, outgoing, timer),
             };
             let (failure, reused) = match opened {
                 Ok(mut stream) => match std::future::poll_fn(|cx| stream.poll_head(cx)).await {
@@ -939,10 +872,10 @@ impl Client {
     }
 
     /// Starts the request on a connection of its own.
-    fn open_direct(
+    fn open_single(
         &self,
         upstream: &Arc<Upstream>,
-        lease: DirectLease,
+        lease: SingleLease,
         outgoing: &mut Outgoing,
         timer: &Timer,
     ) -> ResponseStream {
@@ -956,23 +889,23 @@ impl Client {
         span.in_scope(|| tracing::debug!(reused = lease.reused(), "request sent"));
         let keep_alive = self.inner.settings.config.keep_alive;
         let exchange = if outgoing.complete {
-            Exchange::start(lease, DirectStart::Inline(&outgoing.records, keep_alive))
+            SingleExchange::start(lease, SingleStart::Inline(&outgoing.records, keep_alive))
         } else {
             let records = outgoing.records_for(id, keep_alive);
-            Exchange::start(
+            SingleExchange::start(
                 lease,
-                DirectStart::Streamed(records, outgoing.take_bodies()),
+                SingleStart::Streamed(records, outgoing.take_bodies()),
             )
         };
-        self.new_stream(upstream, id, Link::Direct(exchange), timer, span)
+        self.new_stream(upstream, id, Link::Single(exchange), timer, span)
     }
 
     /// Starts the request on a multiplexed connection; the failure (and
     /// whether the connection was reused) when its driver is gone.
-    fn open_shared(
+    fn open_mux(
         &self,
         upstream: &Arc<Upstream>,
-        mut lease: SharedLease,
+        mut lease: MuxLease,
         outgoing: &mut Outgoing,
         timer: &Timer,
     ) -> Result<ResponseStream, (Failure, bool)> {
@@ -987,7 +920,7 @@ impl Client {
             request_id = lease.id,
             conn = lease.conn.serial,
         );
-        let started = lease.conn.start(Start {
+        let started = lease.conn.start(MuxStart {
             id: lease.id,
             generation,
             preamble: outgoing.records_for(lease.id, true),
@@ -1008,7 +941,7 @@ impl Client {
             None
         } else {
             let (body, data) = outgoing.take_bodies();
-            let sink = Sink::Driver {
+            let sink = Sink::Mux {
                 conn: Arc::clone(&lease.conn),
                 id: lease.id,
                 generation,
@@ -1022,7 +955,7 @@ impl Client {
             )))
         };
         let id = lease.id;
-        let link = Link::Driver(DriverLink {
+        let link = Link::Mux(MuxLink {
             generation,
             inbox,
             shared,

@@ -1,7 +1,8 @@
 //! Upstreams and their connection pools: multiplexing discovery, bounded
 //! connections, fair waiting, request id allocation, health. An upstream
-//! that multiplexes gets a [`Pool`] of driven connections ([`super::conn`]);
-//! one that does not gets a [`DirectPool`] ([`super::direct`]).
+//! that multiplexes gets a [`MuxPool`] of driven connections ([`super::mux`],
+//! the mux path); one that does not gets a [`SinglePool`] ([`super::single`],
+//! the single path).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -12,10 +13,12 @@ use fcgi_proto::record::{MAX_CONNS, MAX_REQS, MPXS_CONNS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::conn::{self, ConnHandle, DriverSettings};
-use super::direct::{DirectLease, DirectPool};
+use super::lock::lock;
+use super::mux::{self, MuxConn, MuxSettings};
+use super::settings::Settings;
+use super::single::{SingleLease, SinglePool};
 use super::socket::{self, Socket};
-use super::{lock, Multiplexing, Settings, Timer};
+use super::{Multiplexing, Timer};
 use crate::address::Address;
 use crate::error::{Error, TimeoutPhase};
 use crate::exchange::{
@@ -51,7 +54,7 @@ pub(crate) struct Upstream {
     pool: tokio::sync::OnceCell<Pools>,
     /// One request per connection until discovery concludes; the pool for
     /// good if the server does not multiplex.
-    provisional: std::sync::OnceLock<Arc<DirectPool>>,
+    provisional: std::sync::OnceLock<Arc<SinglePool>>,
     /// A discovery task is running.
     discovering: std::sync::atomic::AtomicBool,
     /// Requests chosen for this upstream and not finished.
@@ -121,7 +124,7 @@ impl Upstream {
 
     /// Whether the upstream multiplexes, once known.
     pub(crate) fn multiplexed(&self) -> Option<bool> {
-        self.pool.get().map(|p| matches!(p, Pools::Shared(_)))
+        self.pool.get().map(|p| matches!(p, Pools::Mux(_)))
     }
 
     async fn connect(&self, timer: &Timer) -> Result<Socket, Error> {
@@ -149,9 +152,9 @@ impl Upstream {
             return pools.clone();
         }
         match self.settings.multiplexing {
-            Multiplexing::Auto => Pools::Direct(Arc::clone(self.provisional())),
-            Multiplexing::Disabled => self.settle(Pools::Direct(Arc::clone(self.provisional()))),
-            Multiplexing::Enabled => self.settle(self.shared_pool(None, None)),
+            Multiplexing::Auto => Pools::Single(Arc::clone(self.provisional())),
+            Multiplexing::Disabled => self.settle(Pools::Single(Arc::clone(self.provisional()))),
+            Multiplexing::Enabled => self.settle(self.mux_pool(None, None)),
         }
     }
 
@@ -161,9 +164,9 @@ impl Upstream {
         self.pool.get().cloned().unwrap_or(pools)
     }
 
-    fn provisional(&self) -> &Arc<DirectPool> {
+    fn provisional(&self) -> &Arc<SinglePool> {
         self.provisional.get_or_init(|| {
-            DirectPool::new(
+            SinglePool::new(
                 self.address_text.clone(),
                 self.settings.max_connections,
                 self.settings.config.keep_alive,
@@ -234,13 +237,13 @@ impl Upstream {
         };
         if get(MPXS_CONNS) != Some(1) {
             tracing::debug!(upstream = %self.address_text, multiplexed = false, "pool ready");
-            return Ok(Pools::Direct(Arc::clone(self.provisional())));
+            return Ok(Pools::Single(Arc::clone(self.provisional())));
         }
-        Ok(self.shared_pool(get(MAX_REQS), get(MAX_CONNS)))
+        Ok(self.mux_pool(get(MAX_REQS), get(MAX_CONNS)))
     }
 
     /// The pool of a server that multiplexes, within what it said it takes.
-    fn shared_pool(&self, max_reqs: Option<usize>, max_conns: Option<usize>) -> Pools {
+    fn mux_pool(&self, max_reqs: Option<usize>, max_conns: Option<usize>) -> Pools {
         let settings = &self.settings;
         let cap = max_reqs
             .map_or(settings.max_requests_per_connection, |m| {
@@ -259,7 +262,7 @@ impl Upstream {
             max_connections,
             "pool ready"
         );
-        Pools::Shared(Arc::new_cyclic(|me| Pool {
+        Pools::Mux(Arc::new_cyclic(|me| MuxPool {
             me: me.clone(),
             semaphore: Arc::new(Semaphore::new(max_connections * cap)),
             cap,
@@ -267,7 +270,7 @@ impl Upstream {
             state: Mutex::new(PoolState::default()),
             changed: Notify::new(),
             next_serial: AtomicU64::new(1),
-            driver: DriverSettings {
+            driver: MuxSettings {
                 address: self.address_text.clone(),
                 pool_idle_timeout: settings.pool_idle_timeout,
                 abort_timeout: settings.abort_timeout,
@@ -329,7 +332,7 @@ impl Upstream {
         fresh: bool,
     ) -> Result<Lease, Error> {
         match self.pool() {
-            Pools::Direct(pool) => {
+            Pools::Single(pool) => {
                 let permit = self.permit(&pool.semaphore, timer).await?;
                 let idle =
                     std::future::poll_fn(|cx| std::task::Poll::Ready(pool.take_idle(fresh, cx)))
@@ -346,11 +349,11 @@ impl Upstream {
                         conn
                     }
                 };
-                Ok(Lease::Direct(DirectLease { pool, permit, conn }))
+                Ok(Lease::Single(SingleLease { pool, permit, conn }))
             }
             // Boxed: the multiplexed path's waits would otherwise grow the
             // future of every request to a server that does not multiplex.
-            Pools::Shared(pool) => Box::pin(self.acquire_shared(pool, timer)).await,
+            Pools::Mux(pool) => Box::pin(self.acquire_mux(pool, timer)).await,
         }
     }
 
@@ -410,9 +413,9 @@ impl Upstream {
         }
     }
 
-    async fn acquire_shared(
+    async fn acquire_mux(
         self: &Arc<Self>,
-        pool: Arc<Pool>,
+        pool: Arc<MuxPool>,
         timer: &Timer,
     ) -> Result<Lease, Error> {
         let permit = self.permit(&pool.semaphore, timer).await?;
@@ -423,7 +426,7 @@ impl Upstream {
             notified.as_mut().enable();
             match pool.assign() {
                 Assign::Ready { conn, id, reused } => {
-                    return Ok(Lease::Shared(SharedLease {
+                    return Ok(Lease::Mux(MuxLease {
                         pool: Arc::clone(&pool),
                         conn,
                         id,
@@ -435,7 +438,7 @@ impl Upstream {
                 Assign::Connect(slot) => {
                     let socket = Box::pin(self.connect(timer)).await?;
                     let (conn, id) = pool.add(slot, socket);
-                    return Ok(Lease::Shared(SharedLease {
+                    return Ok(Lease::Mux(MuxLease {
                         pool: Arc::clone(&pool),
                         conn,
                         id,
@@ -468,13 +471,13 @@ impl Drop for Discovering {
 /// The pool of an upstream, by whether it multiplexes.
 #[derive(Debug, Clone)]
 enum Pools {
-    Shared(Arc<Pool>),
-    Direct(Arc<DirectPool>),
+    Mux(Arc<MuxPool>),
+    Single(Arc<SinglePool>),
 }
 
 #[derive(Debug)]
 struct Entry {
-    conn: Arc<ConnHandle>,
+    conn: Arc<MuxConn>,
     /// Request ids in flight (aborted ones too, until their END_REQUEST).
     ids: Vec<u16>,
     next_id: u16,
@@ -500,7 +503,7 @@ struct PoolState {
 
 enum Assign {
     Ready {
-        conn: Arc<ConnHandle>,
+        conn: Arc<MuxConn>,
         id: u16,
         reused: bool,
     },
@@ -510,7 +513,7 @@ enum Assign {
 
 /// A connection being opened; counted against the limit until added.
 struct ConnectSlot {
-    pool: Arc<Pool>,
+    pool: Arc<MuxPool>,
     armed: bool,
 }
 
@@ -525,8 +528,8 @@ impl Drop for ConnectSlot {
 
 /// The connections of one upstream that multiplexes.
 #[derive(Debug)]
-pub(crate) struct Pool {
-    me: Weak<Pool>,
+pub(crate) struct MuxPool {
+    me: Weak<MuxPool>,
     /// One permit per request slot (connections x requests per connection);
     /// tokio's semaphore is fair, so waiters are served first come, first served.
     semaphore: Arc<Semaphore>,
@@ -535,10 +538,10 @@ pub(crate) struct Pool {
     state: Mutex<PoolState>,
     changed: Notify,
     next_serial: AtomicU64,
-    driver: DriverSettings,
+    driver: MuxSettings,
 }
 
-impl Pool {
+impl MuxPool {
     /// A slot on the least busy connection, else a new connection while
     /// under the limit. (A retry after a failed connection needs nothing
     /// special: the failed one has left the pool.)
@@ -577,10 +580,10 @@ impl Pool {
         }
     }
 
-    fn add(&self, mut slot: ConnectSlot, socket: Socket) -> (Arc<ConnHandle>, u16) {
+    fn add(&self, mut slot: ConnectSlot, socket: Socket) -> (Arc<MuxConn>, u16) {
         slot.armed = false;
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        let conn = conn::spawn(socket, serial, self.me.clone(), self.driver.clone());
+        let conn = mux::spawn(socket, serial, self.me.clone(), self.driver.clone());
         let mut entry = Entry {
             conn: Arc::clone(&conn),
             ids: Vec::new(),
@@ -641,16 +644,16 @@ impl Pool {
 #[derive(Debug)]
 pub(crate) enum Lease {
     /// A slot on a multiplexed connection.
-    Shared(SharedLease),
+    Mux(MuxLease),
     /// A connection of its own.
-    Direct(DirectLease),
+    Single(SingleLease),
 }
 
 /// A request slot on a multiplexed connection.
 #[derive(Debug)]
-pub(crate) struct SharedLease {
-    pool: Arc<Pool>,
-    pub(crate) conn: Arc<ConnHandle>,
+pub(crate) struct MuxLease {
+    pool: Arc<MuxPool>,
+    pub(crate) conn: Arc<MuxConn>,
     pub(crate) id: u16,
     /// The connection carried requests before: a failure may mean it was stale.
     pub(crate) reused: bool,
@@ -658,7 +661,7 @@ pub(crate) struct SharedLease {
     permit: Option<OwnedSemaphorePermit>,
 }
 
-impl SharedLease {
+impl MuxLease {
     /// The driver owns the id from now on.
     pub(crate) fn mark_started(&mut self) {
         self.started = true;
@@ -670,7 +673,7 @@ impl SharedLease {
     }
 }
 
-impl Drop for SharedLease {
+impl Drop for MuxLease {
     fn drop(&mut self) {
         if !self.started {
             self.pool.release(self.conn.serial, self.id, false);

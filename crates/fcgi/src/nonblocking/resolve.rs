@@ -16,9 +16,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::lock;
+use super::lock::lock;
 use super::pool::Upstream;
-use super::Settings;
+use super::settings::Settings;
 use crate::address::Address;
 use crate::error::Error;
 

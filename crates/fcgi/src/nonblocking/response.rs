@@ -12,12 +12,14 @@ use fcgi_proto::decode::Event;
 use fcgi_proto::head::Headers;
 use tokio::task::JoinHandle;
 
+use super::alarm::Alarm;
 use super::body::Sink;
-use super::conn::{Frame, RequestShared};
-use super::direct::Exchange;
+use super::frame::Frame;
 use super::inbox::Inbox;
-use super::pool::{SharedLease, Upstream};
-use super::{Alarm, Timer};
+use super::pool::{MuxLease, Upstream};
+use super::shared::RequestShared;
+use super::single::SingleExchange;
+use super::Timer;
 use crate::blocking::Trailer;
 use crate::error::Error;
 use crate::exchange::{Failure, ResponseMachine, Step};
@@ -74,7 +76,7 @@ pub(crate) struct Parts {
     pub(crate) outstanding: Option<Outstanding>,
     pub(crate) address: Arc<str>,
     pub(crate) span: tracing::Span,
-    /// The alarm for a request without a connection of its own (a direct
+    /// The alarm for a request without a connection of its own (a single-request
     /// connection lends its own), made at the first wait.
     pub(crate) alarm: Option<Alarm>,
 }
@@ -82,41 +84,41 @@ pub(crate) struct Parts {
 /// Where a request's answer comes from.
 pub(crate) enum Link {
     /// A multiplexed connection's driver, through a channel.
-    Driver(DriverLink),
+    Mux(MuxLink),
     /// A connection of its own, read from this task.
-    Direct(Exchange),
+    Single(SingleExchange),
 }
 
 /// A request on a multiplexed connection.
-pub(crate) struct DriverLink {
+pub(crate) struct MuxLink {
     pub(crate) generation: u64,
     pub(crate) inbox: Arc<Inbox>,
     pub(crate) shared: Arc<RequestShared>,
-    pub(crate) lease: SharedLease,
+    pub(crate) lease: MuxLease,
     pub(crate) writer: Option<JoinHandle<Option<Sink>>>,
 }
 
 impl Link {
     fn reused(&self) -> bool {
         match self {
-            Link::Driver(d) => d.lease.reused,
-            Link::Direct(x) => x.reused(),
+            Link::Mux(d) => d.lease.reused,
+            Link::Single(x) => x.reused(),
         }
     }
 
-    /// The alarm of a direct connection, while the request has it.
+    /// The alarm of a single-request connection, while the request has it.
     fn alarm(&mut self) -> Option<&mut Alarm> {
         match self {
-            Link::Driver(_) => None,
-            Link::Direct(x) => x.alarm(),
+            Link::Mux(_) => None,
+            Link::Single(x) => x.alarm(),
         }
     }
 
     /// When a byte last moved; `now` is the time of the wait that asks.
     fn last_activity(&mut self, now: Instant) -> Instant {
         match self {
-            Link::Driver(d) => d.shared.last_activity(),
-            Link::Direct(x) => x.last_activity(now),
+            Link::Mux(d) => d.shared.last_activity(),
+            Link::Single(x) => x.last_activity(now),
         }
     }
 
@@ -128,8 +130,8 @@ impl Link {
         received: u64,
     ) -> Poll<Result<Frame, Failure>> {
         let d = match self {
-            Link::Direct(x) => return x.poll_frame(cx),
-            Link::Driver(d) => d,
+            Link::Single(x) => return x.poll_frame(cx),
+            Link::Mux(d) => d,
         };
         match d.inbox.poll_next(cx) {
             Poll::Ready(Ok(Some(frame))) => {
@@ -163,22 +165,22 @@ impl Link {
     /// The request is over: free its pool slot.
     fn release(&mut self) {
         match self {
-            Link::Driver(d) => {
+            Link::Mux(d) => {
                 if let Some(writer) = d.writer.take() {
                     // The server has answered; the rest of the body is not needed.
                     writer.abort();
                 }
                 d.lease.release_permit();
             }
-            Link::Direct(x) => x.release(),
+            Link::Single(x) => x.release(),
         }
     }
 
     /// Stops request `id` before its end.
     fn cancel(&mut self, id: u16) {
         match self {
-            Link::Driver(d) => d.lease.conn.cancel(id, d.generation),
-            Link::Direct(x) => x.cancel(),
+            Link::Mux(d) => d.lease.conn.cancel(id, d.generation),
+            Link::Single(x) => x.cancel(),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Connections that carry one request at a time: every upstream that does
-//! not multiplex, php-fpm among them.
+//! The single path: connections that carry a single request at a time
+//! ([`SinglePool`], [`SingleExchange`]), for every upstream that does not
+//! multiplex, php-fpm among them. Nothing here comes from the mux path
+//! ([`super::mux`]); reading records is [`super::frame`]'s.
 //!
 //! No task sits between a request and its socket. An idle connection waits
 //! in the pool; a request takes it, writes its records and reads the answer
@@ -9,7 +11,7 @@
 //! writes it through the socket's write half while the caller reads (full
 //! duplex) and hands the half back when done.
 //!
-//! Pool invariant: open connections (idle plus in use) never exceed the
+//! MuxPool invariant: open connections (idle plus in use) never exceed the
 //! semaphore's permits, because a request opens a connection only when no
 //! idle one is left for it (or after closing one, for a fresh retry).
 
@@ -27,10 +29,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::alarm::Alarm;
 use super::body::{self, Sink};
-use super::conn::{next_frame, reserve_read, Frame, RequestShared};
+use super::frame::{next_frame, reserve_read, Frame};
+use super::lock::lock;
+use super::shared::RequestShared;
 use super::socket::{ReadHalf, Socket, WriteHalf};
-use super::{lock, Alarm};
 use crate::error::is_closed;
 use crate::error::Error;
 use crate::exchange::{
@@ -42,8 +46,8 @@ use crate::request::Body;
 /// its start to its close: taking it from the pool, lending it to a request
 /// and parking it again move a pointer, not the state.
 #[derive(Debug)]
-pub(crate) struct Conn {
-    /// `None` while a request has the socket (see [`Exchange`]).
+pub(crate) struct SingleConn {
+    /// `None` while a request has the socket (see [`SingleExchange`]).
     socket: Option<Socket>,
     serial: u64,
     /// Requests it completed.
@@ -63,7 +67,7 @@ pub(crate) struct Conn {
 }
 
 /// How a request starts on its connection.
-pub(crate) enum Start<'a> {
+pub(crate) enum SingleStart<'a> {
     /// The whole request is in these records (encoded under request id 1),
     /// sent with FCGI_KEEP_CONN as given; this task writes them.
     Inline(&'a Bytes, bool),
@@ -74,7 +78,7 @@ pub(crate) enum Start<'a> {
 
 #[derive(Debug)]
 struct Idle {
-    conn: Box<Conn>,
+    conn: Box<SingleConn>,
     since: Instant,
 }
 
@@ -88,8 +92,8 @@ struct IdleList {
 
 /// The connections of one upstream that does not multiplex.
 #[derive(Debug)]
-pub(crate) struct DirectPool {
-    me: Weak<DirectPool>,
+pub(crate) struct SinglePool {
+    me: Weak<SinglePool>,
     /// One permit per connection; tokio's semaphore is fair (FIFO).
     pub(crate) semaphore: Arc<Semaphore>,
     idle: Mutex<IdleList>,
@@ -99,14 +103,14 @@ pub(crate) struct DirectPool {
     idle_timeout: Duration,
 }
 
-impl DirectPool {
+impl SinglePool {
     pub(crate) fn new(
         address: String,
         max_connections: usize,
         keep_alive: bool,
         idle_timeout: Duration,
-    ) -> Arc<DirectPool> {
-        Arc::new_cyclic(|me| DirectPool {
+    ) -> Arc<SinglePool> {
+        Arc::new_cyclic(|me| SinglePool {
             me: me.clone(),
             semaphore: Arc::new(Semaphore::new(max_connections)),
             idle: Mutex::new(IdleList::default()),
@@ -120,7 +124,7 @@ impl DirectPool {
     /// The most recently used idle connection that is still fit (see
     /// [`Socket::still_idle`]), unless `fresh` asks for a new one (then the
     /// oldest idle connection is closed to make room for it).
-    pub(crate) fn take_idle(&self, fresh: bool, cx: &mut Context<'_>) -> Option<Box<Conn>> {
+    pub(crate) fn take_idle(&self, fresh: bool, cx: &mut Context<'_>) -> Option<Box<SingleConn>> {
         loop {
             let now = Instant::now();
             let mut list = lock(&self.idle);
@@ -144,10 +148,10 @@ impl DirectPool {
     }
 
     /// Wraps a socket just connected.
-    pub(crate) fn new_conn(&self, socket: Socket) -> Box<Conn> {
+    pub(crate) fn new_conn(&self, socket: Socket) -> Box<SingleConn> {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(upstream = %self.address, conn = serial, "connected");
-        Box::new(Conn {
+        Box::new(SingleConn {
             socket: Some(socket),
             serial,
             served: 0,
@@ -162,7 +166,7 @@ impl DirectPool {
     }
 
     /// Puts a connection whose request ended cleanly back for the next one.
-    fn park(&self, conn: Box<Conn>) {
+    fn park(&self, conn: Box<SingleConn>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // no runtime to close it when idle: close it now
         };
@@ -197,7 +201,7 @@ impl DirectPool {
 /// another. Moved into the task when it is spawned, so it also acts if the
 /// task never ran.
 struct ReaperGuard {
-    pool: Weak<DirectPool>,
+    pool: Weak<SinglePool>,
     armed: bool,
 }
 
@@ -253,13 +257,13 @@ async fn reap(mut guard: ReaperGuard) {
 
 /// A connection and its pool slot, held by one request.
 #[derive(Debug)]
-pub(crate) struct DirectLease {
-    pub(crate) pool: Arc<DirectPool>,
+pub(crate) struct SingleLease {
+    pub(crate) pool: Arc<SinglePool>,
     pub(crate) permit: OwnedSemaphorePermit,
-    pub(crate) conn: Box<Conn>,
+    pub(crate) conn: Box<SingleConn>,
 }
 
-impl DirectLease {
+impl SingleLease {
     /// The request id this request uses on its connection.
     pub(crate) fn id(&self) -> u16 {
         self.conn.next_id
@@ -297,13 +301,13 @@ impl AsyncRead for Io {
 }
 
 /// One request on a connection of its own, driven from the caller's task.
-pub(crate) struct Exchange {
-    pool: Arc<DirectPool>,
+pub(crate) struct SingleExchange {
+    pool: Arc<SinglePool>,
     permit: Option<OwnedSemaphorePermit>,
     io: Option<Io>,
     /// The connection's state (decoder, buffers, alarm) while this request
     /// has it; `None` once it is back in the pool or closed.
-    conn: Option<Box<Conn>>,
+    conn: Option<Box<SingleConn>>,
     serial: u64,
     /// The connection had served requests before this one.
     reused: bool,
@@ -326,10 +330,10 @@ pub(crate) struct Exchange {
     received: u64,
 }
 
-impl Exchange {
+impl SingleExchange {
     /// Starts the request on its leased connection.
-    pub(crate) fn start(lease: DirectLease, start: Start<'_>) -> Exchange {
-        let DirectLease {
+    pub(crate) fn start(lease: SingleLease, start: SingleStart<'_>) -> SingleExchange {
+        let SingleLease {
             pool,
             permit,
             mut conn,
@@ -339,7 +343,7 @@ impl Exchange {
         // A leased connection always has its socket; without one the
         // request fails as closed at its first poll.
         let socket = conn.socket.take();
-        let mut exchange = Exchange {
+        let mut exchange = SingleExchange {
             pool,
             permit: Some(permit),
             io: None,
@@ -357,16 +361,16 @@ impl Exchange {
             received: 0,
         };
         match start {
-            Start::Inline(records, keep_conn) => {
+            SingleStart::Inline(records, keep_conn) => {
                 readdress(records, id, keep_conn, &mut conn.out);
                 exchange.io = socket.map(Io::Whole);
             }
-            Start::Streamed(records, (body, data)) => {
+            SingleStart::Streamed(records, (body, data)) => {
                 conn.out.clear();
                 if let Some(socket) = socket {
                     let (read, write) = socket.into_split();
                     let shared = Arc::new(RequestShared::new());
-                    let sink = Sink::Direct {
+                    let sink = Sink::Single {
                         half: write,
                         id,
                         shared: Arc::clone(&shared),
@@ -510,7 +514,7 @@ impl Exchange {
             return Poll::Pending;
         };
         self.writer = None;
-        if let Ok(Some(Sink::Direct { half, .. })) = done {
+        if let Ok(Some(Sink::Single { half, .. })) = done {
             self.body_sent = Some(half);
             return Poll::Pending;
         }
@@ -585,7 +589,7 @@ impl Exchange {
     }
 }
 
-impl Drop for Exchange {
+impl Drop for SingleExchange {
     fn drop(&mut self) {
         if let Some(writer) = self.writer.take() {
             writer.abort();

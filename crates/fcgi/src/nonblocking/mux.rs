@@ -1,6 +1,7 @@
-//! One multiplexed connection: its socket and the task that drives it.
-//! (Connections that carry one request at a time need no task: see
-//! [`super::direct`].)
+//! The mux path: one multiplexed connection ([`MuxConn`]), its socket and
+//! the task that drives it. (Connections that carry a single request at a
+//! time need no task: see [`super::single`]; what both paths use is in
+//! [`super::frame`] and [`super::shared`].)
 //!
 //! A multiplexed connection is owned by one tokio task (the driver), which reads
 //! the server's records with the sans-IO [`Decoder`] and routes each event by
@@ -26,114 +27,30 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use fcgi_proto::decode::{DecodeError, Decoder, EndRequest, Event};
+use fcgi_proto::decode::Decoder;
 use fcgi_proto::encode::encode_abort_request;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::frame::{next_frame, reserve_read, Frame, READ_CHUNK_LEN};
 use super::inbox::{BufferLimits, Inbox};
-use super::lock;
-use super::pool::Pool;
+use super::pool::MuxPool;
+use super::shared::RequestShared;
 use super::socket::Socket;
 use crate::error::{is_closed, Error};
-use crate::exchange::{trace_event, trace_sent_records, Failure};
+use crate::exchange::{trace_sent_records, Failure};
 
-/// Bytes asked of the socket per read: one full php-fpm record fits.
-pub(crate) const READ_CHUNK_LEN: usize = 64 * 1024 + 64;
 /// Body records queued per connection before body writers wait.
 pub(crate) const WRITE_CHANNEL_CAPACITY: usize = 4;
 /// Largest number of buffers handed to one vectored write.
 const MAX_WRITE_SLICES: usize = 16;
 
-/// What a request and its connection driver share.
-#[derive(Debug)]
-pub(crate) struct RequestShared {
-    base: Instant,
-    /// Microseconds since `base` of the last byte moved for this request.
-    activity: AtomicU64,
-    /// Why the request ended early; the first writer wins.
-    failure: Mutex<Option<Failure>>,
-}
-
-impl RequestShared {
-    pub(crate) fn new() -> RequestShared {
-        RequestShared {
-            base: Instant::now(),
-            activity: AtomicU64::new(0),
-            failure: Mutex::new(None),
-        }
-    }
-
-    /// Records that a byte moved now.
-    pub(crate) fn touch(&self) {
-        let now = self.base.elapsed().as_micros() as u64;
-        self.activity.fetch_max(now, Ordering::Relaxed);
-    }
-
-    /// When the last byte moved.
-    pub(crate) fn last_activity(&self) -> Instant {
-        self.base + Duration::from_micros(self.activity.load(Ordering::Relaxed))
-    }
-
-    /// Records why the request failed, unless a reason is already known.
-    pub(crate) fn fail(&self, failure: Failure) {
-        let mut slot = lock(&self.failure);
-        if slot.is_none() {
-            *slot = Some(failure);
-        }
-    }
-
-    pub(crate) fn take_failure(&self) -> Option<Failure> {
-        lock(&self.failure).take()
-    }
-}
-
-/// What the driver hands a request.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Frame {
-    Stdout(Bytes),
-    Stderr(Bytes),
-    End(EndRequest),
-}
-
-/// Decodes the next event from `pending` (bytes read, not yet decoded) and
-/// drops what it used; STDOUT and STDERR share `pending`'s buffer. Returns
-/// the frame and its request id, or `None` when the bytes used made no
-/// frame (a partial record, or a management answer, which is ignored).
-pub(crate) fn next_frame(
-    decoder: &mut Decoder,
-    pending: &mut Bytes,
-) -> Result<Option<(u16, Frame)>, DecodeError> {
-    let input = std::mem::take(pending);
-    let (used, event) = decoder.decode(&input)?;
-    let frame = event.and_then(|event| {
-        trace_event("recv", &event);
-        match event {
-            Event::Stdout(id, b) => Some((id, Frame::Stdout(input.slice_ref(b)))),
-            Event::Stderr(id, b) => Some((id, Frame::Stderr(input.slice_ref(b)))),
-            Event::End(id, end) => Some((id, Frame::End(end))),
-            Event::Values(_) | Event::UnknownType(_) => None,
-        }
-    });
-    *pending = input.slice(used..);
-    Ok(frame)
-}
-
-/// Makes room in `rbuf` for one more read of up to [`READ_CHUNK_LEN`] bytes
-/// when little is left.
-pub(crate) fn reserve_read(rbuf: &mut BytesMut) {
-    if rbuf.capacity() - rbuf.len() < READ_CHUNK_LEN / 4 {
-        rbuf.reserve(READ_CHUNK_LEN);
-    }
-}
-
 /// A request starting on a connection.
-pub(crate) struct Start {
+pub(crate) struct MuxStart {
     pub(crate) id: u16,
     /// Unique per request: tells a late message from the id's next user.
     pub(crate) generation: u64,
@@ -146,7 +63,7 @@ pub(crate) struct Start {
 
 /// Messages from requests to their connection's driver.
 pub(crate) enum Ctl {
-    Start(Start),
+    Start(MuxStart),
     /// The request was dropped or failed: stop it with ABORT_REQUEST.
     Cancel {
         id: u16,
@@ -165,16 +82,16 @@ pub(crate) struct WriteItem {
 
 /// The pool's handle on a connection.
 #[derive(Debug)]
-pub(crate) struct ConnHandle {
+pub(crate) struct MuxConn {
     pub(crate) serial: u64,
     ctl: mpsc::UnboundedSender<Ctl>,
     pub(crate) writes: mpsc::Sender<WriteItem>,
 }
 
-impl ConnHandle {
+impl MuxConn {
     /// Hands a request to the driver; false when the driver is gone (the
     /// request never reached the server).
-    pub(crate) fn start(&self, start: Start) -> bool {
+    pub(crate) fn start(&self, start: MuxStart) -> bool {
         self.ctl.send(Ctl::Start(start)).is_ok()
     }
 
@@ -186,7 +103,7 @@ impl ConnHandle {
 
 /// Settings the driver needs.
 #[derive(Debug, Clone)]
-pub(crate) struct DriverSettings {
+pub(crate) struct MuxSettings {
     pub(crate) address: String,
     pub(crate) pool_idle_timeout: Duration,
     /// How long an aborted request id may wait for its END_REQUEST; also
@@ -199,9 +116,9 @@ pub(crate) struct DriverSettings {
 pub(crate) fn spawn(
     socket: Socket,
     serial: u64,
-    pool: Weak<Pool>,
-    settings: DriverSettings,
-) -> Arc<ConnHandle> {
+    pool: Weak<MuxPool>,
+    settings: MuxSettings,
+) -> Arc<MuxConn> {
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let (write_tx, write_rx) = mpsc::channel(WRITE_CHANNEL_CAPACITY);
     let driver = Driver {
@@ -218,7 +135,7 @@ pub(crate) fn spawn(
         out_offset: 0,
     };
     tokio::spawn(driver.run(socket, ctl_rx, write_rx));
-    Arc::new(ConnHandle {
+    Arc::new(MuxConn {
         serial,
         ctl: ctl_tx,
         writes: write_tx,
@@ -306,8 +223,8 @@ enum Stop {
 
 struct Driver {
     serial: u64,
-    pool: Weak<Pool>,
-    settings: DriverSettings,
+    pool: Weak<MuxPool>,
+    settings: MuxSettings,
     active: HashMap<u16, Active>,
     /// Aborted ids, and when: their records are dropped until END_REQUEST
     /// or the abort timeout.

@@ -1,0 +1,50 @@
+//! The sans-IO half of one request/response exchange, shared by the blocking
+//! and async transports. Nothing here reads a socket or a clock; the
+//! transports feed bytes and times in and obey what comes out.
+//!
+//! - [`encode`]: the request's first records (BEGIN_REQUEST,
+//!   PARAMS, an inline body), rewriting an encoded request's id and
+//!   FCGI_KEEP_CONN flag, the inline-request limit and the kept send buffer.
+//! - [`stream`]: STDIN/DATA records for a body sent piece by
+//!   piece, held to its declared length.
+//! - [`machine`]: [`ResponseMachine`], decoder events in,
+//!   head / body / STDERR [`Step`]s out, with the limits applied.
+//! - [`reuse`]: whether a connection may carry another request
+//!   after END_REQUEST.
+//! - [`request_id`]: which id a request gets.
+//! - [`timer`]: the connect, idle and overall limits, for a
+//!   time passed in.
+//! - [`values`]: FCGI_GET_VALUES asked and answered.
+//! - [`failure`]: why an exchange failed, and whether to send
+//!   it again.
+//! - [`trace`]: the record trace ([`RECORD_TRACE_TARGET`]).
+
+mod encode;
+mod failure;
+mod machine;
+mod request_id;
+mod reuse;
+mod stream;
+mod timer;
+mod trace;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub(crate) use encode::{encode_request_start, kept_out, set_request_id};
+#[cfg(feature = "tokio")]
+pub(crate) use encode::{keep_conn_flag, readdress};
+pub(crate) use failure::Failure;
+pub(crate) use machine::{ResponseMachine, Step};
+#[cfg(feature = "tokio")]
+pub(crate) use request_id::first_free_request_id;
+pub(crate) use request_id::{following_request_id, SINGLE_REQUEST_ID};
+#[cfg(feature = "tokio")]
+pub(crate) use reuse::reusable_after_end;
+pub(crate) use stream::StreamEncoder;
+pub(crate) use timer::Timer;
+pub use trace::RECORD_TRACE_TARGET;
+#[cfg(feature = "tokio")]
+pub(crate) use trace::{trace_event, trace_sent_records};
+pub(crate) use values::ValuesAnswer;
