@@ -488,7 +488,7 @@ impl Gateway {
         let Some((mut response, framing)) = into_http_parts(&stream) else {
             return plain(StatusCode::BAD_GATEWAY);
         };
-        let body = match body::gather(stream, EAGER_BODY_BYTES).await {
+        let body = match body::gather(stream, EAGER_BODY_BYTES, framing.content_length).await {
             Ok(body) => body,
             Err(error) => return upstream_error(&error, &parts),
         };
