@@ -787,3 +787,19 @@ fn a_body_of_bytes_is_never_held_to_more_than_it_has() {
     let body = GatewayBody::full("abcdef").framed(Some(4));
     assert_eq!(body.size_hint().exact(), Some(4));
 }
+
+// ---- The gateway's own faults are 500, the upstream's 502 ------------
+
+#[test]
+fn a_fault_of_the_gateway_is_500_and_a_fault_of_the_upstream_502() {
+    use fcgi::gateway::error_status;
+    let internal = fcgi::Error::Internal {
+        detail: "a connection's driver is gone".into(),
+    };
+    assert_eq!(error_status(&internal), StatusCode::INTERNAL_SERVER_ERROR);
+    let protocol = fcgi::Error::Protocol {
+        address: "127.0.0.1:9000".into(),
+        detail: "a record of an unknown type".into(),
+    };
+    assert_eq!(error_status(&protocol), StatusCode::BAD_GATEWAY);
+}

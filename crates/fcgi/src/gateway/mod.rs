@@ -632,13 +632,26 @@ fn into_http_parts(stream: &ResponseStream) -> Option<(Response<()>, Framing)> {
     Some((response, Framing { content_length }))
 }
 
-/// The status a failed upstream request is answered with.
+/// The status a failed upstream request is answered with: 504 for a time
+/// limit, 408 and 400 for the client's request body or a request that
+/// cannot be sent, 500 for a fault of fcgi itself ([`Error::Internal`]: the
+/// gateway failed, not the upstream), and 502 for everything the upstream
+/// did wrong or could not do (unreachable, closed, broke the protocol,
+/// rejected the request, sent more than a limit allows).
 pub fn error_status(error: &Error) -> StatusCode {
     match error {
         Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         Error::Body(e) if e.kind() == io::ErrorKind::TimedOut => StatusCode::REQUEST_TIMEOUT,
         Error::Body(_) | Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::BAD_GATEWAY,
+        Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::InvalidAddress(_)
+        | Error::Connect { .. }
+        | Error::ConnectionClosed { .. }
+        | Error::Protocol { .. }
+        | Error::Rejected { .. }
+        | Error::LimitExceeded { .. }
+        | Error::Spawn { .. }
+        | Error::Io { .. } => StatusCode::BAD_GATEWAY,
     }
 }
 
