@@ -32,11 +32,11 @@ fn client(fpm: &PhpFpm) -> fcgi::AsyncClient {
 }
 
 fn info() -> ConnectionInfo {
-    ConnectionInfo {
-        peer: Some("192.0.2.7:50123".parse().unwrap()),
-        local: Some("127.0.0.1:8443".parse().unwrap()),
-        secure: true,
-    }
+    ConnectionInfo::new(
+        Some("192.0.2.7:50123".parse().unwrap()),
+        Some("127.0.0.1:8443".parse().unwrap()),
+    )
+    .secure(true)
 }
 
 fn get(uri: &str) -> Request<Full<Bytes>> {
