@@ -77,17 +77,12 @@ fuzz_target!(|head: Head| {
     let (parts, ()) = request.into_parts();
     let accepted = check_request_head(&parts).is_ok();
     let gateway = &gateways()[usize::from(head.underscores)];
-    let script = Script {
-        script_name: "/index.php".into(),
-        filename: gateway.document_root().join("index.php"),
-        path_info: "/p".into(),
-        front_controller: false,
-    };
-    let conn = ConnectionInfo {
-        peer: Some("192.0.2.1:1234".parse().unwrap()),
-        local: Some("192.0.2.2:80".parse().unwrap()),
-        secure: false,
-    };
+    let script =
+        Script::new("/index.php", gateway.document_root().join("index.php")).path_info("/p");
+    let conn = ConnectionInfo::new(
+        Some("192.0.2.1:1234".parse().unwrap()),
+        Some("192.0.2.2:80".parse().unwrap()),
+    );
     let params = gateway.params(&parts, &conn, &script, head.body_len);
     for (name, _) in params.iter() {
         assert!(!name.is_empty(), "empty param name");

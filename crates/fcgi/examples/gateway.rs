@@ -32,11 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("listening on http://{}", listener.local_addr()?);
     loop {
         let (tcp, peer) = listener.accept().await?;
-        let info = ConnectionInfo {
-            peer: Some(peer),
-            local: tcp.local_addr().ok(),
-            secure: false,
-        };
+        let info = ConnectionInfo::new(Some(peer), tcp.local_addr().ok());
         let gateway = gateway.clone();
         tokio::spawn(async move {
             // Put the connection facts into each request, then hand it over.

@@ -36,6 +36,7 @@ pub enum Address {
 /// Why an address could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid address {input:?}: {reason}")]
+#[non_exhaustive]
 pub struct AddressError {
     /// The text given.
     pub input: String,

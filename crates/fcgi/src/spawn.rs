@@ -40,8 +40,19 @@ pub const DEFAULT_STARTUP_CHECK: Duration = Duration::from_millis(100);
 /// Interval at which a stopping application is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
-/// How to start and stop the application.
+/// How to start and stop the application: [`SpawnOptions::default`], then
+/// its setters (more settings may come, so it is not built field by field).
+///
+/// ```
+/// use std::time::Duration;
+/// use fcgi::spawn::SpawnOptions;
+/// let options = SpawnOptions::default()
+///     .env("PHP_FCGI_CHILDREN", "2")
+///     .stop_grace(Duration::from_secs(10));
+/// assert_eq!(options.stop_grace, Duration::from_secs(10));
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SpawnOptions {
     /// Extra environment variables (the client's environment is inherited),
     /// e.g. `PHP_FCGI_CHILDREN`.
@@ -73,6 +84,33 @@ impl SpawnOptions {
     /// Adds an environment variable for the application.
     pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> SpawnOptions {
         self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the time between SIGTERM and SIGKILL when stopping (default
+    /// [`DEFAULT_STOP_GRACE`]).
+    pub fn stop_grace(mut self, grace: Duration) -> SpawnOptions {
+        self.stop_grace = grace;
+        self
+    }
+
+    /// Sets the time the application must survive right after starting
+    /// (default [`DEFAULT_STARTUP_CHECK`]).
+    pub fn startup_check(mut self, check: Duration) -> SpawnOptions {
+        self.startup_check = check;
+        self
+    }
+
+    /// Puts the socket's private directory in `parent` instead of the
+    /// system's temporary directory.
+    pub fn socket_parent(mut self, parent: impl Into<PathBuf>) -> SpawnOptions {
+        self.socket_parent = Some(parent.into());
+        self
+    }
+
+    /// Sets the client settings for [`SpawnedApp::client`].
+    pub fn config(mut self, config: Config) -> SpawnOptions {
+        self.config = config;
         self
     }
 }

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fcgi::{AsyncClient, Client, Config, Error, Request};
+#[cfg(feature = "tokio")]
+use fcgi::AsyncClient;
+use fcgi::{Client, Config, Error, Request};
 use fcgi_testkit::{pattern_at, PhpFpm};
 
 const CLIENT_THREADS: usize = 8;
@@ -130,6 +132,7 @@ fn report<R>(name: &str, tally: Arc<Mutex<Tally>>, faulted: R) -> (Tally, R) {
 /// [`under_load`] with the async client: one client per address (TCP and
 /// Unix), each pooling `WORKERS / 2` kept connections, shared by
 /// `CLIENT_THREADS` tasks on a two-worker runtime.
+#[cfg(feature = "tokio")]
 fn under_load_async<R>(name: &str, fpm: &PhpFpm, fault: impl FnOnce(&PhpFpm) -> R) -> (Tally, R) {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -265,6 +268,7 @@ fn full_pool_under_load() {
 }
 
 #[test]
+#[cfg(feature = "tokio")]
 fn async_client_through_a_graceful_reload() {
     let fpm = pool();
     let (tally, ()) = under_load_async("async: reload (SIGUSR2)", &fpm, |fpm| fpm.reload());
@@ -272,6 +276,7 @@ fn async_client_through_a_graceful_reload() {
 }
 
 #[test]
+#[cfg(feature = "tokio")]
 fn async_client_with_workers_killed() {
     let fpm = pool();
     let (tally, ()) = under_load_async(
@@ -284,6 +289,7 @@ fn async_client_with_workers_killed() {
 }
 
 #[test]
+#[cfg(feature = "tokio")]
 fn async_client_through_a_master_restart() {
     let fpm = pool();
     let (tally, ()) = under_load_async("async: master restarted", &fpm, |fpm| fpm.restart());

@@ -32,11 +32,11 @@ fn client(fpm: &PhpFpm) -> fcgi::AsyncClient {
 }
 
 fn info() -> ConnectionInfo {
-    ConnectionInfo {
-        peer: Some("192.0.2.7:50123".parse().unwrap()),
-        local: Some("127.0.0.1:8443".parse().unwrap()),
-        secure: true,
-    }
+    ConnectionInfo::new(
+        Some("192.0.2.7:50123".parse().unwrap()),
+        Some("127.0.0.1:8443".parse().unwrap()),
+    )
+    .secure(true)
 }
 
 fn get(uri: &str) -> Request<Full<Bytes>> {
@@ -736,4 +736,70 @@ async fn a_body_ending_with_declared_too_large_is_413_and_never_reaches_the_appl
     assert_eq!(status, 413);
     assert_eq!(headers["connection"], "close");
     assert_eq!(fake.connections(), 0, "the application saw the request");
+}
+
+// ---- Errors of the response body name the upstream --------------------
+
+#[tokio::test]
+async fn a_small_body_short_of_its_content_length_names_the_upstream_in_its_error() {
+    let fake = fcgi_testkit::FakeServer::tcp(fcgi_testkit::fake::respond_raw(
+        "Content-Type: text/plain\r\nContent-Length: 10\r\n\r\nabc",
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("short.php"), "<?php").unwrap();
+    let mut gw = Gateway::builder(dir.path())
+        .build(fake_client(&fake))
+        .unwrap();
+    let request = Request::get("/short.php")
+        .header("host", "example.com")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(20), gw.call(request))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = body
+        .frame()
+        .await
+        .expect("a frame")
+        .expect("the bytes sent");
+    assert_eq!(first.into_data().unwrap(), "abc");
+    let error = body
+        .frame()
+        .await
+        .expect("an error, not the end")
+        .expect_err("3 bytes of 10 must not look like a whole body");
+    assert!(
+        matches!(&error, fcgi::Error::Protocol { address, .. } if *address == fake.address()),
+        "{error:?} names {}",
+        fake.address()
+    );
+    assert!(error.to_string().contains("7 bytes short"), "{error}");
+}
+
+#[test]
+fn a_body_of_bytes_is_never_held_to_more_than_it_has() {
+    use http_body::Body as _;
+    let body = GatewayBody::full("abc").framed(Some(10));
+    assert_eq!(body.size_hint().exact(), Some(3));
+    let body = GatewayBody::full("abcdef").framed(Some(4));
+    assert_eq!(body.size_hint().exact(), Some(4));
+}
+
+// ---- The gateway's own faults are 500, the upstream's 502 ------------
+
+#[test]
+fn a_fault_of_the_gateway_is_500_and_a_fault_of_the_upstream_502() {
+    use fcgi::gateway::error_status;
+    let internal = fcgi::Error::Internal {
+        detail: "a connection's driver is gone".into(),
+    };
+    assert_eq!(error_status(&internal), StatusCode::INTERNAL_SERVER_ERROR);
+    let protocol = fcgi::Error::Protocol {
+        address: "127.0.0.1:9000".into(),
+        detail: "a record of an unknown type".into(),
+    };
+    assert_eq!(error_status(&protocol), StatusCode::BAD_GATEWAY);
 }

@@ -171,10 +171,7 @@ fn a_command_that_exits_at_once_is_not_taken_for_an_application() {
 
 #[test]
 fn an_application_ignoring_sigterm_is_killed_after_the_grace_period() {
-    let options = SpawnOptions {
-        stop_grace: Duration::from_millis(300),
-        ..SpawnOptions::default()
-    };
+    let options = SpawnOptions::default().stop_grace(Duration::from_millis(300));
     let mut app = SpawnedApp::start("sh", &["-c", "trap '' TERM; sleep 30"], options).unwrap();
     let started = Instant::now();
     let status = app.stop().unwrap();

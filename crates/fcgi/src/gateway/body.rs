@@ -282,7 +282,8 @@ where
 /// dropped and logged) and ends with an error when the application sends
 /// fewer, so an HTTP server closes the connection instead of letting the
 /// client wait for bytes that will not come or read the next response as
-/// the rest of this one.
+/// the rest of this one. That error is an [`Error::Protocol`] naming the
+/// upstream.
 pub struct GatewayBody {
     inner: Inner,
     /// Bytes still owed under a declared length.
@@ -343,15 +344,24 @@ impl GatewayBody {
     }
 
     /// This body held to exactly `length` bytes when `length` is given
-    /// (see the type's docs); unchanged otherwise.
+    /// (see the type's docs); unchanged otherwise. A body of bytes
+    /// ([`GatewayBody::full`]) is whole already: it is cut at `length`, and
+    /// a longer `length` is not promised (its exact size stays its own).
     ///
     /// ```
     /// use http_body::Body;
     /// let body = fcgi::gateway::GatewayBody::full("0123456789").framed(Some(5));
     /// assert_eq!(body.size_hint().exact(), Some(5));
+    /// let body = fcgi::gateway::GatewayBody::full("012").framed(Some(5));
+    /// assert_eq!(body.size_hint().exact(), Some(3));
     /// ```
     pub fn framed(mut self, length: Option<u64>) -> GatewayBody {
-        self.remaining = length;
+        self.remaining = match (&self.inner, length) {
+            (Inner::Full(bytes), Some(length)) => {
+                Some(length.min(bytes.as_ref().map_or(0, |b| b.len() as u64)))
+            }
+            _ => length,
+        };
         self
     }
 
@@ -377,11 +387,17 @@ impl GatewayBody {
         }
     }
 
-    /// The address to name in a framing error.
-    fn upstream(&self) -> String {
+    /// The error of a body that ended `short_by` bytes short of its
+    /// declared length, naming the upstream that sent it. Only a stream
+    /// can end short: [`GatewayBody::framed`] never holds a body of bytes
+    /// to more than it has, and [`gather`] keeps the ended stream of a
+    /// short body.
+    fn ended_short(&self, short_by: u64) -> Error {
+        let detail =
+            format!("the response body ended {short_by} bytes short of its Content-Length");
         match &self.inner {
-            Inner::Stream(_, stream) => stream.address().to_string(),
-            Inner::Full(_) => "the application".to_string(),
+            Inner::Stream(_, stream) => Error::protocol(stream.address(), detail),
+            Inner::Full(_) => Error::internal(format!("a body of bytes: {detail}")),
         }
     }
 }
@@ -396,12 +412,7 @@ impl http_body::Body for GatewayBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
         if let Some(short_by) = this.short_by.take() {
-            let error = Error::Protocol {
-                address: this.upstream(),
-                detail: format!(
-                    "the response body ended {short_by} bytes short of its Content-Length"
-                ),
-            };
+            let error = this.ended_short(short_by);
             tracing::error!(target: LOG_TARGET, %error, "closing the client connection");
             this.inner = Inner::Full(None);
             return Poll::Ready(Some(Err(error)));
@@ -460,8 +471,14 @@ impl http_body::Body for GatewayBody {
 /// bytes read come first and the rest streams. Small responses, the common
 /// case, so cost one write instead of a chunked head, body and terminator.
 /// An upstream failure before any byte is returned as an error (the caller
-/// can still answer 502).
-pub(crate) async fn gather(mut stream: ResponseStream, limit: usize) -> Result<GatewayBody, Error> {
+/// can still answer 502). A whole body shorter than `declared` (the
+/// script's Content-Length) keeps its ended stream, so that the error it
+/// ends with names the upstream.
+pub(crate) async fn gather(
+    mut stream: ResponseStream,
+    limit: usize,
+    declared: Option<u64>,
+) -> Result<GatewayBody, Error> {
     let mut buffered = bytes::BytesMut::new();
     loop {
         let ready = std::future::poll_fn(|cx| match stream.poll_chunk(cx) {
@@ -478,6 +495,7 @@ pub(crate) async fn gather(mut stream: ResponseStream, limit: usize) -> Result<G
                 }
             }
             Some(Ok(Some(Chunk::Stderr(bytes)))) => log_stderr(&bytes),
+            Some(Ok(None)) if declared.is_some_and(|len| len > buffered.len() as u64) => break,
             Some(Ok(None)) => return Ok(GatewayBody::full(buffered.freeze())),
             Some(Err(error)) if buffered.is_empty() => return Err(error),
             Some(Err(error)) => {

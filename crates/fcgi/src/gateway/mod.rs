@@ -58,11 +58,10 @@
 //! let mut request = http::Request::get("/index.php?page=2")
 //!     .header("host", "example.com")
 //!     .body(Full::new(bytes::Bytes::new()))?;
-//! request.extensions_mut().insert(ConnectionInfo {
-//!     peer: Some("192.0.2.7:50000".parse()?),
-//!     local: Some("192.0.2.1:80".parse()?),
-//!     secure: false,
-//! });
+//! request.extensions_mut().insert(ConnectionInfo::new(
+//!     Some("192.0.2.7:50000".parse()?),
+//!     Some("192.0.2.1:80".parse()?),
+//! ));
 //! let response = gateway.call(request).await?;
 //! println!("{}", response.status());
 //! # Ok(()) }
@@ -120,8 +119,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Facts about the client's connection, put in the request's extensions by
 /// the server (`request.extensions_mut().insert(info)`). Without it REMOTE_*
-/// and SERVER_ADDR/SERVER_PORT are left out and the scheme is `http`.
+/// and SERVER_ADDR/SERVER_PORT are left out and the scheme is `http`. Made
+/// with [`ConnectionInfo::new`] (more facts may come, so it is not built
+/// field by field).
+///
+/// ```
+/// use fcgi::gateway::ConnectionInfo;
+/// let info = ConnectionInfo::new(Some("192.0.2.7:50000".parse().unwrap()), None).secure(true);
+/// assert_eq!(info.peer.map(|peer| peer.port()), Some(50000));
+/// assert!(info.secure);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectionInfo {
     /// The client's address (REMOTE_ADDR, REMOTE_PORT).
     pub peer: Option<SocketAddr>,
@@ -129,6 +138,23 @@ pub struct ConnectionInfo {
     pub local: Option<SocketAddr>,
     /// The connection is TLS (HTTPS=on, REQUEST_SCHEME=https).
     pub secure: bool,
+}
+
+impl ConnectionInfo {
+    /// A plain (not TLS) connection from `peer` to `local`.
+    pub fn new(peer: Option<SocketAddr>, local: Option<SocketAddr>) -> ConnectionInfo {
+        ConnectionInfo {
+            peer,
+            local,
+            secure: false,
+        }
+    }
+
+    /// Sets whether the connection is TLS.
+    pub fn secure(mut self, secure: bool) -> ConnectionInfo {
+        self.secure = secure;
+        self
+    }
 }
 
 /// The gateway's settings (see [`GatewayBuilder`]).
@@ -488,7 +514,7 @@ impl Gateway {
         let Some((mut response, framing)) = into_http_parts(&stream) else {
             return plain(StatusCode::BAD_GATEWAY);
         };
-        let body = match body::gather(stream, EAGER_BODY_BYTES).await {
+        let body = match body::gather(stream, EAGER_BODY_BYTES, framing.content_length).await {
             Ok(body) => body,
             Err(error) => return upstream_error(&error, &parts),
         };
@@ -565,6 +591,7 @@ pub fn into_http(stream: ResponseStream) -> Response<GatewayBody> {
 /// gateway (the real length of a body that is complete when the head is
 /// sent, chunked otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Framing {
     /// The script's `Content-Length`, when valid.
     pub content_length: Option<u64>,
@@ -632,13 +659,26 @@ fn into_http_parts(stream: &ResponseStream) -> Option<(Response<()>, Framing)> {
     Some((response, Framing { content_length }))
 }
 
-/// The status a failed upstream request is answered with.
+/// The status a failed upstream request is answered with: 504 for a time
+/// limit, 408 and 400 for the client's request body or a request that
+/// cannot be sent, 500 for a fault of fcgi itself ([`Error::Internal`]: the
+/// gateway failed, not the upstream), and 502 for everything the upstream
+/// did wrong or could not do (unreachable, closed, broke the protocol,
+/// rejected the request, sent more than a limit allows).
 pub fn error_status(error: &Error) -> StatusCode {
     match error {
         Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         Error::Body(e) if e.kind() == io::ErrorKind::TimedOut => StatusCode::REQUEST_TIMEOUT,
         Error::Body(_) | Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::BAD_GATEWAY,
+        Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::InvalidAddress(_)
+        | Error::Connect { .. }
+        | Error::ConnectionClosed { .. }
+        | Error::Protocol { .. }
+        | Error::Rejected { .. }
+        | Error::LimitExceeded { .. }
+        | Error::Spawn { .. }
+        | Error::Io { .. } => StatusCode::BAD_GATEWAY,
     }
 }
 

@@ -54,8 +54,18 @@ impl fmt::Display for PathError {
 
 impl std::error::Error for PathError {}
 
-/// A script to run, found under the document root.
+/// A script to run, found under the document root: from
+/// [`super::Gateway::resolve`], or made with [`Script::new`] to run a
+/// script of the caller's choosing with [`super::Gateway::run`] (more
+/// facts may come, so it is not built field by field).
+///
+/// ```
+/// let script = fcgi::gateway::Script::new("/api.php", "/srv/www/api.php").path_info("/users/7");
+/// assert_eq!(script.path_info, "/users/7");
+/// assert!(!script.front_controller);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Script {
     /// The script's URI path (SCRIPT_NAME), e.g. `/blog/index.php`.
     pub script_name: String,
@@ -68,6 +78,28 @@ pub struct Script {
     /// True when the script is the front controller, reached because the
     /// path named nothing that exists.
     pub front_controller: bool,
+}
+
+impl Script {
+    /// The script at URI path `script_name` (SCRIPT_NAME) and file
+    /// `filename` (SCRIPT_FILENAME), with no PATH_INFO. The gateway does not
+    /// check that the file is under the document root: it is the caller's
+    /// choice.
+    pub fn new(script_name: impl Into<String>, filename: impl Into<PathBuf>) -> Script {
+        Script {
+            script_name: script_name.into(),
+            filename: filename.into(),
+            path_info: String::new(),
+            front_controller: false,
+        }
+    }
+
+    /// Sets what follows the script in the path (PATH_INFO): empty, or
+    /// starting with `/`.
+    pub fn path_info(mut self, path_info: impl Into<String>) -> Script {
+        self.path_info = path_info.into();
+        self
+    }
 }
 
 /// Where a request path leads, see [`super::Gateway::resolve`].

@@ -51,11 +51,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let info = ConnectionInfo {
-        peer: Some(peer),
-        local: tcp.local_addr().ok(),
-        secure: false,
-    };
+    let info = ConnectionInfo::new(Some(peer), tcp.local_addr().ok());
     let activity = Arc::new(Activity::new());
     let declared = Arc::new(Declared::new());
     let (give_back, taken_back) = oneshot::channel();
