@@ -783,7 +783,11 @@ impl ResponseStream {
                 self.filled = n;
             }
             let base = self.pos;
-            let (used, step) = conn.machine.feed(&conn.buf[base..self.filled])?;
+            let received_before = conn.machine.received();
+            let (used, step) = match conn.machine.feed(&conn.buf[base..self.filled]) {
+                Ok(fed) => fed,
+                Err(error) => return Err(self.after_feed_error(error, received_before)),
+            };
             self.pos += used;
             let shift = |r: std::ops::Range<usize>| base + r.start..base + r.end;
             match step {
@@ -834,6 +838,21 @@ impl ResponseStream {
                 self.client.checkin(conn);
             }
         }
+    }
+
+    /// A refusal (END_REQUEST with a protocol status other than
+    /// FCGI_REQUEST_COMPLETE) still ends the exchange cleanly: the END_REQUEST
+    /// record was consumed (`received_before` is the count before it), so the
+    /// connection is kept or closed as after any response, as the async
+    /// client does. Any other error is returned as it is.
+    #[cold]
+    fn after_feed_error(&mut self, error: Error, received_before: u64) -> Error {
+        if let (Error::Rejected { .. }, Some(conn)) = (&error, &self.conn) {
+            // At most one buffer of input was consumed: it fits in usize.
+            self.pos += (conn.machine.received() - received_before) as usize;
+            self.complete();
+        }
+        error
     }
 
     /// Stops the exchange after an error: closes the connection, waits for
