@@ -563,6 +563,8 @@ pub struct ResponseStream {
     /// Body bytes in the buffer not yet handed out.
     pending: std::ops::Range<usize>,
     writer: Option<BodyWriter>,
+    /// The request start went out whole (else the connection is not kept).
+    request_sent: bool,
     head: ResponseHead,
     app_status: Option<u32>,
 }
@@ -602,11 +604,18 @@ impl ResponseStream {
         let written = conn.stream.write_all(&conn.out);
         // A large inline body: do not keep its buffer on an idle connection.
         conn.out = kept_out(std::mem::take(&mut conn.out));
-        if let Err(e) = written {
-            let closed = is_closed(&e);
-            return Err(Failure::new(client.io_error(e, &timer, 0), closed, 0));
-        }
+        // The server may close while the request start is written, having
+        // answered without reading it (a script that ignores its input):
+        // that answer is read below, as the async client does; with nothing
+        // to read it is ConnectionClosed as before. The body is not sent, and
+        // the connection is not kept.
+        let request_sent = match written {
+            Ok(()) => true,
+            Err(e) if is_closed(&e) => false,
+            Err(e) => return Err(Failure::new(client.io_error(e, &timer, 0), false, 0)),
+        };
         conn.progressed = true;
+        let to_write = to_write.filter(|_| request_sent);
         let writer = if let Some((body, data, role)) = to_write {
             let stream = conn.stream.try_clone().map_err(|source| {
                 Failure::fatal(Error::Io {
@@ -638,6 +647,7 @@ impl ResponseStream {
             filled: 0,
             pending: 0..0,
             writer,
+            request_sent,
             head: ResponseHead::default(),
             app_status: None,
         };
@@ -830,9 +840,10 @@ impl ResponseStream {
         let Some(conn) = self.conn.as_deref_mut() else {
             return;
         };
+        let sent = writer_done && self.request_sent;
         let reusable = conn
             .machine
-            .reusable(&conn.buf[pos..filled], writer_done, keep_alive);
+            .reusable(&conn.buf[pos..filled], sent, keep_alive);
         if let Some(conn) = self.detach() {
             if reusable {
                 self.client.checkin(conn);
