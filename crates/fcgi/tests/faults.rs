@@ -13,13 +13,19 @@
 //! the client that has it and what the other does now, under a `DRIFT`
 //! comment: stray records on a kept connection.
 //!
+//! Every case that was the blocking client's here applies to both; the
+//! async client's cases that apply to both came from `async_fakes.rs` (the
+//! last section, and the merged request id and stray record cases).
+//!
 //! Cases that stay with one client, and why:
 //! - `async_fakes.rs`: multiplexing and FCGI_ABORT_REQUEST, per-request
 //!   `Timeouts` (`execute_with`, which the blocking client lacks on main),
-//!   async body sources, the pool (discovery, waits, fairness, reaping,
-//!   runtimes) and several upstreams: none exists in the blocking client.
-//! - Blocking-only files (`resources.rs`, `prepared.rs`, ...) test its
-//!   writer thread and its own API; every case of this file applies to both.
+//!   async body sources (`from_async_read`, `from_stream`), the pool
+//!   (discovery, waits, fairness, reaping, runtimes) and several upstreams:
+//!   none of them exists in the blocking client.
+//! - The blocking client's own API and threads (`prepared.rs`,
+//!   `resources.rs`) and the async client's (`async_*.rs`) have files of
+//!   their own; none of their cases is a fault case of the fake server.
 #[macro_use]
 mod support;
 

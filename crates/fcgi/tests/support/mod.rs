@@ -16,9 +16,6 @@
 //!   client, named `case::blocking` and `case::nonblocking`, so that a
 //!   failure says which client failed.
 
-// Each test binary that declares `mod support;` uses a part of it.
-#![allow(dead_code, unused_macros)]
-
 use std::fmt;
 
 use fcgi::{Config, Error, Request, Response};
@@ -26,9 +23,6 @@ use fcgi::{Config, Error, Request, Response};
 /// One of the two clients, as the cases see them: every call blocks until
 /// the client is done.
 pub trait ClientUnderTest {
-    /// Which client this is.
-    fn which(&self) -> Which;
-
     /// Runs `request` to the end, collecting the response in memory.
     fn execute(&self, request: Request) -> Result<Response, Error>;
 
@@ -77,10 +71,6 @@ impl Which {
 
 /// A boxed client is one too (what [`Which::connect`] gives).
 impl<C: ClientUnderTest + ?Sized> ClientUnderTest for Box<C> {
-    fn which(&self) -> Which {
-        (**self).which()
-    }
-
     fn execute(&self, request: Request) -> Result<Response, Error> {
         (**self).execute(request)
     }
@@ -91,10 +81,6 @@ impl<C: ClientUnderTest + ?Sized> ClientUnderTest for Box<C> {
 }
 
 impl ClientUnderTest for fcgi::Client {
-    fn which(&self) -> Which {
-        Which::Blocking
-    }
-
     fn execute(&self, request: Request) -> Result<Response, Error> {
         fcgi::Client::execute(self, request)
     }
@@ -136,10 +122,6 @@ impl AsyncUnderTest {
 
 #[cfg(feature = "tokio")]
 impl ClientUnderTest for AsyncUnderTest {
-    fn which(&self) -> Which {
-        Which::Async
-    }
-
     fn execute(&self, request: Request) -> Result<Response, Error> {
         self.runtime.block_on(self.client.execute(request))
     }
