@@ -615,28 +615,28 @@ impl ResponseStream {
             Err(e) => return Err(Failure::new(client.io_error(e, &timer, 0), false, 0)),
         };
         conn.progressed = true;
-        let to_write = to_write.filter(|_| request_sent);
-        let writer = if let Some((body, data, role)) = to_write {
-            let stream = conn.stream.try_clone().map_err(|source| {
-                Failure::fatal(Error::Io {
-                    address: client.inner.address_text.clone(),
-                    source,
-                })
-            })?;
-            let data = (role == Role::Filter).then_some(data);
-            let progress = Arc::clone(&conn.progress);
-            let address = client.inner.address_text.clone();
-            let writer =
-                BodyWriter::spawn(stream, address, timer, progress, request_id, body, data)
-                    .map_err(|source| {
-                        Failure::fatal(Error::Io {
-                            address: client.inner.address_text.clone(),
-                            source,
-                        })
-                    })?;
-            Some(writer)
-        } else {
-            None
+        let writer = match to_write {
+            Some((body, data, role)) if request_sent => {
+                let stream = conn.stream.try_clone().map_err(|source| {
+                    Failure::fatal(Error::Io {
+                        address: client.inner.address_text.clone(),
+                        source,
+                    })
+                })?;
+                let data = (role == Role::Filter).then_some(data);
+                let progress = Arc::clone(&conn.progress);
+                let address = client.inner.address_text.clone();
+                let writer =
+                    BodyWriter::spawn(stream, address, timer, progress, request_id, body, data)
+                        .map_err(|source| {
+                            Failure::fatal(Error::Io {
+                                address: client.inner.address_text.clone(),
+                                source,
+                            })
+                        })?;
+                Some(writer)
+            }
+            _ => None,
         };
         let mut stream = ResponseStream {
             client,
@@ -793,10 +793,9 @@ impl ResponseStream {
                 self.filled = n;
             }
             let base = self.pos;
-            let received_before = conn.machine.received();
             let (used, step) = match conn.machine.feed(&conn.buf[base..self.filled]) {
                 Ok(fed) => fed,
-                Err(error) => return Err(self.after_feed_error(error, received_before)),
+                Err(error) => return Err(self.after_feed_error(error)),
             };
             self.pos += used;
             let shift = |r: std::ops::Range<usize>| base + r.start..base + r.end;
@@ -853,14 +852,13 @@ impl ResponseStream {
 
     /// A refusal (END_REQUEST with a protocol status other than
     /// FCGI_REQUEST_COMPLETE) still ends the exchange cleanly: the END_REQUEST
-    /// record was consumed (`received_before` is the count before it), so the
-    /// connection is kept or closed as after any response, as the async
-    /// client does. Any other error is returned as it is.
+    /// record was consumed, so the connection is kept or closed as after any
+    /// response, as the async client does. Any other error is returned as it
+    /// is.
     #[cold]
-    fn after_feed_error(&mut self, error: Error, received_before: u64) -> Error {
+    fn after_feed_error(&mut self, error: Error) -> Error {
         if let (Error::Rejected { .. }, Some(conn)) = (&error, &self.conn) {
-            // At most one buffer of input was consumed: it fits in usize.
-            self.pos += (conn.machine.received() - received_before) as usize;
+            self.pos += conn.machine.used_before_refusal();
             self.complete();
         }
         error
