@@ -1,6 +1,13 @@
-//! The async client against fake servers: a multiplexing server whose
-//! records interleave, FCGI_ABORT_REQUEST on cancel, OVERLOADED answers,
-//! silence (timeouts), pool waits, stale kept connections, fail-over.
+//! The async client alone against fake servers: what only it has. A
+//! multiplexing server whose records interleave and FCGI_ABORT_REQUEST on
+//! cancel; per-request time limits (`execute_with`); async body sources;
+//! the pool (discovery, waits, fairness, idle reaping, runtimes); several
+//! upstreams (fail-over, spreading, probing back).
+//!
+//! Fault cases that apply to both clients (silence, early closes, protocol
+//! violations, limits, OVERLOADED answers, stale and polluted kept
+//! connections, request ids, padded END_REQUEST, early answers) are in the
+//! shared table of `faults.rs`, run against each client.
 #![cfg(feature = "tokio")]
 
 use std::collections::{HashMap, HashSet};
@@ -12,10 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fcgi::nonblocking::{Builder, Client, Multiplexing};
-use fcgi::{Body, Error, ProtocolStatus, Request, TimeoutPhase, Timeouts};
-use fcgi_testkit::fake::{
-    late_record_after_first, respond_ok, respond_stdin_len, serve, silent, FakeConn,
-};
+use fcgi::{Body, Error, Request, TimeoutPhase, Timeouts};
+use fcgi_testkit::fake::{respond_ok, respond_stdin_len, serve, silent, FakeConn};
 use fcgi_testkit::raw::{self, RawRecord};
 use fcgi_testkit::{pattern_at, usage, FakeServer};
 
@@ -296,6 +301,33 @@ fn mpx_request(seed: usize, len: usize, body: Vec<u8>) -> Request {
         .param("LEN", len.to_string())
 }
 
+/// GET /x.php through `client`, failing the test after 10 s.
+async fn get_x(client: &Client) -> Result<fcgi::Response, Error> {
+    within(
+        Duration::from_secs(10),
+        client.execute(Request::get("/x.php")),
+    )
+    .await
+}
+
+/// A client for `server` that does not ask about multiplexing.
+fn one_at_a_time(server: &FakeServer) -> Client {
+    one_at_a_time_with(server, |builder| builder)
+}
+
+/// [`one_at_a_time`], with more settings from `configure`.
+fn one_at_a_time_with(server: &FakeServer, configure: impl FnOnce(Builder) -> Builder) -> Client {
+    let builder = Client::builder()
+        .upstream(server.address().as_str())
+        .multiplexing(Multiplexing::Disabled);
+    configure(builder).build().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Multiplexing: records of concurrent requests interleave on one connection,
+// and a dropped response is aborted (FCGI_ABORT_REQUEST) while others go on.
+// The blocking client runs one request per connection.
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multiplexed_requests_interleave_and_every_byte_arrives() {
     let server = MpxServer::start(16);
@@ -407,28 +439,10 @@ async fn dropping_a_multiplexed_response_sends_abort_request_and_others_go_on() 
     assert!(server.stats.errors.lock().unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn overloaded_answer_is_a_rejected_error() {
-    let server = FakeServer::tcp(serve(|conn, req| {
-        conn.write_end(req.id, 0, raw::OVERLOADED)
-    }));
-    let client = Client::new(server.address().as_str()).unwrap();
-    let err = client.execute(Request::get("/x.php")).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Rejected {
-                status: ProtocolStatus::Overloaded,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("FCGI_OVERLOADED"));
-    // The connection was kept and serves the next request the same way.
-    let err = client.execute(Request::get("/x.php")).await.unwrap_err();
-    assert!(matches!(err, Error::Rejected { .. }));
-}
+// ---------------------------------------------------------------------------
+// Per-request time limits (`execute_with` and `Timeouts`): the blocking
+// client has no such call on main; its idle timeout and deadline from
+// `Config` are in the shared table of faults.rs.
 
 #[tokio::test]
 async fn a_silent_server_hits_the_idle_timeout_then_the_deadline() {
@@ -513,6 +527,11 @@ async fn a_kept_connection_applies_each_requests_own_time_limits() {
     assert_eq!(server.connections(), 1);
 }
 
+// ---------------------------------------------------------------------------
+// Async body sources (`Body::from_async_read`, `Body::from_stream`), which
+// only the async client can send; the same cases with in-memory and
+// `Body::from_reader` bodies are in the shared table of faults.rs.
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_is_kept_after_streamed_bodies() {
     let server = FakeServer::unix(respond_stdin_len());
@@ -536,6 +555,36 @@ async fn a_connection_is_kept_after_streamed_bodies() {
     }
     assert_eq!(server.connections(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_the_server_closed_is_not_reused_even_for_a_streamed_body() {
+    // Each connection serves one request and closes, as php-fpm does at
+    // pm.max_requests; the answer is the length of the request body.
+    let server = FakeServer::tcp(|conn: &mut FakeConn| {
+        if let Ok(req) = conn.read_request() {
+            let body = format!("Status: 200 OK\r\n\r\n{}", req.stdin.len());
+            conn.respond(req.id, body.as_bytes());
+        }
+    });
+    let client = one_at_a_time(&server);
+    let response = get_x(&client).await.unwrap();
+    assert_eq!(response.body, b"0");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A streamed body cannot be sent twice, so no retry could save it: the
+    // closed connection must be noticed before it is used.
+    let chunks: Vec<std::io::Result<bytes::Bytes>> = vec![Ok(bytes::Bytes::from_static(b"12345"))];
+    let body = fcgi::Body::from_stream(futures_util::stream::iter(chunks), Some(5));
+    let request = Request::post("/x.php", "text/plain", body);
+    let response = within(Duration::from_secs(10), client.execute(request))
+        .await
+        .unwrap();
+    assert_eq!(response.body, b"5");
+    assert_eq!(server.connections(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// The pool: discovery (FCGI_GET_VALUES in the background), waiting for a
+// connection, fairness, idle reaping, and outliving a runtime.
 
 #[tokio::test]
 async fn silence_during_discovery_does_not_hang_the_first_request() {
@@ -620,28 +669,6 @@ async fn waiting_callers_are_served_in_order() {
 }
 
 #[tokio::test]
-async fn a_stale_kept_connection_is_retried_once_on_a_fresh_one() {
-    // Serves one request per connection although asked to keep it, then closes.
-    let server = FakeServer::tcp(|conn: &mut fcgi_testkit::FakeConn| {
-        if let Ok(req) = conn.read_request() {
-            conn.respond(req.id, b"Content-Type: text/plain\r\n\r\nfresh");
-            // Leave time for the client to pool the connection.
-            thread::sleep(Duration::from_millis(50));
-        }
-    });
-    let client = one_at_a_time_with(&server, |builder| builder.max_connections(1));
-    let first = client.execute(Request::get("/x.php")).await.unwrap();
-    assert_eq!(first.body, b"fresh");
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let second = client
-        .execute(Request::post("/x.php", "text/plain", "again"))
-        .await
-        .unwrap();
-    assert_eq!(second.body, b"fresh");
-    assert_eq!(server.connections(), 2);
-}
-
-#[tokio::test]
 async fn idle_pooled_connections_are_closed_after_the_pool_idle_timeout() {
     let server = FakeServer::tcp(respond_ok("hi"));
     let client = one_at_a_time_with(&server, |builder| {
@@ -659,6 +686,46 @@ async fn idle_pooled_connections_are_closed_after_the_pool_idle_timeout() {
     client.execute(Request::get("/x.php")).await.unwrap();
     assert_eq!(server.connections(), 2);
 }
+
+#[test]
+fn a_client_outlives_the_runtime_it_was_first_used_on() {
+    let server = FakeServer::tcp(respond_ok("hi"));
+    let client = one_at_a_time_with(&server, |builder| {
+        builder.pool_idle_timeout(Duration::from_millis(200))
+    });
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    for _ in 0..3 {
+        // The connection parked under the previous runtime is not usable
+        // under this one: it is closed and another opened.
+        let response = runtime()
+            .block_on(client.execute(Request::get("/x.php")))
+            .unwrap();
+        assert_eq!(response.body, b"hi");
+    }
+    assert_eq!(server.connections(), 3);
+    // The last runtime is gone with its reaper; the next park starts one on
+    // this runtime, which closes the idle connection after 200 ms.
+    let rt = runtime();
+    rt.block_on(async {
+        client.execute(Request::get("/x.php")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    });
+    assert!(
+        server.wait_for_finished(4, Duration::from_secs(5)),
+        "idle connections left open: {} of {} closed",
+        server.finished(),
+        server.connections()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Several upstreams: fail-over, spreading by outstanding requests, marking
+// down and probing back.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_fail_over_from_an_upstream_that_refuses_connections() {
@@ -808,180 +875,4 @@ async fn a_down_upstream_is_skipped_then_probed_back() {
         "the upstream was not probed back: {} requests",
         back.load(Ordering::SeqCst)
     );
-}
-
-/// GET /x.php through `client`, failing the test after 10 s.
-async fn get_x(client: &Client) -> Result<fcgi::Response, Error> {
-    within(
-        Duration::from_secs(10),
-        client.execute(Request::get("/x.php")),
-    )
-    .await
-}
-
-/// A client for `server` that does not ask about multiplexing.
-fn one_at_a_time(server: &FakeServer) -> Client {
-    one_at_a_time_with(server, |builder| builder)
-}
-
-/// [`one_at_a_time`], with more settings from `configure`.
-fn one_at_a_time_with(server: &FakeServer, configure: impl FnOnce(Builder) -> Builder) -> Client {
-    let builder = Client::builder()
-        .upstream(server.address().as_str())
-        .multiplexing(Multiplexing::Disabled);
-    configure(builder).build().unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_request_on_a_kept_connection_carries_a_new_request_id() {
-    let ids = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&ids);
-    let server = FakeServer::tcp(serve(move |conn, req| {
-        seen.lock().unwrap().push(req.id);
-        conn.respond(req.id, b"Status: 200 OK\r\n\r\nok");
-    }));
-    let client = one_at_a_time(&server);
-    for _ in 0..4 {
-        let response = get_x(&client).await.unwrap();
-        assert_eq!(response.body, b"ok");
-    }
-    assert_eq!(server.connections(), 1);
-    assert_eq!(*ids.lock().unwrap(), [1, 2, 3, 4]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stray_records_after_a_response_never_reach_the_next_request() {
-    // A late record for the same id, after END_REQUEST; the polluted
-    // connection must never carry another request.
-    let sent_on_polluted = Arc::new(AtomicUsize::new(0));
-    let server = FakeServer::tcp(late_record_after_first(Arc::clone(&sent_on_polluted)));
-    let client = one_at_a_time(&server);
-    let get = || get_x(&client);
-    assert_eq!(get().await.unwrap().body, b"first");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The polluted connection is seen to hold bytes before it is reused and
-    // dropped; a fresh one answers "first" again, and the request went out
-    // once.
-    let response = get().await.unwrap();
-    assert_eq!(
-        (response.status, response.body.as_slice()),
-        (200, &b"first"[..])
-    );
-    assert_eq!(server.connections(), 2);
-    // Closing the pool lets the handlers finish.
-    drop(client);
-    server.settle();
-    assert_eq!(sent_on_polluted.load(Ordering::SeqCst), 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kept_connection_the_server_closed_is_not_reused_even_for_a_streamed_body() {
-    // Each connection serves one request and closes, as php-fpm does at
-    // pm.max_requests; the answer is the length of the request body.
-    let server = FakeServer::tcp(|conn: &mut FakeConn| {
-        if let Ok(req) = conn.read_request() {
-            let body = format!("Status: 200 OK\r\n\r\n{}", req.stdin.len());
-            conn.respond(req.id, body.as_bytes());
-        }
-    });
-    let client = one_at_a_time(&server);
-    let response = get_x(&client).await.unwrap();
-    assert_eq!(response.body, b"0");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // A streamed body cannot be sent twice, so no retry could save it: the
-    // closed connection must be noticed before it is used.
-    let chunks: Vec<std::io::Result<bytes::Bytes>> = vec![Ok(bytes::Bytes::from_static(b"12345"))];
-    let body = fcgi::Body::from_stream(futures_util::stream::iter(chunks), Some(5));
-    let request = Request::post("/x.php", "text/plain", body);
-    let response = within(Duration::from_secs(10), client.execute(request))
-        .await
-        .unwrap();
-    assert_eq!(response.body, b"5");
-    assert_eq!(server.connections(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_padded_end_request_leaves_the_connection_reusable() {
-    let server = FakeServer::tcp(serve(|conn, req| {
-        let mut bytes = raw::record(raw::STDOUT, req.id, b"Status: 200 OK\r\n\r\nok");
-        let end = raw::end_request_body(0, raw::REQUEST_COMPLETE, [0; 3]);
-        bytes.extend_from_slice(&raw::record_with(
-            raw::VERSION,
-            raw::END_REQUEST,
-            req.id,
-            &end,
-            8,
-        ));
-        conn.write_raw(&bytes);
-    }));
-    let client = one_at_a_time(&server);
-    for _ in 0..3 {
-        let response = get_x(&client).await.unwrap();
-        assert_eq!(response.body, b"ok");
-    }
-    assert_eq!(server.connections(), 1);
-}
-
-#[test]
-fn a_client_outlives_the_runtime_it_was_first_used_on() {
-    let server = FakeServer::tcp(respond_ok("hi"));
-    let client = one_at_a_time_with(&server, |builder| {
-        builder.pool_idle_timeout(Duration::from_millis(200))
-    });
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
-    for _ in 0..3 {
-        // The connection parked under the previous runtime is not usable
-        // under this one: it is closed and another opened.
-        let response = runtime()
-            .block_on(client.execute(Request::get("/x.php")))
-            .unwrap();
-        assert_eq!(response.body, b"hi");
-    }
-    assert_eq!(server.connections(), 3);
-    // The last runtime is gone with its reaper; the next park starts one on
-    // this runtime, which closes the idle connection after 200 ms.
-    let rt = runtime();
-    rt.block_on(async {
-        client.execute(Request::get("/x.php")).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(600)).await;
-    });
-    assert!(
-        server.wait_for_finished(4, Duration::from_secs(5)),
-        "idle connections left open: {} of {} closed",
-        server.finished(),
-        server.connections()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_answer_given_before_the_request_was_read_is_returned() {
-    // The server reads BEGIN_REQUEST only, answers and closes, while the
-    // client still has megabytes of params to write.
-    let server = FakeServer::unix(|conn: &mut FakeConn| {
-        if let Ok(Some(begin)) = conn.read_record() {
-            conn.respond(begin.request_id, b"Status: 403 Forbidden\r\n\r\nno");
-            conn.close();
-        }
-    });
-    let client = one_at_a_time(&server);
-    let mut request = Request::get("/x.php");
-    for i in 0..40 {
-        request = request.param(format!("HTTP_X_FILLER_{i}"), "v".repeat(60_000));
-    }
-    let response = within(Duration::from_secs(10), client.execute(request))
-        .await
-        .unwrap();
-    assert_eq!(
-        (response.status, response.body.as_slice()),
-        (403, &b"no"[..])
-    );
-    // That connection is not kept: the next request opens another.
-    let response = get_x(&client).await.unwrap();
-    assert_eq!(response.status, 403);
-    assert_eq!(server.connections(), 2);
 }

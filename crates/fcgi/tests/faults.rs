@@ -1,19 +1,44 @@
-//! Fault cases of the blocking client, against a fake server that misbehaves
-//! on purpose: silence, trickles, early closes, protocol violations, limits,
-//! keep-alive and retries, and what the client itself puts on the wire.
+//! One table of fault cases, each run against both clients: the blocking
+//! [`fcgi::Client`] and the async `fcgi::nonblocking::Client` (through
+//! [`support::ClientUnderTest`]; `both_clients!(case)` makes the tests
+//! `case::blocking` and `case::nonblocking`). The fake server misbehaves on
+//! purpose: silence, trickles, early closes, protocol violations, limits,
+//! keep-alive and retries, and what the client itself puts on the wire;
+//! cases marked `on_both_transports` run over TCP and a Unix socket.
 //!
 //! Every call is timed: a fault must end in a typed error (or a correct
 //! response) well within [`HANG_BOUND`], never in a hang.
+//!
+//! Where the two clients differ, the case asserts the correct behaviour for
+//! the client that has it and what the other does now, under a `DRIFT`
+//! comment: stray records on a kept connection.
+//!
+//! Every case that was the blocking client's here applies to both; the
+//! async client's cases that apply to both came from `async_fakes.rs` (the
+//! last section, and the merged request id and stray record cases).
+//!
+//! Cases that stay with one client, and why:
+//! - `async_fakes.rs`: multiplexing and FCGI_ABORT_REQUEST, per-request
+//!   `Timeouts` (`execute_with`, which the blocking client lacks on main),
+//!   async body sources (`from_async_read`, `from_stream`), the pool
+//!   (discovery, waits, fairness, reaping, runtimes) and several upstreams:
+//!   none of them exists in the blocking client.
+//! - The blocking client's own API and threads (`prepared.rs`,
+//!   `resources.rs`) and the async client's (`async_*.rs`) have files of
+//!   their own; none of their cases is a fault case of the fake server.
+#[macro_use]
+mod support;
 
 use std::io::{self, Cursor, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fcgi::{Body, Client, Config, Error, Limit, ProtocolStatus, Request, Response, TimeoutPhase};
+use fcgi::{Body, Config, Error, Limit, ProtocolStatus, Request, Response, TimeoutPhase};
 use fcgi_testkit::fake::{self, Handler, GARBAGE};
 use fcgi_testkit::{raw, FakeConn, FakeServer, ReceivedRequest};
+use support::{ClientUnderTest, Which};
 
 /// Longest any single call may take: a hang check, not a speed check.
 const HANG_BOUND: Duration = Duration::from_secs(5);
@@ -28,8 +53,10 @@ fn config() -> Config {
         .deadline(Duration::from_secs(3))
 }
 
-fn client(server: &FakeServer, config: Config) -> Client {
-    Client::with_config(server.address(), config).expect("the fake server's address parses")
+fn client(which: Which, server: &FakeServer, config: Config) -> Box<dyn ClientUnderTest> {
+    which
+        .connect(&server.address(), config)
+        .expect("the fake server's address parses")
 }
 
 fn get() -> Request {
@@ -45,11 +72,11 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (out, elapsed)
 }
 
-fn execute(client: &Client, request: Request) -> Result<Response, Error> {
+fn execute(client: &dyn ClientUnderTest, request: Request) -> Result<Response, Error> {
     timed(|| client.execute(request)).0
 }
 
-fn execute_err(client: &Client, request: Request) -> Error {
+fn execute_err(client: &dyn ClientUnderTest, request: Request) -> Error {
     match execute(client, request) {
         Ok(r) => panic!(
             "expected an error, got {} with body {:?}",
@@ -131,10 +158,11 @@ fn closed_received(error: Error) -> u64 {
 // ---------------------------------------------------------------------------
 // Silence and slowness
 
-#[test]
-fn silent_server_hits_the_idle_timeout() {
+both_clients!(silent_server_hits_the_idle_timeout);
+fn silent_server_hits_the_idle_timeout(which: Which) {
     on_both_transports(fake::silent, |server| {
         let client = client(
+            which,
             server,
             config()
                 .idle_timeout(Duration::from_millis(300))
@@ -161,10 +189,11 @@ fn silent_server_hits_the_idle_timeout() {
     });
 }
 
-#[test]
-fn silent_server_hits_the_deadline_when_it_is_shorter_than_idle() {
+both_clients!(silent_server_hits_the_deadline_when_it_is_shorter_than_idle);
+fn silent_server_hits_the_deadline_when_it_is_shorter_than_idle(which: Which) {
     let server = FakeServer::tcp(fake::silent());
     let client = client(
+        which,
         &server,
         config()
             .idle_timeout(Duration::from_secs(10))
@@ -181,8 +210,8 @@ fn silent_server_hits_the_deadline_when_it_is_shorter_than_idle() {
     assert!(error.to_string().contains("overall deadline"), "{error}");
 }
 
-#[test]
-fn trickled_response_within_the_idle_timeout_completes() {
+both_clients!(trickled_response_within_the_idle_timeout_completes);
+fn trickled_response_within_the_idle_timeout_completes(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, req| {
         trickle(
             conn,
@@ -191,6 +220,7 @@ fn trickled_response_within_the_idle_timeout_completes() {
         )
     }));
     let client = client(
+        which,
         &server,
         config()
             .idle_timeout(Duration::from_millis(300))
@@ -201,8 +231,8 @@ fn trickled_response_within_the_idle_timeout_completes() {
     assert_eq!(response.body, b"ok");
 }
 
-#[test]
-fn endless_trickle_still_hits_the_deadline() {
+both_clients!(endless_trickle_still_hits_the_deadline);
+fn endless_trickle_still_hits_the_deadline(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, req| {
         conn.write_stdout(req.id, OK_HEAD);
         // One body byte every 50 ms, for far longer than the deadline.
@@ -212,6 +242,7 @@ fn endless_trickle_still_hits_the_deadline() {
         trickle(conn, &endless, Duration::from_millis(50));
     }));
     let client = client(
+        which,
         &server,
         config()
             .idle_timeout(Duration::from_millis(300))
@@ -235,27 +266,27 @@ fn endless_trickle_still_hits_the_deadline() {
 // ---------------------------------------------------------------------------
 // Early closes
 
-#[test]
-fn close_with_nothing_sent_is_connection_closed_with_zero_received() {
+both_clients!(close_with_nothing_sent_is_connection_closed_with_zero_received);
+fn close_with_nothing_sent_is_connection_closed_with_zero_received(which: Which) {
     on_both_transports(fake::close_immediately, |server| {
-        let error = execute_err(&client(server, config()), get());
+        let error = execute_err(&client(which, server, config()), get());
         let message = error.to_string();
         assert_eq!(closed_received(error), 0);
         assert!(message.contains("is this a FastCGI server"), "{message}");
     });
 }
 
-#[test]
-fn close_inside_a_record_header_is_connection_closed() {
+both_clients!(close_inside_a_record_header_is_connection_closed);
+fn close_inside_a_record_header_is_connection_closed(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, req| {
         conn.write_raw(&raw::record(raw::STDOUT, req.id, b"Status: 200 OK\r\n")[..5]);
     }));
-    let error = execute_err(&client(&server, config()), get());
+    let error = execute_err(&client(which, &server, config()), get());
     assert_eq!(closed_received(error), 5);
 }
 
-#[test]
-fn close_inside_a_record_that_claims_more_content_is_connection_closed() {
+both_clients!(close_inside_a_record_that_claims_more_content_is_connection_closed);
+fn close_inside_a_record_that_claims_more_content_is_connection_closed(which: Which) {
     on_both_transports(
         || {
             after_request(|conn, req| {
@@ -266,7 +297,7 @@ fn close_inside_a_record_that_claims_more_content_is_connection_closed() {
             })
         },
         |server| {
-            let error = execute_err(&client(server, config()), get());
+            let error = execute_err(&client(which, server, config()), get());
             let message = error.to_string();
             assert_eq!(closed_received(error), 8 + 20);
             assert!(
@@ -277,60 +308,60 @@ fn close_inside_a_record_that_claims_more_content_is_connection_closed() {
     );
 }
 
-#[test]
-fn close_after_all_stdout_but_before_end_request_is_connection_closed() {
+both_clients!(close_after_all_stdout_but_before_end_request_is_connection_closed);
+fn close_after_all_stdout_but_before_end_request_is_connection_closed(which: Which) {
     let stdout = b"Status: 200 OK\r\n\r\nthe whole body";
     let server = FakeServer::tcp(after_request(move |conn, req| {
         conn.write_raw(&raw::record(raw::STDOUT, req.id, stdout));
     }));
-    let error = execute_err(&client(&server, config()), get());
+    let error = execute_err(&client(which, &server, config()), get());
     assert_eq!(closed_received(error), (8 + stdout.len()) as u64);
 }
 
 // ---------------------------------------------------------------------------
 // Protocol violations
 
-#[test]
-fn wrong_version_is_a_protocol_error_naming_it() {
+both_clients!(wrong_version_is_a_protocol_error_naming_it);
+fn wrong_version_is_a_protocol_error_naming_it(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, req| {
         conn.write_record(2, raw::STDOUT, req.id, OK_HEAD, 0);
     }));
-    let detail = protocol_detail(execute_err(&client(&server, config()), get()));
+    let detail = protocol_detail(execute_err(&client(which, &server, config()), get()));
     assert!(detail.contains("version 2"), "{detail}");
 }
 
-#[test]
-fn record_for_another_request_id_is_a_protocol_error_naming_it() {
+both_clients!(record_for_another_request_id_is_a_protocol_error_naming_it);
+fn record_for_another_request_id_is_a_protocol_error_naming_it(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, _| {
         conn.write_record(raw::VERSION, raw::STDOUT, 7, OK_HEAD, 0);
     }));
-    let detail = protocol_detail(execute_err(&client(&server, config()), get()));
+    let detail = protocol_detail(execute_err(&client(which, &server, config()), get()));
     assert!(detail.contains("request id 7"), "{detail}");
     assert!(detail.contains("expected 1"), "{detail}");
 }
 
-#[test]
-fn end_request_with_a_wrong_content_length_is_a_protocol_error() {
+both_clients!(end_request_with_a_wrong_content_length_is_a_protocol_error);
+fn end_request_with_a_wrong_content_length_is_a_protocol_error(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, req| {
         conn.write_stdout(req.id, OK_HEAD);
         conn.write_record(raw::VERSION, raw::END_REQUEST, req.id, &[0; 5], 0);
     }));
-    let detail = protocol_detail(execute_err(&client(&server, config()), get()));
+    let detail = protocol_detail(execute_err(&client(which, &server, config()), get()));
     assert!(detail.contains("FCGI_END_REQUEST"), "{detail}");
     assert!(detail.contains("5 content bytes, expected 8"), "{detail}");
 }
 
-#[test]
-fn unknown_record_type_is_a_protocol_error_naming_it() {
+both_clients!(unknown_record_type_is_a_protocol_error_naming_it);
+fn unknown_record_type_is_a_protocol_error_naming_it(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, req| {
         conn.write_record(raw::VERSION, 42, req.id, b"????????", 0);
     }));
-    let detail = protocol_detail(execute_err(&client(&server, config()), get()));
+    let detail = protocol_detail(execute_err(&client(which, &server, config()), get()));
     assert!(detail.contains("unknown record type 42"), "{detail}");
 }
 
-#[test]
-fn request_side_record_types_from_the_server_are_protocol_errors_naming_them() {
+both_clients!(request_side_record_types_from_the_server_are_protocol_errors_naming_them);
+fn request_side_record_types_from_the_server_are_protocol_errors_naming_them(which: Which) {
     let cases = [
         (raw::BEGIN_REQUEST, "FCGI_BEGIN_REQUEST"),
         (raw::ABORT_REQUEST, "FCGI_ABORT_REQUEST"),
@@ -349,25 +380,25 @@ fn request_side_record_types_from_the_server_are_protocol_errors_naming_them() {
                 0,
             );
         }));
-        let detail = protocol_detail(execute_err(&client(&server, config()), get()));
+        let detail = protocol_detail(execute_err(&client(which, &server, config()), get()));
         assert!(detail.contains(name), "type {record_type}: {detail}");
     }
 }
 
-#[test]
-fn end_request_before_the_head_is_complete_is_a_protocol_error() {
+both_clients!(end_request_before_the_head_is_complete_is_a_protocol_error);
+fn end_request_before_the_head_is_complete_is_a_protocol_error(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, req| {
         conn.write_raw(&response_bytes(req.id, b"Status: 200 OK\r\nX-Cut"));
     }));
-    let detail = protocol_detail(execute_err(&client(&server, config()), get()));
+    let detail = protocol_detail(execute_err(&client(which, &server, config()), get()));
     assert!(detail.contains("inside the CGI header block"), "{detail}");
 }
 
 // ---------------------------------------------------------------------------
 // Limits
 
-#[test]
-fn endless_response_head_stops_at_max_head_bytes_without_reading_on() {
+both_clients!(endless_response_head_stops_at_max_head_bytes_without_reading_on);
+fn endless_response_head_stops_at_max_head_bytes_without_reading_on(which: Which) {
     let sent_everything = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&sent_everything);
     let server = FakeServer::tcp(after_request(move |conn, req| {
@@ -382,7 +413,10 @@ fn endless_response_head_stops_at_max_head_bytes_without_reading_on() {
         }
         flag.store(true, Ordering::SeqCst);
     }));
-    let error = execute_err(&client(&server, config().max_head_bytes(1024)), get());
+    let error = execute_err(
+        &client(which, &server, config().max_head_bytes(1024)),
+        get(),
+    );
     assert!(
         matches!(
             error,
@@ -404,29 +438,36 @@ fn endless_response_head_stops_at_max_head_bytes_without_reading_on() {
     );
 }
 
-#[test]
-fn stderr_over_the_limit_is_counted_and_dropped() {
+both_clients!(stderr_over_the_limit_is_counted_and_dropped);
+fn stderr_over_the_limit_is_counted_and_dropped(which: Which) {
     let flood = fcgi_testkit::pattern(100_000);
     let expected = flood.clone();
     let server = FakeServer::tcp(after_request(move |conn, req| {
         conn.write_stderr(req.id, &flood);
         conn.write_raw(&response_bytes(req.id, b"\r\nfine"));
     }));
-    let response = execute(&client(&server, config().max_stderr_bytes(1000)), get()).unwrap();
+    let response = execute(
+        &client(which, &server, config().max_stderr_bytes(1000)),
+        get(),
+    )
+    .unwrap();
     assert_eq!(response.body, b"fine");
     assert_eq!(response.stderr.len(), 1000);
     assert_eq!(response.stderr, expected[..1000]);
     assert_eq!(response.stderr_dropped, 99_000);
 }
 
-#[test]
-fn body_over_max_body_bytes_is_limit_exceeded() {
+both_clients!(body_over_max_body_bytes_is_limit_exceeded);
+fn body_over_max_body_bytes_is_limit_exceeded(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, req| {
         let mut stdout = OK_HEAD.to_vec();
         stdout.extend(vec![b'b'; 10_000]);
         conn.write_raw(&response_bytes(req.id, &stdout));
     }));
-    let error = execute_err(&client(&server, config().max_body_bytes(1000)), get());
+    let error = execute_err(
+        &client(which, &server, config().max_body_bytes(1000)),
+        get(),
+    );
     assert!(
         matches!(
             error,
@@ -443,22 +484,26 @@ fn body_over_max_body_bytes_is_limit_exceeded() {
     );
 }
 
-#[test]
-fn body_of_exactly_max_body_bytes_is_accepted() {
+both_clients!(body_of_exactly_max_body_bytes_is_accepted);
+fn body_of_exactly_max_body_bytes_is_accepted(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, req| {
         let mut stdout = OK_HEAD.to_vec();
         stdout.extend(vec![b'b'; 1000]);
         conn.write_raw(&response_bytes(req.id, &stdout));
     }));
-    let response = execute(&client(&server, config().max_body_bytes(1000)), get()).unwrap();
+    let response = execute(
+        &client(which, &server, config().max_body_bytes(1000)),
+        get(),
+    )
+    .unwrap();
     assert_eq!(response.body.len(), 1000);
 }
 
 // ---------------------------------------------------------------------------
 // Rejections
 
-#[test]
-fn every_non_complete_protocol_status_is_rejected_with_its_raw_value() {
+both_clients!(every_non_complete_protocol_status_is_rejected_with_its_raw_value);
+fn every_non_complete_protocol_status_is_rejected_with_its_raw_value(which: Which) {
     for (raw_status, name) in [
         (raw::CANT_MPX_CONN, "FCGI_CANT_MPX_CONN"),
         (raw::OVERLOADED, "FCGI_OVERLOADED"),
@@ -468,7 +513,7 @@ fn every_non_complete_protocol_status_is_rejected_with_its_raw_value() {
         let server = FakeServer::tcp(after_request(move |conn, req| {
             conn.write_end(req.id, 0, raw_status);
         }));
-        let error = execute_err(&client(&server, config()), get());
+        let error = execute_err(&client(which, &server, config()), get());
         let message = error.to_string();
         match error {
             Error::Rejected { status, .. } => {
@@ -485,8 +530,8 @@ fn every_non_complete_protocol_status_is_rejected_with_its_raw_value() {
 // ---------------------------------------------------------------------------
 // Odd but valid responses
 
-#[test]
-fn one_byte_records_with_padding_give_the_exact_response() {
+both_clients!(one_byte_records_with_padding_give_the_exact_response);
+fn one_byte_records_with_padding_give_the_exact_response(which: Which) {
     let stdout = b"Status: 201 Created\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nbody in pieces";
     let server = FakeServer::tcp(after_request(move |conn, req| {
         let mut bytes = Vec::new();
@@ -502,7 +547,7 @@ fn one_byte_records_with_padding_give_the_exact_response() {
         bytes.extend(end_record(req.id, raw::REQUEST_COMPLETE));
         conn.write_raw(&bytes);
     }));
-    let response = execute(&client(&server, config()), get()).unwrap();
+    let response = execute(&client(which, &server, config()), get()).unwrap();
     assert_eq!(
         (response.status, response.reason.as_str()),
         (201, "Created")
@@ -512,8 +557,8 @@ fn one_byte_records_with_padding_give_the_exact_response() {
     assert_eq!(response.body, b"body in pieces");
 }
 
-#[test]
-fn stderr_interleaved_with_stdout_keeps_both_streams_exact() {
+both_clients!(stderr_interleaved_with_stdout_keeps_both_streams_exact);
+fn stderr_interleaved_with_stdout_keeps_both_streams_exact(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, req| {
         conn.write_stderr(req.id, b"warn 0;");
         conn.write_stdout(req.id, OK_HEAD);
@@ -523,7 +568,7 @@ fn stderr_interleaved_with_stdout_keeps_both_streams_exact() {
         }
         conn.write_end(req.id, 0, raw::REQUEST_COMPLETE);
     }));
-    let response = execute(&client(&server, config()), get()).unwrap();
+    let response = execute(&client(which, &server, config()), get()).unwrap();
     assert_eq!(response.body_text(), "out 1;out 2;out 3;out 4;out 5;");
     assert_eq!(
         response.stderr_text(),
@@ -532,12 +577,12 @@ fn stderr_interleaved_with_stdout_keeps_both_streams_exact() {
     assert_eq!(response.stderr_dropped, 0);
 }
 
-#[test]
-fn lf_only_head_is_parsed() {
+both_clients!(lf_only_head_is_parsed);
+fn lf_only_head_is_parsed(which: Which) {
     let server = FakeServer::tcp(answer(
         b"Status: 404 Not Found\nContent-Type: text/html\n\nmissing",
     ));
-    let response = execute(&client(&server, config()), get()).unwrap();
+    let response = execute(&client(which, &server, config()), get()).unwrap();
     assert_eq!(
         (response.status, response.reason.as_str()),
         (404, "Not Found")
@@ -546,19 +591,19 @@ fn lf_only_head_is_parsed() {
     assert_eq!(response.body, b"missing");
 }
 
-#[test]
-fn empty_head_block_means_200_with_no_headers() {
+both_clients!(empty_head_block_means_200_with_no_headers);
+fn empty_head_block_means_200_with_no_headers(which: Which) {
     let server = FakeServer::tcp(answer(b"\r\njust a body"));
-    let response = execute(&client(&server, config()), get()).unwrap();
+    let response = execute(&client(which, &server, config()), get()).unwrap();
     assert_eq!((response.status, response.reason.as_str()), (200, "OK"));
     assert!(response.headers.is_empty());
     assert_eq!(response.body, b"just a body");
 }
 
-#[test]
-fn status_without_reason_gets_the_standard_reason() {
+both_clients!(status_without_reason_gets_the_standard_reason);
+fn status_without_reason_gets_the_standard_reason(which: Which) {
     let server = FakeServer::tcp(answer(b"Status: 404\r\n\r\n"));
-    let response = execute(&client(&server, config()), get()).unwrap();
+    let response = execute(&client(which, &server, config()), get()).unwrap();
     assert_eq!(
         (response.status, response.reason.as_str()),
         (404, "Not Found")
@@ -566,28 +611,28 @@ fn status_without_reason_gets_the_standard_reason() {
     assert!(response.body.is_empty());
 }
 
-#[test]
-fn bare_location_means_302() {
+both_clients!(bare_location_means_302);
+fn bare_location_means_302(which: Which) {
     let server = FakeServer::tcp(answer(b"Location: /elsewhere\r\n\r\n"));
-    let response = execute(&client(&server, config()), get()).unwrap();
+    let response = execute(&client(which, &server, config()), get()).unwrap();
     assert_eq!((response.status, response.reason.as_str()), (302, "Found"));
     assert_eq!(response.headers.get("location"), Some("/elsewhere"));
 }
 
-#[test]
-fn management_records_before_the_response_are_ignored() {
+both_clients!(management_records_before_the_response_are_ignored);
+fn management_records_before_the_response_are_ignored(which: Which) {
     let server = FakeServer::tcp(after_request(|conn, req| {
         conn.write_values_result(&[("FCGI_MPXS_CONNS", "0")]);
         conn.write_unknown_type(42);
         conn.write_raw(&response_bytes(req.id, b"Status: 200 OK\r\n\r\nreal"));
     }));
-    let response = execute(&client(&server, config()), get()).unwrap();
+    let response = execute(&client(which, &server, config()), get()).unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.body, b"real");
 }
 
-#[test]
-fn end_request_before_the_body_was_read_returns_the_response() {
+both_clients!(end_request_before_the_body_was_read_returns_the_response);
+fn end_request_before_the_body_was_read_returns_the_response(which: Which) {
     // The script ignores its input: the answer comes right after PARAMS while
     // a body far larger than any socket buffer is pending, unread for a while.
     let server = FakeServer::tcp(|conn: &mut FakeConn| {
@@ -598,7 +643,7 @@ fn end_request_before_the_body_was_read_returns_the_response() {
         thread::sleep(Duration::from_secs(1));
         let _ = conn.read_to_eof();
     });
-    let client = client(&server, config().keep_alive(true));
+    let client = client(which, &server, config().keep_alive(true));
     for _ in 0..2 {
         let request = Request::post(SCRIPT, "application/octet-stream", vec![7u8; 16 << 20]);
         let response = execute(&client, request).unwrap();
@@ -611,8 +656,8 @@ fn end_request_before_the_body_was_read_returns_the_response() {
 // ---------------------------------------------------------------------------
 // Management requests
 
-#[test]
-fn get_values_returns_the_pairs_the_server_answered() {
+both_clients!(get_values_returns_the_pairs_the_server_answered);
+fn get_values_returns_the_pairs_the_server_answered(which: Which) {
     let asked = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&asked);
     let server = FakeServer::tcp(move |conn: &mut FakeConn| {
@@ -624,7 +669,7 @@ fn get_values_returns_the_pairs_the_server_answered() {
             conn.write_values_result(&[("FCGI_MPXS_CONNS", "0")]);
         }
     });
-    let client = client(&server, config());
+    let client = client(which, &server, config());
     let (values, _) = timed(|| client.get_values(&["FCGI_MPXS_CONNS", "FCGI_MAX_CONNS"]));
     assert_eq!(
         values.unwrap(),
@@ -640,14 +685,14 @@ fn get_values_returns_the_pairs_the_server_answered() {
     );
 }
 
-#[test]
-fn get_values_answered_with_unknown_type_is_an_error() {
+both_clients!(get_values_answered_with_unknown_type_is_an_error);
+fn get_values_answered_with_unknown_type_is_an_error(which: Which) {
     let server = FakeServer::tcp(|conn: &mut FakeConn| {
         if let Ok(Some(_)) = conn.read_record() {
             conn.write_unknown_type(raw::GET_VALUES);
         }
     });
-    let client = client(&server, config());
+    let client = client(which, &server, config());
     let (result, _) = timed(|| client.get_values(&["FCGI_MPXS_CONNS"]));
     let detail = protocol_detail(result.unwrap_err());
     assert!(
@@ -684,8 +729,8 @@ fn big_params_request() -> Request {
     request
 }
 
-#[test]
-fn params_are_split_into_records_only_between_pairs() {
+both_clients!(params_are_split_into_records_only_between_pairs);
+fn params_are_split_into_records_only_between_pairs(which: Which) {
     let (handler, requests) = recording();
     let server = FakeServer::tcp(handler);
     let request = big_params_request();
@@ -694,7 +739,7 @@ fn params_are_split_into_records_only_between_pairs() {
         .iter()
         .map(|(n, v)| (n.to_vec(), v.to_vec()))
         .collect();
-    execute(&client(&server, config()), request).unwrap();
+    execute(&client(which, &server, config()), request).unwrap();
     let received = &requests.lock().unwrap()[0];
     assert_eq!(received.params, sent);
     assert!(
@@ -706,8 +751,8 @@ fn params_are_split_into_records_only_between_pairs() {
     assert!(received.params_record_sizes.iter().all(|&n| n <= 65535));
 }
 
-#[test]
-fn no_record_exceeds_65535_bytes_and_stdin_chunks_stay_within_65528() {
+both_clients!(no_record_exceeds_65535_bytes_and_stdin_chunks_stay_within_65528);
+fn no_record_exceeds_65535_bytes_and_stdin_chunks_stay_within_65528(which: Which) {
     let records = Arc::new(Mutex::new(Vec::new()));
     let store = Arc::clone(&records);
     let server = FakeServer::tcp(move |conn: &mut FakeConn| {
@@ -728,7 +773,7 @@ fn no_record_exceeds_65535_bytes_and_stdin_chunks_stay_within_65528() {
     let request = big_params_request()
         .param("REQUEST_METHOD", "POST")
         .body(body);
-    execute(&client(&server, config()), request).unwrap();
+    execute(&client(which, &server, config()), request).unwrap();
     let records = records.lock().unwrap();
     for &(record_type, len, padding) in records.iter() {
         assert!(
@@ -747,11 +792,11 @@ fn no_record_exceeds_65535_bytes_and_stdin_chunks_stay_within_65528() {
     assert_eq!(stdin, 300_000);
 }
 
-#[test]
-fn stdin_arrives_whole_in_chunks_of_at_most_65528_from_bytes_and_from_a_reader() {
+both_clients!(stdin_arrives_whole_in_chunks_of_at_most_65528_from_bytes_and_from_a_reader);
+fn stdin_arrives_whole_in_chunks_of_at_most_65528_from_bytes_and_from_a_reader(which: Which) {
     let (handler, requests) = recording();
     let server = FakeServer::tcp(handler);
-    let client = client(&server, config());
+    let client = client(which, &server, config());
     let body = fcgi_testkit::pattern(200_000);
     let from_bytes = Request::post(SCRIPT, "application/octet-stream", body.clone());
     let from_reader = Request::post(
@@ -770,13 +815,13 @@ fn stdin_arrives_whole_in_chunks_of_at_most_65528_from_bytes_and_from_a_reader()
     }
 }
 
-#[test]
-fn empty_params_and_stdin_terminators_are_always_sent() {
+both_clients!(empty_params_and_stdin_terminators_are_always_sent);
+fn empty_params_and_stdin_terminators_are_always_sent(which: Which) {
     // The fake's read_request waits for both empty records: without them it
     // would never answer and the client would time out.
     let (handler, requests) = recording();
     let server = FakeServer::tcp(handler);
-    let client = client(&server, config());
+    let client = client(which, &server, config());
     execute(&client, Request::new()).unwrap();
     execute(&client, get().body(Body::from_reader(io::empty(), Some(0)))).unwrap();
     execute(&client, get().body(Vec::new())).unwrap();
@@ -795,11 +840,11 @@ fn empty_params_and_stdin_terminators_are_always_sent() {
     }
 }
 
-#[test]
-fn content_length_is_derived_from_the_body() {
+both_clients!(content_length_is_derived_from_the_body);
+fn content_length_is_derived_from_the_body(which: Which) {
     let (handler, requests) = recording();
     let server = FakeServer::tcp(handler);
-    let client = client(&server, config());
+    let client = client(which, &server, config());
     execute(&client, Request::post(SCRIPT, "text/plain", "hello")).unwrap();
     let reader = Body::from_reader(Cursor::new(b"twelve bytes".to_vec()), Some(12));
     execute(&client, Request::post(SCRIPT, "text/plain", reader)).unwrap();
@@ -809,23 +854,27 @@ fn content_length_is_derived_from_the_body() {
     assert_eq!(requests[1].stdin, b"twelve bytes");
 }
 
-#[test]
-fn content_length_contradicting_the_body_is_refused_before_sending() {
+both_clients!(content_length_contradicting_the_body_is_refused_before_sending);
+fn content_length_contradicting_the_body_is_refused_before_sending(which: Which) {
     let server = FakeServer::tcp(fake::respond_ok("x"));
     let request = Request::post(SCRIPT, "text/plain", "hello").param("CONTENT_LENGTH", "9");
-    let error = execute_err(&client(&server, config()), request);
+    let error = execute_err(&client(which, &server, config()), request);
     assert!(matches!(error, Error::InvalidRequest(_)), "{error:?}");
     assert!(error.to_string().contains("CONTENT_LENGTH is 9"), "{error}");
     thread::sleep(Duration::from_millis(50));
     assert_eq!(server.connections(), 0);
 }
 
-#[test]
-fn keep_conn_flag_is_set_only_with_keep_alive() {
+both_clients!(keep_conn_flag_is_set_only_with_keep_alive);
+fn keep_conn_flag_is_set_only_with_keep_alive(which: Which) {
     for keep_alive in [false, true] {
         let (handler, requests) = recording();
         let server = FakeServer::tcp(handler);
-        execute(&client(&server, config().keep_alive(keep_alive)), get()).unwrap();
+        execute(
+            &client(which, &server, config().keep_alive(keep_alive)),
+            get(),
+        )
+        .unwrap();
         let received = &requests.lock().unwrap()[0];
         assert_eq!(received.keep_conn, keep_alive);
         assert_eq!(received.flags, u8::from(keep_alive));
@@ -836,12 +885,12 @@ fn keep_conn_flag_is_set_only_with_keep_alive() {
 // ---------------------------------------------------------------------------
 // Keep-alive and retries
 
-#[test]
-fn keep_alive_reuses_one_connection() {
+both_clients!(keep_alive_reuses_one_connection);
+fn keep_alive_reuses_one_connection(which: Which) {
     on_both_transports(
         || fake::respond_ok("kept"),
         |server| {
-            let client = client(server, config().keep_alive(true));
+            let client = client(which, server, config().keep_alive(true));
             for _ in 0..10 {
                 assert_eq!(execute(&client, get()).unwrap().body, b"kept");
             }
@@ -850,10 +899,10 @@ fn keep_alive_reuses_one_connection() {
     );
 }
 
-#[test]
-fn without_keep_alive_each_request_opens_its_own_connection() {
+both_clients!(without_keep_alive_each_request_opens_its_own_connection);
+fn without_keep_alive_each_request_opens_its_own_connection(which: Which) {
     let server = FakeServer::tcp(fake::respond_ok("single"));
-    let client = client(&server, config());
+    let client = client(which, &server, config());
     for _ in 0..10 {
         assert_eq!(execute(&client, get()).unwrap().body, b"single");
     }
@@ -873,12 +922,12 @@ fn serve_then_close(n: usize) -> impl Handler {
     }
 }
 
-#[test]
-fn kept_connection_closed_by_the_server_is_retried_on_a_fresh_one() {
+both_clients!(kept_connection_closed_by_the_server_is_retried_on_a_fresh_one);
+fn kept_connection_closed_by_the_server_is_retried_on_a_fresh_one(which: Which) {
     on_both_transports(
         || serve_then_close(3),
         |server| {
-            let client = client(server, config().keep_alive(true));
+            let client = client(which, server, config().keep_alive(true));
             for i in 0..20 {
                 let response =
                     execute(&client, get()).unwrap_or_else(|e| panic!("request {i} failed: {e}"));
@@ -889,8 +938,8 @@ fn kept_connection_closed_by_the_server_is_retried_on_a_fresh_one() {
     );
 }
 
-#[test]
-fn streaming_body_is_not_sent_on_a_kept_connection_the_server_closed() {
+both_clients!(streaming_body_is_not_sent_on_a_kept_connection_the_server_closed);
+fn streaming_body_is_not_sent_on_a_kept_connection_the_server_closed(which: Which) {
     // A reader cannot be replayed, so the client must notice the close before
     // sending rather than retry after.
     let server = FakeServer::tcp(fake::serve(|conn, req| {
@@ -899,7 +948,7 @@ fn streaming_body_is_not_sent_on_a_kept_connection_the_server_closed() {
         conn.respond(req.id, &stdout);
         conn.close();
     }));
-    let client = client(&server, config().keep_alive(true));
+    let client = client(which, &server, config().keep_alive(true));
     execute(&client, get()).unwrap();
     assert!(server.wait_for_finished(1, HANG_BOUND));
     thread::sleep(Duration::from_millis(50));
@@ -909,8 +958,8 @@ fn streaming_body_is_not_sent_on_a_kept_connection_the_server_closed() {
     assert_eq!(server.connections(), 2);
 }
 
-#[test]
-fn partial_response_on_a_kept_connection_is_never_retried() {
+both_clients!(partial_response_on_a_kept_connection_is_never_retried);
+fn partial_response_on_a_kept_connection_is_never_retried(which: Which) {
     on_both_transports(
         || {
             |conn: &mut FakeConn| {
@@ -923,7 +972,7 @@ fn partial_response_on_a_kept_connection_is_never_retried() {
             }
         },
         |server| {
-            let client = client(server, config().keep_alive(true));
+            let client = client(which, server, config().keep_alive(true));
             assert_eq!(execute(&client, get()).unwrap().body, b"first");
             let error = execute_err(&client, get());
             assert!(closed_received(error) > 0);
@@ -933,8 +982,8 @@ fn partial_response_on_a_kept_connection_is_never_retried() {
     );
 }
 
-#[test]
-fn stderr_then_close_on_a_kept_connection_is_never_retried() {
+both_clients!(stderr_then_close_on_a_kept_connection_is_never_retried);
+fn stderr_then_close_on_a_kept_connection_is_never_retried(which: Which) {
     let server = FakeServer::tcp(|conn: &mut FakeConn| {
         if let Ok(req) = conn.read_request() {
             conn.respond(req.id, b"Status: 200 OK\r\n\r\nfirst");
@@ -943,7 +992,7 @@ fn stderr_then_close_on_a_kept_connection_is_never_retried() {
             conn.write_stderr(req.id, b"PHP Fatal error: out of memory");
         }
     });
-    let client = client(&server, config().keep_alive(true));
+    let client = client(which, &server, config().keep_alive(true));
     execute(&client, get()).unwrap();
     let error = execute_err(&client, get());
     assert!(closed_received(error) > 0);
@@ -954,12 +1003,12 @@ fn stderr_then_close_on_a_kept_connection_is_never_retried() {
 // ---------------------------------------------------------------------------
 // Request bodies that fail
 
-#[test]
-fn body_shorter_than_its_declared_length_is_an_error_naming_it() {
+both_clients!(body_shorter_than_its_declared_length_is_an_error_naming_it);
+fn body_shorter_than_its_declared_length_is_an_error_naming_it(which: Which) {
     let server = FakeServer::tcp(fake::echo_stdin());
     let body = Body::from_reader(Cursor::new(vec![1u8; 10]), Some(100));
     let error = execute_err(
-        &client(&server, config()),
+        &client(which, &server, config()),
         Request::post(SCRIPT, "application/octet-stream", body),
     );
     assert!(matches!(error, Error::InvalidRequest(_)), "{error:?}");
@@ -985,10 +1034,10 @@ impl Read for FailingReader {
     }
 }
 
-#[test]
-fn body_reader_error_is_a_body_error() {
+both_clients!(body_reader_error_is_a_body_error);
+fn body_reader_error_is_a_body_error(which: Which) {
     let server = FakeServer::tcp(fake::echo_stdin());
-    let client = client(&server, config());
+    let client = client(which, &server, config());
     for len in [Some(1000), None] {
         let body = Body::from_reader(FailingReader { good: 100 }, len);
         let error = execute_err(
@@ -1006,14 +1055,14 @@ fn body_reader_error_is_a_body_error() {
 // ---------------------------------------------------------------------------
 // Connecting and addresses
 
-#[test]
-fn nothing_listening_on_a_tcp_port_is_a_connect_error() {
+both_clients!(nothing_listening_on_a_tcp_port_is_a_connect_error);
+fn nothing_listening_on_a_tcp_port_is_a_connect_error(which: Which) {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
     let address = format!("127.0.0.1:{port}");
-    let client = Client::with_config(address.as_str(), config()).unwrap();
+    let client = which.connect(address.as_str(), config()).unwrap();
     let error = execute_err(&client, get());
     let message = error.to_string();
     match error {
@@ -1027,11 +1076,11 @@ fn nothing_listening_on_a_tcp_port_is_a_connect_error() {
     assert!(message.contains("nothing listens there"), "{message}");
 }
 
-#[test]
-fn missing_unix_socket_is_a_connect_error_with_a_path_hint() {
+both_clients!(missing_unix_socket_is_a_connect_error_with_a_path_hint);
+fn missing_unix_socket_is_a_connect_error_with_a_path_hint(which: Which) {
     let dir = std::env::temp_dir().join("fcgi-faults-no-such-dir");
     let path = dir.join("php-fpm.sock");
-    let client = Client::with_config(path.to_str().unwrap(), config()).unwrap();
+    let client = which.connect(path.to_str().unwrap(), config()).unwrap();
     let error = execute_err(&client, get());
     let message = error.to_string();
     assert!(
@@ -1042,8 +1091,8 @@ fn missing_unix_socket_is_a_connect_error_with_a_path_hint() {
     assert!(message.contains("check the path"), "{message}");
 }
 
-#[test]
-fn invalid_address_strings_are_invalid_address_errors() {
+both_clients!(invalid_address_strings_are_invalid_address_errors);
+fn invalid_address_strings_are_invalid_address_errors(which: Which) {
     for (text, reason) in [
         ("localhost", "missing :port"),
         ("127.0.0.1:99999", "port must be"),
@@ -1051,13 +1100,14 @@ fn invalid_address_strings_are_invalid_address_errors() {
         ("http://example.com:9000", "unknown scheme"),
         ("", "empty"),
     ] {
-        match Client::new(text) {
+        match which.connect(text, Config::default()) {
             Err(error @ Error::InvalidAddress(_)) => {
                 let message = error.to_string();
                 assert!(message.contains(reason), "{text:?}: {message}");
                 assert!(message.contains(&format!("{text:?}")), "{message}");
             }
-            other => panic!("{text:?}: expected InvalidAddress, got {other:?}"),
+            Err(other) => panic!("{text:?}: expected InvalidAddress, got {other:?}"),
+            Ok(_) => panic!("{text:?}: expected InvalidAddress, got a client"),
         }
     }
 }
@@ -1065,10 +1115,10 @@ fn invalid_address_strings_are_invalid_address_errors() {
 // ---------------------------------------------------------------------------
 // Invalid params are refused before anything is sent
 
-#[test]
-fn invalid_param_names_are_refused_before_connecting() {
+both_clients!(invalid_param_names_are_refused_before_connecting);
+fn invalid_param_names_are_refused_before_connecting(which: Which) {
     let server = FakeServer::tcp(fake::respond_ok("x"));
-    let client = client(&server, config());
+    let client = client(which, &server, config());
     for (name, what) in [(&b"A=B"[..], "'='"), (b"NUL\0NAME", "NUL"), (b"", "empty")] {
         let error = execute_err(&client, get().param(name, "v"));
         assert!(matches!(error, Error::InvalidRequest(_)), "{error:?}");
@@ -1078,26 +1128,26 @@ fn invalid_param_names_are_refused_before_connecting() {
     assert_eq!(server.connections(), 0);
 }
 
-#[test]
-fn a_param_too_large_for_one_record_is_refused_before_connecting() {
+both_clients!(a_param_too_large_for_one_record_is_refused_before_connecting);
+fn a_param_too_large_for_one_record_is_refused_before_connecting(which: Which) {
     let server = FakeServer::tcp(fake::respond_ok("x"));
     let request = get().param("HTTP_COOKIE", "c".repeat(70_000));
-    let error = execute_err(&client(&server, config()), request);
+    let error = execute_err(&client(which, &server, config()), request);
     assert!(matches!(error, Error::InvalidRequest(_)), "{error:?}");
     assert!(error.to_string().contains("HTTP_COOKIE"), "{error}");
     thread::sleep(Duration::from_millis(50));
     assert_eq!(server.connections(), 0);
 }
 
-#[test]
-fn more_params_than_max_params_is_limit_exceeded() {
+both_clients!(more_params_than_max_params_is_limit_exceeded);
+fn more_params_than_max_params_is_limit_exceeded(which: Which) {
     let server = FakeServer::tcp(fake::respond_ok("x"));
     let request = Request::new()
         .param("A", "1")
         .param("B", "2")
         .param("C", "3")
         .param("D", "4");
-    let error = execute_err(&client(&server, config().max_params(3)), request);
+    let error = execute_err(&client(which, &server, config().max_params(3)), request);
     assert!(
         matches!(
             error,
@@ -1113,14 +1163,15 @@ fn more_params_than_max_params_is_limit_exceeded() {
     assert_eq!(server.connections(), 0);
 }
 
-#[test]
-fn kept_connection_closed_by_the_server_is_retried_with_a_large_body() {
-    // A body over the inline size goes through the writer thread, whose
-    // write fails on the closed connection: still a safe, retryable close.
+both_clients!(kept_connection_closed_by_the_server_is_retried_with_a_large_body);
+fn kept_connection_closed_by_the_server_is_retried_with_a_large_body(which: Which) {
+    // A body over the inline size is written apart (the blocking client's
+    // writer thread, the async client's body task), and that write fails
+    // on the closed connection: still a safe, retryable close.
     on_both_transports(
         || serve_then_close(1),
         |server| {
-            let client = client(server, config().keep_alive(true));
+            let client = client(which, server, config().keep_alive(true));
             for i in 0..4 {
                 let body = vec![b'p'; 200_000];
                 let request = Request::post(SCRIPT, "application/octet-stream", body);
@@ -1133,8 +1184,8 @@ fn kept_connection_closed_by_the_server_is_retried_with_a_large_body() {
     );
 }
 
-#[test]
-fn server_closing_while_the_body_is_written_is_connection_closed() {
+both_clients!(server_closing_while_the_body_is_written_is_connection_closed);
+fn server_closing_while_the_body_is_written_is_connection_closed(which: Which) {
     on_both_transports(
         || {
             |conn: &mut FakeConn| {
@@ -1143,7 +1194,7 @@ fn server_closing_while_the_body_is_written_is_connection_closed() {
         },
         |server| {
             let request = Request::post(SCRIPT, "application/octet-stream", vec![0u8; 1 << 20]);
-            let error = execute_err(&client(server, config()), request);
+            let error = execute_err(&client(which, server, config()), request);
             let message = error.to_string();
             assert_eq!(closed_received(error), 0);
             assert!(message.contains(&server.address()), "{message}");
@@ -1151,37 +1202,68 @@ fn server_closing_while_the_body_is_written_is_connection_closed() {
     );
 }
 
-#[test]
-fn stray_bytes_after_a_response_never_reach_the_next_request() {
-    // A late record for the same id, after END_REQUEST.
-    let server = FakeServer::tcp(fake::late_record_after_first(Arc::default()));
-    let client = client(&server, config().keep_alive(true));
+both_clients!(stray_records_after_a_response_never_reach_the_next_request);
+fn stray_records_after_a_response_never_reach_the_next_request(which: Which) {
+    // A late record for the same id, 20 ms after END_REQUEST: that kept
+    // connection is polluted; whatever happens, the next request never gets
+    // the stale answer.
+    let sent_on_polluted = Arc::new(AtomicUsize::new(0));
+    let server = FakeServer::tcp(fake::late_record_after_first(Arc::clone(&sent_on_polluted)));
+    let client = client(which, &server, config().keep_alive(true));
     assert_eq!(execute(&client, get()).unwrap().body, b"first");
     thread::sleep(Duration::from_millis(100));
-    // The next request went out on the polluted connection (the server took
-    // it), so it fails with a protocol error naming the stray record rather
-    // than being sent a second time, and never returns the stale answer.
-    let err = execute(&client, get()).unwrap_err();
-    assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
-    assert!(err.to_string().contains("request id 1"), "{err}");
-    // The polluted connection is dropped; a fresh one answers "first" again.
-    let response = execute(&client, get()).unwrap();
-    assert_eq!(
-        (response.status, response.body.as_slice()),
-        (200, &b"first"[..])
-    );
+    let next = execute(&client, get());
+    let expected_on_polluted = match which {
+        // The correct behaviour: the polluted connection is seen to hold
+        // bytes before it is reused and is dropped; the request goes out
+        // once, on a fresh connection, which answers "first" again.
+        #[cfg(feature = "tokio")]
+        Which::Async => {
+            let response = next.unwrap();
+            assert_eq!(
+                (response.status, response.body.as_slice()),
+                (200, &b"first"[..])
+            );
+            0
+        }
+        // DRIFT (reported, not fixed here): the blocking client looks at a
+        // kept connection before reuse only for a body it cannot replay
+        // (`Client::checkout`'s `check_stale`), so this in-memory request
+        // goes out on the polluted connection (the server takes it) and
+        // fails with a protocol error naming the stray record: never the
+        // stale answer, never sent twice, but a failed request where the
+        // async client succeeds. The next request gets a fresh connection.
+        Which::Blocking => {
+            let err = next.unwrap_err();
+            assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+            assert!(err.to_string().contains("request id 1"), "{err}");
+            let response = execute(&client, get()).unwrap();
+            assert_eq!(
+                (response.status, response.body.as_slice()),
+                (200, &b"first"[..])
+            );
+            1
+        }
+    };
     assert_eq!(server.connections(), 2);
+    // Closing the client's connections lets the handlers finish.
+    drop(client);
+    assert!(server.wait_for_finished(2, HANG_BOUND));
+    assert_eq!(
+        sent_on_polluted.load(Ordering::SeqCst),
+        expected_on_polluted
+    );
 }
 
-#[test]
-fn each_request_on_a_kept_connection_carries_a_new_request_id() {
+both_clients!(each_request_on_a_kept_connection_carries_a_new_request_id);
+fn each_request_on_a_kept_connection_carries_a_new_request_id(which: Which) {
     let ids = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&ids);
     let server = FakeServer::tcp(fake::serve(move |conn, req| {
         seen.lock().unwrap().push(req.id);
         conn.respond(req.id, b"Status: 200 OK\r\n\r\nok");
     }));
-    let client = client(&server, config().keep_alive(true));
+    let client = client(which, &server, config().keep_alive(true));
     for _ in 0..4 {
         assert_eq!(execute(&client, get()).unwrap().body, b"ok");
     }
@@ -1189,23 +1271,144 @@ fn each_request_on_a_kept_connection_carries_a_new_request_id() {
     assert_eq!(*ids.lock().unwrap(), [1, 2, 3, 4]);
 }
 
-#[test]
-fn exactly_max_params_is_accepted() {
+both_clients!(exactly_max_params_is_accepted);
+fn exactly_max_params_is_accepted(which: Which) {
     let server = FakeServer::tcp(fake::respond_ok("x"));
     let request = Request::new()
         .param("A", "1")
         .param("B", "2")
         .param("C", "3");
-    let response = execute(&client(&server, config().max_params(3)), request).unwrap();
+    let response = execute(&client(which, &server, config().max_params(3)), request).unwrap();
     assert_eq!(response.body, b"x");
 }
 
-#[test]
-fn stderr_of_exactly_max_stderr_bytes_is_kept_whole() {
+both_clients!(stderr_of_exactly_max_stderr_bytes_is_kept_whole);
+fn stderr_of_exactly_max_stderr_bytes_is_kept_whole(which: Which) {
     let server = FakeServer::tcp(fake::serve(|conn, req| {
         conn.write_stderr(req.id, &[b'e'; 1000]);
         conn.respond(req.id, b"Status: 200 OK\r\n\r\nbody");
     }));
-    let response = execute(&client(&server, config().max_stderr_bytes(1000)), get()).unwrap();
+    let response = execute(
+        &client(which, &server, config().max_stderr_bytes(1000)),
+        get(),
+    )
+    .unwrap();
     assert_eq!((response.stderr.len(), response.stderr_dropped), (1000, 0));
+}
+
+// ---------------------------------------------------------------------------
+// Kept connections (cases that were the async client's alone before)
+
+both_clients!(overloaded_answer_is_rejected_and_the_connection_is_kept);
+fn overloaded_answer_is_rejected_and_the_connection_is_kept(which: Which) {
+    let server = FakeServer::tcp(fake::serve(|conn, req| {
+        conn.write_end(req.id, 0, raw::OVERLOADED)
+    }));
+    let client = client(which, &server, config().keep_alive(true));
+    for _ in 0..2 {
+        let err = execute_err(&client, get());
+        assert!(
+            matches!(
+                err,
+                Error::Rejected {
+                    status: ProtocolStatus::Overloaded,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("FCGI_OVERLOADED"), "{err}");
+    }
+    // A clean END_REQUEST, even a refusal, leaves the connection reusable.
+    // (The blocking client closed it until the shared table showed the
+    // drift.)
+    assert_eq!(server.connections(), 1);
+}
+
+both_clients!(stale_kept_connection_is_retried_once_on_a_fresh_one);
+fn stale_kept_connection_is_retried_once_on_a_fresh_one(which: Which) {
+    // Serves one request per connection although asked to keep it, then
+    // closes, after leaving the client time to keep the connection.
+    let server = FakeServer::tcp(|conn: &mut FakeConn| {
+        if let Ok(req) = conn.read_request() {
+            conn.respond(req.id, b"Content-Type: text/plain\r\n\r\nfresh");
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let client = client(which, &server, config().keep_alive(true));
+    assert_eq!(execute(&client, get()).unwrap().body, b"fresh");
+    thread::sleep(Duration::from_millis(100));
+    let second = execute(&client, Request::post(SCRIPT, "text/plain", "again")).unwrap();
+    assert_eq!(second.body, b"fresh");
+    assert_eq!(server.connections(), 2);
+}
+
+both_clients!(padded_end_request_leaves_the_connection_reusable);
+fn padded_end_request_leaves_the_connection_reusable(which: Which) {
+    let server = FakeServer::tcp(fake::serve(|conn, req| {
+        let mut bytes = raw::record(raw::STDOUT, req.id, b"Status: 200 OK\r\n\r\nok");
+        let end = raw::end_request_body(0, raw::REQUEST_COMPLETE, [0; 3]);
+        bytes.extend_from_slice(&raw::record_with(
+            raw::VERSION,
+            raw::END_REQUEST,
+            req.id,
+            &end,
+            8,
+        ));
+        conn.write_raw(&bytes);
+    }));
+    let client = client(which, &server, config().keep_alive(true));
+    for _ in 0..3 {
+        assert_eq!(execute(&client, get()).unwrap().body, b"ok");
+    }
+    assert_eq!(server.connections(), 1);
+}
+
+both_clients!(answer_given_before_the_params_were_read_is_returned);
+fn answer_given_before_the_params_were_read_is_returned(which: Which) {
+    // The server reads BEGIN_REQUEST only, answers and closes, while the
+    // client still has megabytes of params to write.
+    let server = FakeServer::unix(|conn: &mut FakeConn| {
+        if let Ok(Some(begin)) = conn.read_record() {
+            conn.respond(begin.request_id, b"Status: 403 Forbidden\r\n\r\nno");
+            conn.close();
+        }
+    });
+    let client = client(which, &server, config().keep_alive(true));
+    let mut request = get();
+    for i in 0..40 {
+        request = request.param(format!("HTTP_X_FILLER_{i}"), "v".repeat(60_000));
+    }
+    // The answer is there to read, so it is returned although the request
+    // could not be written whole. (The blocking client returned
+    // ConnectionClosed until the shared table showed the drift.)
+    let response = execute(&client, request).unwrap();
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (403, &b"no"[..])
+    );
+    // That connection is not kept: the next request opens another.
+    assert_eq!(execute(&client, get()).unwrap().status, 403);
+    assert_eq!(server.connections(), 2);
+}
+
+both_clients!(a_connection_is_kept_after_large_and_streamed_bodies);
+fn a_connection_is_kept_after_large_and_streamed_bodies(which: Which) {
+    // Bodies larger than what goes out with the params are written apart
+    // (the blocking client's writer thread, the async client's body task);
+    // the connection still serves the next request.
+    let server = FakeServer::unix(fake::respond_stdin_len());
+    let client = client(which, &server, config().keep_alive(true));
+    let bodies = [
+        Body::from(vec![b'x'; 300_000]),
+        Body::from(vec![b'y'; 10]),
+        Body::from_reader(Cursor::new(vec![b'z'; 250_000]), Some(250_000)),
+        Body::from(vec![b'x'; 300_000]),
+    ];
+    for body in bodies {
+        let expected = body.len().unwrap().to_string();
+        let request = Request::post(SCRIPT, "application/octet-stream", body);
+        assert_eq!(execute(&client, request).unwrap().body, expected.as_bytes());
+    }
+    assert_eq!(server.connections(), 1);
 }

@@ -729,6 +729,8 @@ pub struct ResponseStream {
     /// Body bytes in the buffer not yet handed out.
     pending: std::ops::Range<usize>,
     writer: Option<BodyWriter>,
+    /// The request start went out whole (else the connection is not kept).
+    request_sent: bool,
     head: ResponseHead,
     app_status: Option<u32>,
 }
@@ -768,32 +770,39 @@ impl ResponseStream {
         let written = conn.stream.write_all(&conn.out);
         // A large inline body: do not keep its buffer on an idle connection.
         conn.out = kept_out(std::mem::take(&mut conn.out));
-        if let Err(e) = written {
-            let closed = is_closed(&e);
-            return Err(Failure::new(client.io_error(e, &timer, 0), closed, 0));
-        }
+        // The server may close while the request start is written, having
+        // answered without reading it (a script that ignores its input):
+        // that answer is read below, as the async client does; with nothing
+        // to read it is ConnectionClosed as before. The body is not sent, and
+        // the connection is not kept.
+        let request_sent = match written {
+            Ok(()) => true,
+            Err(e) if is_closed(&e) => false,
+            Err(e) => return Err(Failure::new(client.io_error(e, &timer, 0), false, 0)),
+        };
         conn.progressed = true;
-        let writer = if let Some((body, data, role)) = to_write {
-            let stream = conn.stream.try_clone().map_err(|source| {
-                Failure::fatal(Error::Io {
-                    address: client.inner.address_text.clone(),
-                    source,
-                })
-            })?;
-            let data = (role == Role::Filter).then_some(data);
-            let progress = Arc::clone(&conn.progress);
-            let address = client.inner.address_text.clone();
-            let writer =
-                BodyWriter::spawn(stream, address, timer, progress, request_id, body, data)
-                    .map_err(|source| {
-                        Failure::fatal(Error::Io {
-                            address: client.inner.address_text.clone(),
-                            source,
-                        })
-                    })?;
-            Some(writer)
-        } else {
-            None
+        let writer = match to_write {
+            Some((body, data, role)) if request_sent => {
+                let stream = conn.stream.try_clone().map_err(|source| {
+                    Failure::fatal(Error::Io {
+                        address: client.inner.address_text.clone(),
+                        source,
+                    })
+                })?;
+                let data = (role == Role::Filter).then_some(data);
+                let progress = Arc::clone(&conn.progress);
+                let address = client.inner.address_text.clone();
+                let writer =
+                    BodyWriter::spawn(stream, address, timer, progress, request_id, body, data)
+                        .map_err(|source| {
+                            Failure::fatal(Error::Io {
+                                address: client.inner.address_text.clone(),
+                                source,
+                            })
+                        })?;
+                Some(writer)
+            }
+            _ => None,
         };
         let mut stream = ResponseStream {
             client,
@@ -804,6 +813,7 @@ impl ResponseStream {
             filled: 0,
             pending: 0..0,
             writer,
+            request_sent,
             head: ResponseHead::default(),
             app_status: None,
         };
@@ -949,7 +959,10 @@ impl ResponseStream {
                 self.filled = n;
             }
             let base = self.pos;
-            let (used, step) = conn.machine.feed(&conn.buf[base..self.filled])?;
+            let (used, step) = match conn.machine.feed(&conn.buf[base..self.filled]) {
+                Ok(fed) => fed,
+                Err(error) => return Err(self.after_feed_error(error)),
+            };
             self.pos += used;
             let shift = |r: std::ops::Range<usize>| base + r.start..base + r.end;
             match step {
@@ -992,14 +1005,29 @@ impl ResponseStream {
         let Some(conn) = self.conn.as_deref_mut() else {
             return;
         };
+        let sent = writer_done && self.request_sent;
         let reusable = conn
             .machine
-            .reusable(&conn.buf[pos..filled], writer_done, keep_alive);
+            .reusable(&conn.buf[pos..filled], sent, keep_alive);
         if let Some(conn) = self.detach() {
             if reusable {
                 self.client.checkin(conn);
             }
         }
+    }
+
+    /// A refusal (END_REQUEST with a protocol status other than
+    /// FCGI_REQUEST_COMPLETE) still ends the exchange cleanly: the END_REQUEST
+    /// record was consumed, so the connection is kept or closed as after any
+    /// response, as the async client does. Any other error is returned as it
+    /// is.
+    #[cold]
+    fn after_feed_error(&mut self, error: Error) -> Error {
+        if let (Error::Rejected { .. }, Some(conn)) = (&error, &self.conn) {
+            self.pos += conn.machine.used_before_refusal();
+            self.complete();
+        }
+        error
     }
 
     /// Stops the exchange after an error: closes the connection, waits for

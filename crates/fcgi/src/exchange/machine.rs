@@ -41,6 +41,10 @@ pub(crate) struct ResponseMachine {
     pub(crate) stderr_dropped: u64,
     end: Option<EndRequest>,
     address: Arc<str>,
+    /// Input the last [`ResponseMachine::feed`] consumed when it returned
+    /// [`Error::Rejected`]: the refused END_REQUEST, and what came before it
+    /// in that input (set only then: nothing on the way of a response).
+    used_before_refusal: usize,
 }
 
 impl ResponseMachine {
@@ -60,6 +64,7 @@ impl ResponseMachine {
             stderr_dropped: 0,
             end: None,
             address: address.into(),
+            used_before_refusal: 0,
         }
     }
 
@@ -84,6 +89,13 @@ impl ResponseMachine {
     /// [`reusable_after_end`]).
     pub(crate) fn reusable(&mut self, rest: &[u8], request_sent: bool, keep_alive: bool) -> bool {
         reusable_after_end(&mut self.decoder, rest, request_sent, keep_alive)
+    }
+
+    /// Input consumed by the [`ResponseMachine::feed`] that returned
+    /// [`Error::Rejected`], END_REQUEST included: what follows it is the
+    /// rest for [`ResponseMachine::reusable`].
+    pub(crate) fn used_before_refusal(&self) -> usize {
+        self.used_before_refusal
     }
 
     /// The head, once, after [`Step::Head`].
@@ -111,7 +123,16 @@ impl ResponseMachine {
             _ => 0,
         };
         let moved = |r: Range<usize>| r.start + shift..r.end + shift;
-        let step = match self.on_event(event)? {
+        let step = match self.on_event(event) {
+            Ok(step) => step,
+            Err(error) => {
+                if matches!(error, Error::Rejected { .. }) {
+                    self.used_before_refusal = used;
+                }
+                return Err(error);
+            }
+        };
+        let step = match step {
             Step::Head(r) => Step::Head(moved(r)),
             Step::Body(r) => Step::Body(moved(r)),
             Step::Stderr(r) => Step::Stderr(moved(r)),
