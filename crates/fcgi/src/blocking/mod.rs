@@ -500,10 +500,14 @@ impl Client {
         }
     }
 
-    /// An idle kept connection, or a new one. Idle connections that the
-    /// server closed, or that hold bytes nobody asked for (a stray record
-    /// after END_REQUEST), are dropped: the next response must not start
-    /// with them, and a request that cannot be replayed must not be lost.
+    /// An idle kept connection, or a new one. With `check_stale` (a body
+    /// that cannot be replayed) idle connections that the server closed, or
+    /// that hold bytes nobody asked for (a stray record after END_REQUEST),
+    /// are dropped first: such a request must not be lost. Without it no
+    /// check is made (it costs a system call per request): a closed
+    /// connection is retried on a fresh one, and a stray record fails that
+    /// one request with a protocol error naming it (never its answer, never
+    /// sent twice) and the connection is closed.
     fn checkout(&self, timer: &Timer, check_stale: bool) -> Result<(Box<Conn>, bool), Error> {
         if self.inner.config.keep_alive {
             while let Some(conn) = self.lock_idle().pop() {
