@@ -246,8 +246,8 @@ impl Client {
                 Request {
                     role: request.role,
                     params: request.params.clone(),
-                    body: clone_replayable(&request.body),
-                    data: clone_replayable(&request.data),
+                    body: request.body.replay_copy(),
+                    data: request.data.replay_copy(),
                 },
                 self.inner.config.timeouts,
             );
@@ -255,8 +255,8 @@ impl Client {
         let (preamble, inline) = self.encode_start(request)?;
         let bodies = (!inline).then(|| {
             (
-                clone_replayable(&request.body),
-                clone_replayable(&request.data),
+                request.body.replay_copy(),
+                request.data.replay_copy(),
                 request.role,
             )
         });
@@ -325,7 +325,9 @@ impl Client {
         timeouts: Timeouts,
     ) -> Result<ResponseStream, Error> {
         let timer = Timer::new(timeouts);
-        let inline = bodies.is_none();
+        // The same rule as the async client's `attempt` loop, which waits
+        // where this one blocks: `Failure::retry_on_fresh` decides, and
+        // `Body::take_for_attempt` keeps an in-memory body for the retry.
         loop {
             // A body that cannot be sent again needs a connection known to
             // be open; an in-memory body is simply retried if it is not.
@@ -334,18 +336,9 @@ impl Client {
             conn.out.clear();
             conn.out.extend_from_slice(preamble);
             set_request_id(&mut conn.out, request_id);
-            let to_write = match &bodies {
-                None if inline => None,
-                Some((Body::Bytes(b), d, role)) if replayable => {
-                    Some((Body::Bytes(b.clone()), clone_replayable(d), *role))
-                }
-                Some((Body::Empty, d, role)) if replayable => {
-                    Some((Body::Empty, clone_replayable(d), *role))
-                }
-                _ => Some(bodies.take().ok_or_else(|| {
-                    Error::internal("a request body was sent twice (a retry of one read once)")
-                })?),
-            };
+            let to_write = bodies.as_mut().map(|(body, data, role)| {
+                (body.take_for_attempt(), data.take_for_attempt(), *role)
+            });
             let outcome = ResponseStream::open(self.clone(), timer, conn, request_id, to_write);
             match outcome {
                 Ok(stream) => return Ok(stream),
@@ -526,14 +519,5 @@ impl Conn {
                 }
             }
         }
-    }
-}
-
-/// A copy of a body held in memory (cheap: bytes are shared); other bodies
-/// give [`Body::Empty`].
-fn clone_replayable(body: &Body) -> Body {
-    match body {
-        Body::Bytes(b) => Body::Bytes(b.clone()),
-        _ => Body::Empty,
     }
 }

@@ -7,7 +7,6 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use fcgi_proto::head::Headers;
 use fcgi_proto::record::Role;
 
 use super::client::{Client, Conn};
@@ -15,7 +14,7 @@ use super::writer::{BodyWriter, WRITER_REPORT_WAIT};
 use crate::error::{is_closed, Error};
 use crate::exchange::{kept_out, Failure, Step, Timer};
 use crate::request::Body;
-use crate::response::ResponseHead;
+use crate::response::{ResponseHead, StreamHead};
 
 /// One chunk of a streamed response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +59,22 @@ pub struct ResponseStream {
     app_status: Option<u32>,
 }
 
-impl std::fmt::Debug for ResponseStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.head.debug_stream(f)
+crate::response::stream_head!(ResponseStream);
+
+impl StreamHead for ResponseStream {
+    fn response_head(&self) -> &ResponseHead {
+        &self.head
+    }
+
+    fn request_started(&self) -> Instant {
+        self.timer.started()
+    }
+
+    fn kept_stderr(&self) -> &[u8] {
+        match &self.conn {
+            Some(conn) => &conn.machine.stderr,
+            None => &self.detached.stderr,
+        }
     }
 }
 
@@ -167,35 +179,6 @@ impl ResponseStream {
             }
         }
         Ok(stream)
-    }
-
-    /// When the client began this request (before it took a connection):
-    /// `started().elapsed()` at the end is the request's whole duration.
-    pub fn started(&self) -> Instant {
-        self.timer.started()
-    }
-
-    /// HTTP status code.
-    pub fn status(&self) -> u16 {
-        self.head.status
-    }
-
-    /// Reason phrase.
-    pub fn reason(&self) -> &str {
-        &self.head.reason
-    }
-
-    /// Response headers.
-    pub fn headers(&self) -> &Headers {
-        &self.head.headers
-    }
-
-    /// STDERR received so far (up to the limit).
-    pub fn stderr(&self) -> &[u8] {
-        match &self.conn {
-            Some(conn) => &conn.machine.stderr,
-            None => &self.detached.stderr,
-        }
     }
 
     /// The next body or STDERR chunk as it arrives; `None` after END_REQUEST.
