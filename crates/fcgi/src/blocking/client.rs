@@ -4,7 +4,6 @@
 //! buffers and response state, reading within the time limits.
 
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,9 +14,9 @@ use super::conn::{connect, Stream, READ_BUFFER_LEN};
 use super::stream::{Chunk, ResponseStream};
 use crate::address::Address;
 use crate::config::{Config, Timeouts};
-use crate::error::{is_closed, Error, TimeoutPhase};
+use crate::error::{connection_error, is_closed, Error, TimeoutPhase};
 use crate::exchange::{
-    encode_request_start, following_request_id, set_request_id, ResponseMachine, Timer,
+    encode_request_start, following_request_id, set_request_id, Activity, ResponseMachine, Timer,
     ValuesAnswer, SINGLE_REQUEST_ID,
 };
 use crate::request::{Body, PreparedRequest, Request, PREAMBLE_CAPACITY};
@@ -64,7 +63,7 @@ pub(super) struct Conn {
     pub(super) out: Vec<u8>,
     /// Microseconds since the exchange's start of the last byte moved on
     /// this connection, by the reader or the body writer (see [`Timer`]).
-    pub(super) progress: Arc<AtomicU64>,
+    pub(super) progress: Arc<Activity>,
     /// Bytes moved on this connection since the reader last looked at the
     /// clock: recorded as progress at the next wait, which reads the clock
     /// anyway (the idle limit counts time spent waiting for the server).
@@ -408,7 +407,7 @@ impl Client {
             buf: vec![0; READ_BUFFER_LEN].into_boxed_slice(),
             armed_read_timeout: None,
             out: Vec::new(),
-            progress: Arc::new(AtomicU64::new(0)),
+            progress: Arc::new(Activity::default()),
             progressed: false,
             next_request_id: SINGLE_REQUEST_ID,
             machine: ResponseMachine::new(
@@ -437,13 +436,12 @@ impl Client {
     }
 
     pub(super) fn io_error(&self, source: io::Error, timer: &Timer, received: u64) -> Error {
-        let address = self.inner.address_text.clone();
+        let address = &self.inner.address_text;
         match source.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                timer.expired(&address, TimeoutPhase::Idle)
+                timer.expired(address, TimeoutPhase::Idle)
             }
-            _ if is_closed(&source) => Error::ConnectionClosed { address, received },
-            _ => Error::Io { address, source },
+            _ => connection_error(address.clone(), received, source),
         }
     }
 }
@@ -456,7 +454,7 @@ impl Conn {
     fn begin_exchange(&mut self) -> u16 {
         let id = self.next_request_id;
         self.next_request_id = following_request_id(id);
-        self.progress.store(0, Ordering::Relaxed);
+        self.progress.reset();
         self.machine.restart(id);
         id
     }
@@ -468,10 +466,10 @@ impl Conn {
             // wait count as moved now.
             let elapsed = timer.started().elapsed();
             if std::mem::take(&mut self.progressed) {
-                timer.record_activity(&self.progress, elapsed);
+                self.progress.record(elapsed);
             }
             let wait = timer
-                .wait_after(elapsed, timer.last_activity(&self.progress))
+                .wait_after(elapsed, self.progress.last())
                 .map_err(|phase| timer.expired(address, phase))?;
             // Re-arm only when the limit shrinks noticeably: a read that wakes
             // early simply loops, one that would overrun cannot happen.

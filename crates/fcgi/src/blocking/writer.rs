@@ -3,7 +3,6 @@
 //! read.
 
 use std::io::{self, Read, Write};
-use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use fcgi_proto::record::{RecordType, HEADER_LEN, STREAM_CHUNK_LEN};
 
 use super::conn::Stream;
 use crate::error::Error;
-use crate::exchange::{StreamEncoder, Timer};
+use crate::exchange::{advance_written, Activity, StreamEncoder, Timer};
 use crate::request::Body;
 
 /// How long a failing exchange waits for the body writer to say why it
@@ -30,7 +29,7 @@ impl BodyWriter {
         stream: Stream,
         address: String,
         timer: Timer,
-        progress: Arc<AtomicU64>,
+        progress: Arc<Activity>,
         request_id: u16,
         body: Body,
         data: Option<Body>,
@@ -70,7 +69,7 @@ fn write_body(
     mut stream: Stream,
     address: &str,
     timer: &Timer,
-    progress: &AtomicU64,
+    progress: &Activity,
     id: u16,
     body: Body,
     data: Option<Body>,
@@ -91,7 +90,7 @@ fn write_body(
 
 fn write_stream(
     stream: &mut Stream,
-    (address, timer, progress): (&str, &Timer, &AtomicU64),
+    (address, timer, progress): (&str, &Timer, &Activity),
     id: u16,
     record_type: RecordType,
     body: Body,
@@ -113,7 +112,7 @@ fn write_stream(
             for chunk in bytes.chunks(STREAM_CHUNK_LEN) {
                 let header = encoder.header(chunk.len());
                 write_all_vectored(stream, &header, chunk).map_err(io_err)?;
-                timer.record_activity(progress, timer.started().elapsed());
+                progress.record(timer.started().elapsed());
             }
         }
         Body::Reader { mut reader, .. } => {
@@ -133,27 +132,24 @@ fn write_stream(
                 }
                 buf[..HEADER_LEN].copy_from_slice(&encoder.header(n));
                 stream.write_all(&buf[..HEADER_LEN + n]).map_err(io_err)?;
-                timer.record_activity(progress, timer.started().elapsed());
+                progress.record(timer.started().elapsed());
             }
         }
     }
     stream.write_all(&encoder.end()?).map_err(io_err)?;
-    timer.record_activity(progress, timer.started().elapsed());
+    progress.record(timer.started().elapsed());
     Ok(())
 }
 
+/// Writes a record header and its content with vectored writes (the async
+/// body writer's `write_parts` awaits where this blocks; both advance with
+/// [`advance_written`]).
 fn write_all_vectored(stream: &mut Stream, header: &[u8], data: &[u8]) -> io::Result<()> {
-    let total = header.len() + data.len();
-    let mut written = 0;
-    while written < total {
-        let n = if written < header.len() {
-            stream.write_vectored(&[io::IoSlice::new(&header[written..]), io::IoSlice::new(data)])
-        } else {
-            stream.write(&data[written - header.len()..])
-        };
-        match n {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
+    let mut slices = [io::IoSlice::new(header), io::IoSlice::new(data)];
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match stream.write_vectored(rest) {
+            Ok(n) => advance_written(&mut rest, n)?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

@@ -18,6 +18,8 @@
 //! - [`failure`]: why an exchange failed, and whether to send
 //!   it again.
 //! - [`trace`]: the record trace ([`RECORD_TRACE_TARGET`]).
+//! - [`written`]: what is left after a vectored write (both clients'
+//!   write-all loops).
 
 mod encode;
 mod failure;
@@ -28,6 +30,7 @@ mod stream;
 mod timer;
 mod trace;
 mod values;
+mod written;
 
 #[cfg(test)]
 mod tests;
@@ -43,8 +46,9 @@ pub(crate) use request_id::{following_request_id, SINGLE_REQUEST_ID};
 #[cfg(feature = "tokio")]
 pub(crate) use reuse::reusable_after_end;
 pub(crate) use stream::StreamEncoder;
-pub(crate) use timer::Timer;
+pub(crate) use timer::{Activity, Timer};
 pub use trace::RECORD_TRACE_TARGET;
 #[cfg(feature = "tokio")]
 pub(crate) use trace::{trace_event, trace_sent_records};
 pub(crate) use values::ValuesAnswer;
+pub(crate) use written::advance_written;
