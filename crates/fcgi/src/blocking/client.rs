@@ -362,6 +362,8 @@ impl Client {
         let timer = Timer::new(config.timeouts);
         let address = &self.inner.address_text;
         let mut conn = self.connect(&timer)?;
+        // The question and the reading of the answer are `ValuesAnswer`'s,
+        // as in the async `Upstream::get_values`; this loop only moves bytes.
         let mut out = Vec::new();
         let mut answer = ValuesAnswer::ask(names, &mut out);
         conn.stream

@@ -2,7 +2,7 @@
 //! as STDIN (DATA) records on a thread of its own, while the response is
 //! read.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use fcgi_proto::record::{RecordType, HEADER_LEN, STREAM_CHUNK_LEN};
 
 use super::conn::Stream;
 use crate::error::Error;
-use crate::exchange::{advance_written, Activity, StreamEncoder, Timer};
+use crate::exchange::{advance_written, read_body_source, Activity, StreamEncoder, Timer};
 use crate::request::Body;
 
 /// How long a failing exchange waits for the body writer to say why it
@@ -122,11 +122,7 @@ fn write_stream(
                 if want == 0 {
                     break;
                 }
-                let n = match reader.read(&mut buf[HEADER_LEN..HEADER_LEN + want]) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::Body(e)),
-                };
+                let n = read_body_source(&mut reader, &mut buf[HEADER_LEN..HEADER_LEN + want])?;
                 if n == 0 {
                     break;
                 }

@@ -45,7 +45,7 @@ pub(crate) use request_id::first_free_request_id;
 pub(crate) use request_id::{following_request_id, SINGLE_REQUEST_ID};
 #[cfg(feature = "tokio")]
 pub(crate) use reuse::reusable_after_end;
-pub(crate) use stream::StreamEncoder;
+pub(crate) use stream::{read_body_source, StreamEncoder};
 pub(crate) use timer::{Activity, Timer};
 pub use trace::RECORD_TRACE_TARGET;
 #[cfg(feature = "tokio")]
