@@ -18,8 +18,12 @@
 //! - `conn.rs`: blocking TCP and Unix sockets, and connecting with a
 //!   timeout.
 //!
-//! The protocol work (encoding, the response machine, limits, timers) is
-//! the sans-IO `crate::exchange`, the same as the async client's.
+//! The protocol work (encoding, the response machine, limits, timers, the
+//! activity counter, the retry rule, what is left after a partial write)
+//! is the sans-IO `crate::exchange`, the same as the async client's; the
+//! head accessors of [`ResponseStream`] come from `crate::response` and the
+//! mapping of I/O failures to [`Error`]s from `crate::error`, for both
+//! clients.
 
 mod builder;
 mod client;
