@@ -47,12 +47,3 @@ impl From<Infallible> for Error {
         match never {}
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn client_is_send_sync_and_clone() {
-        fn check<T: Send + Sync + Clone>() {}
-        check::<super::Client>();
-    }
-}

@@ -625,12 +625,6 @@ impl Outgoing {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn client_is_send_sync_and_clone() {
-        fn check<T: Send + Sync + Clone>() {}
-        check::<super::Client>();
-    }
-
-    #[test]
     fn response_stream_is_send() {
         fn check<T: Send + Unpin>() {}
         check::<super::ResponseStream>();
