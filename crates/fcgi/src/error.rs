@@ -23,6 +23,29 @@ pub(crate) fn is_closed(e: &io::Error) -> bool {
     )
 }
 
+/// The error for an I/O failure on a connection to `address`, `received`
+/// bytes into the answer (both clients, reading or writing):
+/// [`Error::ConnectionClosed`] when the peer closed it ([`is_closed`]), else
+/// [`Error::Io`]. A timeout is told apart before this, by the caller that
+/// knows which limit it armed.
+pub(crate) fn connection_error(address: String, received: u64, source: io::Error) -> Error {
+    if is_closed(&source) {
+        Error::ConnectionClosed { address, received }
+    } else {
+        Error::Io { address, source }
+    }
+}
+
+/// A connect to `address` that did not finish within `limit` (both
+/// clients).
+pub(crate) fn connect_timed_out(address: impl std::fmt::Display, limit: Duration) -> Error {
+    Error::Timeout {
+        phase: TimeoutPhase::Connect,
+        after: limit,
+        address: address.to_string(),
+    }
+}
+
 /// Which time limit fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TimeoutPhase {

@@ -42,6 +42,18 @@ pub use request::{AsyncBody, Body, Params, PreparedRequest, Request};
 pub use response::Response;
 pub use roles::Authorization;
 
+#[cfg(test)]
+mod tests {
+    /// Both clients are handles to share between threads.
+    #[test]
+    fn clients_are_send_sync_and_clone() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<crate::blocking::Client>();
+        #[cfg(feature = "tokio")]
+        check::<crate::nonblocking::Client>();
+    }
+}
+
 /// The crate's README (shown on crates.io): its example compiles.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -231,6 +231,26 @@ impl Body {
     pub fn is_replayable(&self) -> bool {
         !matches!(self, Body::Reader { .. } | Body::Async(_))
     }
+
+    /// A copy of a body held in memory (cheap: the bytes are shared), to
+    /// send it again; a body read from a reader gives [`Body::Empty`].
+    pub(crate) fn replay_copy(&self) -> Body {
+        match self {
+            Body::Bytes(bytes) => Body::Bytes(bytes.clone()),
+            _ => Body::Empty,
+        }
+    }
+
+    /// The body for one attempt at sending a request (both clients): a
+    /// copy when it is in memory, so that a retry on a fresh connection can
+    /// send it again; else the body itself, which can be sent once.
+    pub(crate) fn take_for_attempt(&mut self) -> Body {
+        if self.is_replayable() {
+            self.replay_copy()
+        } else {
+            std::mem::take(self)
+        }
+    }
 }
 
 impl fmt::Debug for Body {

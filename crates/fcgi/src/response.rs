@@ -96,6 +96,62 @@ impl ResponseHead {
     }
 }
 
+/// Where both clients' `ResponseStream`s keep what their head accessors
+/// ([`stream_head!`]) return: the head, when the request began, and the
+/// STDERR kept so far (in the response machine, or where the blocking
+/// stream put it when it let its connection go).
+pub(crate) trait StreamHead {
+    /// The head (empty until it has arrived).
+    fn response_head(&self) -> &ResponseHead;
+    /// When the client began the request.
+    fn request_started(&self) -> std::time::Instant;
+    /// STDERR kept so far.
+    fn kept_stderr(&self) -> &[u8];
+}
+
+/// The public head accessors (`started`, `status`, `reason`, `headers`,
+/// `stderr`) and the `Debug` impl of a `ResponseStream` that implements
+/// [`StreamHead`]: one text for both clients' streams, whose methods keep
+/// their names and docs.
+macro_rules! stream_head {
+    ($stream:ident) => {
+        impl $stream {
+            /// When the client began this request (before it took a connection):
+            /// `started().elapsed()` at the end is the request's whole duration.
+            pub fn started(&self) -> std::time::Instant {
+                $crate::response::StreamHead::request_started(self)
+            }
+
+            /// HTTP status code.
+            pub fn status(&self) -> u16 {
+                $crate::response::StreamHead::response_head(self).status
+            }
+
+            /// Reason phrase.
+            pub fn reason(&self) -> &str {
+                &$crate::response::StreamHead::response_head(self).reason
+            }
+
+            /// Response headers.
+            pub fn headers(&self) -> &$crate::Headers {
+                &$crate::response::StreamHead::response_head(self).headers
+            }
+
+            /// STDERR received so far (up to [`crate::Limits::max_stderr_bytes`]).
+            pub fn stderr(&self) -> &[u8] {
+                $crate::response::StreamHead::kept_stderr(self)
+            }
+        }
+
+        impl std::fmt::Debug for $stream {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                $crate::response::StreamHead::response_head(self).debug_stream(f)
+            }
+        }
+    };
+}
+pub(crate) use stream_head;
+
 /// A response body collected in memory up to a limit, then made into a
 /// [`Response`] with its head and what END_REQUEST and STDERR said.
 pub(crate) struct BodyCollector {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use crate::address::Address;
-use crate::error::{Error, TimeoutPhase};
+use crate::error::{connect_timed_out, Error};
 
 /// Read buffer size: one full php-fpm record (65528 content bytes + header)
 /// fits, and the buffer stays below the allocator's mmap threshold.
@@ -113,11 +113,7 @@ pub(crate) fn connect(
             source.kind(),
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
         ) {
-            Error::Timeout {
-                phase: TimeoutPhase::Connect,
-                after: timeout,
-                address: display.clone(),
-            }
+            connect_timed_out(&display, timeout)
         } else {
             Error::Connect {
                 address: display.clone(),

@@ -3,7 +3,9 @@
 //! a server that took it (a stale kept connection), so a request that can
 //! be replayed goes once more on a fresh connection.
 
-use crate::error::Error;
+use std::io;
+
+use crate::error::{connection_error, is_closed, Error};
 
 /// Why an exchange failed, and whether sending it again is safe.
 #[derive(Debug)]
@@ -30,6 +32,19 @@ impl Failure {
             error,
             retryable: closed && received == 0,
         }
+    }
+
+    /// An I/O failure on the connection to `address`, `received` bytes into
+    /// the answer: [`connection_error`]'s error, retryable when the peer
+    /// closed the connection before any of the answer came.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // the async client's
+    pub(crate) fn io(address: String, received: u64, source: io::Error) -> Failure {
+        let closed = is_closed(&source);
+        Failure::new(
+            connection_error(address, received, source),
+            closed,
+            received,
+        )
     }
 
     /// Whether to send the request again on a fresh connection: it failed

@@ -73,6 +73,24 @@ impl StreamEncoder {
     }
 }
 
+/// One read of a blocking body source into `buf` (sized by
+/// [`StreamEncoder::want`]), again when interrupted; its failure is the
+/// body's ([`Error::Body`]). 0: the source has ended. Both clients' reader
+/// loops call it between asking the encoder and writing the record (the
+/// blocking body writer on its thread, the async one on tokio's blocking
+/// pool).
+pub(crate) fn read_body_source(
+    reader: &mut (impl std::io::Read + ?Sized),
+    buf: &mut [u8],
+) -> Result<usize, Error> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other.map_err(Error::Body),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +111,29 @@ mod tests {
         assert_eq!(stream.want(), 0);
         assert_eq!(stream.room(), Some(0));
         assert_eq!(stream.end().unwrap(), [1, 5, 0, 3, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_body_source_is_read_again_when_interrupted_and_its_error_is_the_bodys() {
+        struct Flaky(u8);
+        impl std::io::Read for Flaky {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.0 += 1;
+                match self.0 {
+                    1 => Err(std::io::ErrorKind::Interrupted.into()),
+                    2 => {
+                        buf[0] = b'a';
+                        Ok(1)
+                    }
+                    _ => Err(std::io::Error::other("disk gone")),
+                }
+            }
+        }
+        let (mut source, mut buf) = (Flaky(0), [0u8; 4]);
+        assert_eq!(read_body_source(&mut source, &mut buf).unwrap(), 1);
+        assert_eq!(buf[0], b'a');
+        let error = read_body_source(&mut source, &mut buf).unwrap_err();
+        assert!(matches!(error, Error::Body(_)), "{error:?}");
     }
 
     #[test]

@@ -9,6 +9,36 @@ use std::time::{Duration, Instant};
 use crate::config::Timeouts;
 use crate::error::{Error, TimeoutPhase};
 
+/// When a byte last moved for an exchange, either way, as time after a
+/// start: what the idle limit counts from. Microseconds in an atomic, so
+/// that whoever moves the bytes records it from its own thread or task (the
+/// blocking body writer, a multiplexed connection's driver); an older
+/// reading never moves it back. Both clients: the blocking `Conn` counts
+/// from its request's [`Timer`] start, the async `RequestShared` from its
+/// own.
+#[derive(Debug, Default)]
+pub(crate) struct Activity(AtomicU64);
+
+impl Activity {
+    /// Records a byte having moved `since_start` after the start.
+    #[inline]
+    pub(crate) fn record(&self, since_start: Duration) {
+        self.0
+            .fetch_max(since_start.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// When a byte last moved, after the start (zero before any did).
+    #[inline]
+    pub(crate) fn last(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Nothing moved yet: for a new exchange counted from a new start.
+    pub(crate) fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
 /// The limits of one request ([`Timeouts`]) and when it began.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timer {
@@ -82,18 +112,6 @@ impl Timer {
         Ok(deadline.min(idle))
     }
 
-    /// Records a byte having moved `elapsed` after the start in `activity`
-    /// (microseconds, so that another thread can record it too; an older
-    /// reading never moves it back).
-    pub(crate) fn record_activity(&self, activity: &AtomicU64, elapsed: Duration) {
-        activity.fetch_max(elapsed.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// The last activity recorded in `activity`, after the start.
-    pub(crate) fn last_activity(&self, activity: &AtomicU64) -> Duration {
-        Duration::from_micros(activity.load(Ordering::Relaxed))
-    }
-
     /// The error for the limit of `phase` having passed: each phase names
     /// its own limit (the connect timeout for [`TimeoutPhase::Connect`],
     /// the idle timeout for [`TimeoutPhase::Idle`]), any other the overall
@@ -159,13 +177,14 @@ mod tests {
 
     #[test]
     fn activity_recorded_from_another_thread_moves_the_idle_limit() {
-        let (timer, _) = timer();
-        let activity = AtomicU64::new(0);
-        assert_eq!(timer.last_activity(&activity), Duration::ZERO);
-        timer.record_activity(&activity, Duration::from_secs(2));
+        let activity = Activity::default();
+        assert_eq!(activity.last(), Duration::ZERO);
+        activity.record(Duration::from_secs(2));
         // An older reading never moves it back.
-        timer.record_activity(&activity, Duration::from_secs(1));
-        assert_eq!(timer.last_activity(&activity), Duration::from_secs(2));
+        activity.record(Duration::from_secs(1));
+        assert_eq!(activity.last(), Duration::from_secs(2));
+        activity.reset();
+        assert_eq!(activity.last(), Duration::ZERO);
     }
 
     #[test]

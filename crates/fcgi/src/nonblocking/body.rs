@@ -16,7 +16,7 @@ use super::mux::{MuxConn, WriteItem};
 use super::shared::RequestShared;
 use super::socket::{write_parts, WriteHalf};
 use crate::error::{is_closed, Error};
-use crate::exchange::{Failure, StreamEncoder};
+use crate::exchange::{read_body_source, Failure, StreamEncoder};
 use crate::request::{AsyncSource, Body};
 
 /// Why writing stopped early.
@@ -242,12 +242,7 @@ async fn write_reader(
         };
         let read = tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; want];
-            let result = loop {
-                match r.read(&mut buf) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    other => break other,
-                }
-            };
+            let result = read_body_source(&mut r, &mut buf);
             (r, buf, result)
         })
         .await;
@@ -260,7 +255,7 @@ async fn write_reader(
             }
         };
         reader = Some(r);
-        let n = result.map_err(Error::Body)?;
+        let n = result?;
         if n == 0 {
             return Ok(());
         }

@@ -435,6 +435,8 @@ impl Client {
 
     /// One upstream: acquire a connection, send, wait for the head; once
     /// more on a fresh connection when a reused one turned out stale.
+    /// (The blocking client's `send` loop runs the same rule where this one
+    /// awaits: `Failure::retry_on_fresh`, `Body::take_for_attempt`.)
     async fn attempt(
         &self,
         upstream: &Arc<Upstream>,
@@ -615,29 +617,13 @@ impl Outgoing {
 
     /// The body and DATA (when the role uses it) for one attempt.
     fn take_bodies(&mut self) -> (Body, Option<Body>) {
-        let data = (self.role == Role::Filter).then(|| take_body(&mut self.data));
-        (take_body(&mut self.body), data)
-    }
-}
-
-/// The body for one attempt: a copy when it is in memory (so a retry can
-/// send it again), else the body itself.
-fn take_body(body: &mut Body) -> Body {
-    match body {
-        Body::Empty => Body::Empty,
-        Body::Bytes(bytes) => Body::Bytes(bytes.clone()),
-        other => std::mem::take(other),
+        let data = (self.role == Role::Filter).then(|| self.data.take_for_attempt());
+        (self.body.take_for_attempt(), data)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn client_is_send_sync_and_clone() {
-        fn check<T: Send + Sync + Clone>() {}
-        check::<super::Client>();
-    }
-
     #[test]
     fn response_stream_is_send() {
         fn check<T: Send + Unpin>() {}

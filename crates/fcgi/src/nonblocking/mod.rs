@@ -129,8 +129,12 @@
 //!   reused tokio timer), `socket.rs` (TCP and Unix sockets), `lock.rs`.
 //! - `inbox.rs`: a mux request's unread response (memory, then a file).
 //!
-//! The protocol work (encoding, the response machine, limits, timers) is
-//! the sans-IO `crate::exchange`, the same as the blocking client's.
+//! The protocol work (encoding, the response machine, limits, timers, the
+//! activity counter, the retry rule, what is left after a partial write)
+//! is the sans-IO `crate::exchange`, the same as the blocking client's;
+//! the head accessors of [`ResponseStream`] come from `crate::response`
+//! and the mapping of I/O failures to [`Error`]s from `crate::error`, for
+//! both clients.
 
 mod alarm;
 mod body;

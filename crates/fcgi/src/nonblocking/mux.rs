@@ -41,7 +41,7 @@ use super::inbox::{BufferLimits, Inbox};
 use super::pool::MuxPool;
 use super::shared::RequestShared;
 use super::socket::Socket;
-use crate::error::{is_closed, Error};
+use crate::error::{connection_error, is_closed, Error};
 use crate::exchange::{trace_sent_records, Failure};
 
 /// Body records queued per connection before body writers wait.
@@ -309,15 +309,7 @@ impl Driver {
 
     fn io_stop(&self, e: io::Error) -> Stop {
         let closed = is_closed(&e);
-        let address = self.settings.address.clone();
-        let error = if closed {
-            Error::ConnectionClosed {
-                address,
-                received: 0,
-            }
-        } else {
-            Error::Io { address, source: e }
-        };
+        let error = connection_error(self.settings.address.clone(), 0, e);
         Stop::Failed { error, closed }
     }
 

@@ -291,6 +291,8 @@ impl Upstream {
         let limit = wait
             .min(self.settings.config.timeouts.idle)
             .min(timer.remaining());
+        // The question and the reading of the answer are `ValuesAnswer`'s,
+        // as in the blocking `Client::get_values`; this loop only moves bytes.
         let exchange = async {
             let mut out = Vec::new();
             let mut answer = ValuesAnswer::ask(names, &mut out);

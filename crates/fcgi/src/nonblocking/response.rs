@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use fcgi_proto::decode::Event;
-use fcgi_proto::head::Headers;
 use tokio::task::JoinHandle;
 
 use super::alarm::Alarm;
@@ -23,7 +22,7 @@ use super::Timer;
 use crate::blocking::Trailer;
 use crate::error::Error;
 use crate::exchange::{Failure, ResponseMachine, Step};
-use crate::response::{BodyCollector, Response, ResponseHead};
+use crate::response::{BodyCollector, Response, ResponseHead, StreamHead};
 
 /// One chunk of a streamed async response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,9 +209,19 @@ pub struct ResponseStream {
     body_bytes: u64,
 }
 
-impl std::fmt::Debug for ResponseStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.head.debug_stream(f)
+crate::response::stream_head!(ResponseStream);
+
+impl StreamHead for ResponseStream {
+    fn response_head(&self) -> &ResponseHead {
+        &self.head
+    }
+
+    fn request_started(&self) -> Instant {
+        self.parts.timer.started()
+    }
+
+    fn kept_stderr(&self) -> &[u8] {
+        &self.parts.machine.stderr
     }
 }
 
@@ -245,32 +254,6 @@ impl ResponseStream {
     #[cfg(feature = "http")]
     pub(crate) fn address(&self) -> &str {
         &self.parts.address
-    }
-
-    /// When the client began this request (before it took a connection):
-    /// `started().elapsed()` at the end is the request's whole duration.
-    pub fn started(&self) -> Instant {
-        self.parts.timer.started()
-    }
-
-    /// HTTP status code.
-    pub fn status(&self) -> u16 {
-        self.head.status
-    }
-
-    /// Reason phrase.
-    pub fn reason(&self) -> &str {
-        &self.head.reason
-    }
-
-    /// Response headers.
-    pub fn headers(&self) -> &Headers {
-        &self.head.headers
-    }
-
-    /// STDERR received so far (up to [`crate::Limits::max_stderr_bytes`]).
-    pub fn stderr(&self) -> &[u8] {
-        &self.parts.machine.stderr
     }
 
     /// Polls for the next body or STDERR chunk; `None` after END_REQUEST.

@@ -4,12 +4,11 @@
 //! Both record activity (for the idle limit) and the first failure here;
 //! the request's reader looks at them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::lock::lock;
-use crate::exchange::Failure;
+use crate::exchange::{Activity, Failure};
 
 /// What a request shares with whoever moves its bytes: when a byte last
 /// moved (either way), and why it failed, if it did.
@@ -17,7 +16,7 @@ use crate::exchange::Failure;
 pub(crate) struct RequestShared {
     base: Instant,
     /// Microseconds since `base` of the last byte moved for this request.
-    activity: AtomicU64,
+    activity: Activity,
     /// Why the request ended early; the first writer wins.
     failure: Mutex<Option<Failure>>,
 }
@@ -26,7 +25,7 @@ impl RequestShared {
     pub(crate) fn new() -> RequestShared {
         RequestShared {
             base: Instant::now(),
-            activity: AtomicU64::new(0),
+            activity: Activity::default(),
             failure: Mutex::new(None),
         }
     }
@@ -34,14 +33,13 @@ impl RequestShared {
     /// Records that a byte moved now.
     #[inline]
     pub(crate) fn touch(&self) {
-        let now = self.base.elapsed().as_micros() as u64;
-        self.activity.fetch_max(now, Ordering::Relaxed);
+        self.activity.record(self.base.elapsed());
     }
 
     /// When the last byte moved.
     #[inline]
     pub(crate) fn last_activity(&self) -> Instant {
-        self.base + Duration::from_micros(self.activity.load(Ordering::Relaxed))
+        self.base + self.activity.last()
     }
 
     /// Records why the request failed, unless a reason is already known.

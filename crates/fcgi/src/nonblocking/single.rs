@@ -423,13 +423,7 @@ impl SingleExchange {
     }
 
     fn io_failure(&self, e: io::Error) -> Failure {
-        if is_closed(&e) {
-            return self.closed();
-        }
-        Failure::fatal(Error::Io {
-            address: self.pool.address.clone(),
-            source: e,
-        })
+        Failure::io(self.pool.address.clone(), self.received, e)
     }
 
     /// The next record's worth of answer; on END_REQUEST the connection

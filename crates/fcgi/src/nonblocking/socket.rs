@@ -10,7 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{tcp, unix, TcpStream, UnixStream};
 
 use crate::address::Address;
-use crate::error::{Error, TimeoutPhase};
+use crate::error::{connect_timed_out, Error};
+use crate::exchange::advance_written;
 
 /// A connected socket of either kind.
 #[derive(Debug)]
@@ -197,38 +198,25 @@ pub(crate) async fn connect(address: &Address, timeout: Duration) -> Result<Sock
             address: address.to_string(),
             source,
         }),
-        Err(_) => Err(Error::Timeout {
-            phase: TimeoutPhase::Connect,
-            after: timeout,
-            address: address.to_string(),
-        }),
+        // (The system's own connect timeout, ETIMEDOUT, stays a connect
+        // error here; the blocking client reports it as a timeout.)
+        Err(_) => Err(connect_timed_out(address, timeout)),
     }
 }
 
 /// Writes all of `parts` (a record header and its content, say) with
-/// vectored writes.
+/// vectored writes (the blocking body writer's `write_all_vectored` blocks
+/// where this awaits; both advance with [`advance_written`]).
 pub(crate) async fn write_parts<W: AsyncWrite + Unpin>(
     writer: &mut W,
     parts: &[bytes::Bytes],
 ) -> io::Result<()> {
     use tokio::io::AsyncWriteExt;
-    let (mut index, mut offset) = (0, 0);
-    while index < parts.len() {
-        let slices: Vec<IoSlice<'_>> = parts[index..]
-            .iter()
-            .enumerate()
-            .map(|(i, p)| IoSlice::new(if i == 0 { &p[offset..] } else { &p[..] }))
-            .collect();
-        let mut n = writer.write_vectored(&slices).await?;
-        if n == 0 && slices.iter().any(|s| !s.is_empty()) {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while index < parts.len() && n >= parts[index].len() - offset {
-            n -= parts[index].len() - offset;
-            index += 1;
-            offset = 0;
-        }
-        offset += n;
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = writer.write_vectored(rest).await?;
+        advance_written(&mut rest, n)?;
     }
     Ok(())
 }
