@@ -50,8 +50,8 @@ pub trait ClientUnderTest {
 /// How a streamed response is read after its head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reading {
-    /// `next_chunk` until it returns `None` or fails; then `finish` (for
-    /// the trailer) unless it failed.
+    /// `next_chunk` until it returns `None` or fails; then `finish`, for
+    /// the trailer (after a failure, `finish` must fail too).
     Chunks,
     /// `finish` straight away, which reads (and discards) the body itself.
     Finish,
@@ -172,29 +172,46 @@ impl ClientUnderTest for fcgi::Client {
 
     fn stream(&self, request: Request, reading: Reading) -> Result<Streamed, Error> {
         let mut stream = fcgi::Client::stream(self, request)?;
-        let mut streamed = SoFar::head(
+        let mut so_far = SoFar::head(
             stream.status(),
             stream.reason(),
             stream.headers(),
             stream.stderr(),
         );
-        if reading == Reading::Chunks {
-            loop {
-                match stream.next_chunk() {
-                    Ok(Some(fcgi::Chunk::Body(bytes))) => streamed.body.extend_from_slice(bytes),
-                    Ok(Some(fcgi::Chunk::Stderr(bytes))) => {
-                        streamed.stderr_chunks.extend_from_slice(bytes)
-                    }
-                    Ok(None) => break,
-                    Err(error) => return Ok(streamed.ended(Err(error))),
-                }
-            }
+        while reading == Reading::Chunks && so_far.take(stream.next_chunk().map(Piece::from_chunk))
+        {
         }
-        Ok(streamed.ended(stream.finish()))
+        Ok(so_far.ended(stream.finish()))
     }
 
     fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
         fcgi::Client::get_values(self, names)
+    }
+}
+
+/// A chunk of either client's stream: `B` is a slice (blocking) or
+/// `Bytes` (async).
+enum Piece<B> {
+    Body(B),
+    Stderr(B),
+}
+
+impl<'a> Piece<&'a [u8]> {
+    fn from_chunk(chunk: Option<fcgi::Chunk<'a>>) -> Option<Piece<&'a [u8]>> {
+        chunk.map(|chunk| match chunk {
+            fcgi::Chunk::Body(bytes) => Piece::Body(bytes),
+            fcgi::Chunk::Stderr(bytes) => Piece::Stderr(bytes),
+        })
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Piece<bytes::Bytes> {
+    fn from_async_chunk(chunk: Option<fcgi::nonblocking::Chunk>) -> Option<Piece<bytes::Bytes>> {
+        chunk.map(|chunk| match chunk {
+            fcgi::nonblocking::Chunk::Body(bytes) => Piece::Body(bytes),
+            fcgi::nonblocking::Chunk::Stderr(bytes) => Piece::Stderr(bytes),
+        })
     }
 }
 
@@ -206,6 +223,8 @@ struct SoFar {
     stderr_before_body: Vec<u8>,
     body: Vec<u8>,
     stderr_chunks: Vec<u8>,
+    /// The error `next_chunk` ended with.
+    failed: Option<Error>,
 }
 
 impl SoFar {
@@ -218,10 +237,36 @@ impl SoFar {
             stderr_before_body: stderr.to_vec(),
             body: Vec::new(),
             stderr_chunks: Vec::new(),
+            failed: None,
         }
     }
 
-    fn ended(self, end: Result<Trailer, Error>) -> Streamed {
+    /// Keeps what `next_chunk` returned; false once the response ended
+    /// (with `None`, or with an error, kept for [`SoFar::ended`]).
+    fn take<B: AsRef<[u8]>>(&mut self, next: Result<Option<Piece<B>>, Error>) -> bool {
+        match next {
+            Ok(Some(Piece::Body(bytes))) => self.body.extend_from_slice(bytes.as_ref()),
+            Ok(Some(Piece::Stderr(bytes))) => self.stderr_chunks.extend_from_slice(bytes.as_ref()),
+            Ok(None) => return false,
+            Err(error) => {
+                self.failed = Some(error);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The response with its end: the error `next_chunk` failed with, else
+    /// what `finish` returned. After a failed `next_chunk`, `finish` must
+    /// fail too: a broken response never ends cleanly.
+    fn ended(self, finish: Result<Trailer, Error>) -> Streamed {
+        let end = match (self.failed, finish) {
+            (Some(failed), Ok(trailer)) => {
+                panic!("finish returned {trailer:?} after next_chunk failed with {failed:?}")
+            }
+            (Some(failed), Err(_)) => Err(failed),
+            (None, finish) => finish,
+        };
         Streamed {
             status: self.status,
             reason: self.reason,
@@ -287,27 +332,16 @@ impl ClientUnderTest for AsyncUnderTest {
     fn stream(&self, request: Request, reading: Reading) -> Result<Streamed, Error> {
         self.runtime.block_on(async {
             let mut stream = self.client.stream(request).await?;
-            let mut streamed = SoFar::head(
+            let mut so_far = SoFar::head(
                 stream.status(),
                 stream.reason(),
                 stream.headers(),
                 stream.stderr(),
             );
-            if reading == Reading::Chunks {
-                loop {
-                    match stream.next_chunk().await {
-                        Ok(Some(fcgi::nonblocking::Chunk::Body(bytes))) => {
-                            streamed.body.extend_from_slice(&bytes)
-                        }
-                        Ok(Some(fcgi::nonblocking::Chunk::Stderr(bytes))) => {
-                            streamed.stderr_chunks.extend_from_slice(&bytes)
-                        }
-                        Ok(None) => break,
-                        Err(error) => return Ok(streamed.ended(Err(error))),
-                    }
-                }
-            }
-            Ok(streamed.ended(stream.finish().await))
+            while reading == Reading::Chunks
+                && so_far.take(stream.next_chunk().await.map(Piece::from_async_chunk))
+            {}
+            Ok(so_far.ended(stream.finish().await))
         })
     }
 
