@@ -1739,3 +1739,76 @@ fn a_prepared_request_on_a_stale_kept_connection_is_retried_on_a_fresh_one(which
     let ids: Vec<u16> = ids.iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, [1, 2, 1, 2, 1, 2]);
 }
+
+// ---------------------------------------------------------------------------
+// Streamed responses on kept connections
+
+both_clients!(a_stream_dropped_before_its_end_leaves_nothing_for_the_next_request);
+fn a_stream_dropped_before_its_end_leaves_nothing_for_the_next_request(which: Which) {
+    // Each response is a head and three body records with pauses between;
+    // the first request's stream is dropped after the head. Its connection
+    // still has body records coming, so it must not be kept: the next
+    // request goes out on a fresh one and gets its own whole answer.
+    let server = FakeServer::tcp(fake::serve(|conn, req| {
+        let tag = req.param_str("TAG").unwrap_or_default();
+        conn.write_stdout(req.id, OK_HEAD);
+        for part in 0..3 {
+            thread::sleep(Duration::from_millis(20));
+            conn.write_stdout(req.id, format!("{tag}{part};").as_bytes());
+        }
+        conn.write_end(req.id, 0, raw::REQUEST_COMPLETE);
+    }));
+    let client = client(which, &server, config().keep_alive(true));
+    let (status, _) = timed(|| client.stream_then_drop(get().param("TAG", "dropped")));
+    assert_eq!(status.unwrap(), 200);
+    let response = execute(&client, get().param("TAG", "next")).unwrap();
+    assert_eq!(response.body, b"next0;next1;next2;");
+    assert_eq!(server.connections(), 2);
+    // Read to its end, a streamed response leaves its connection for the
+    // next request.
+    let streamed = timed(|| client.stream(get().param("TAG", "read"), Reading::Chunks))
+        .0
+        .unwrap();
+    assert_eq!(streamed.body, b"read0;read1;read2;");
+    assert_eq!(streamed.end.unwrap().app_status, 0);
+    assert_eq!(execute(&client, get()).unwrap().body, b"0;1;2;");
+    assert_eq!(server.connections(), 2);
+}
+
+both_clients!(a_refusal_after_part_of_a_streamed_body_is_rejected);
+fn a_refusal_after_part_of_a_streamed_body_is_rejected(which: Which) {
+    // The head and part of the body, then END_REQUEST with FCGI_OVERLOADED
+    // (and application status 3).
+    let server = FakeServer::tcp(after_request(|conn, req| {
+        conn.write_stdout(req.id, b"Status: 200 OK\r\n\r\npartial");
+        conn.write_end(req.id, 3, raw::OVERLOADED);
+    }));
+    let client = client(which, &server, config());
+    let err = execute_err(&client, get());
+    assert!(
+        matches!(
+            err,
+            Error::Rejected {
+                status: ProtocolStatus::Overloaded,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    for (reading, streamed, _) in stream_both_ways(&client, get) {
+        if reading == Reading::Chunks {
+            assert_eq!(streamed.body, b"partial");
+        }
+        let err = streamed.end_error();
+        assert!(
+            matches!(
+                err,
+                Error::Rejected {
+                    status: ProtocolStatus::Overloaded,
+                    ..
+                }
+            ),
+            "{reading:?}: {err:?}"
+        );
+    }
+}

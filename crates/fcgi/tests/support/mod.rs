@@ -10,8 +10,9 @@
 //!
 //! - [`ClientUnderTest`]: what the cases need of a client: `execute`,
 //!   `execute_with` (per-request [`Timeouts`]), `prepare` and
-//!   `execute_prepared`, `stream` (read to the end as a [`Streamed`]) and
-//!   `get_values`, blocking calls whichever client runs them.
+//!   `execute_prepared`, `stream` (read to the end as a [`Streamed`]),
+//!   `stream_then_drop` and `get_values`, blocking calls whichever client
+//!   runs them.
 //! - [`Streamed`] and [`Reading`]: a streamed response read to its end,
 //!   chunk by chunk or with `finish` alone, with the error that ended it.
 //! - [`Which`]: names a client and builds it from an address and a
@@ -42,6 +43,10 @@ pub trait ClientUnderTest {
     /// Streams `request`: `Err` when the head never arrived, else the head
     /// and what [`Reading`] read after it, with how the response ended.
     fn stream(&self, request: Request, reading: Reading) -> Result<Streamed, Error>;
+
+    /// Streams `request` and drops the stream once the head arrived,
+    /// before the end of the body; gives the status.
+    fn stream_then_drop(&self, request: Request) -> Result<u16, Error>;
 
     /// Asks the server for management values (FCGI_GET_VALUES).
     fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error>;
@@ -148,6 +153,10 @@ impl<C: ClientUnderTest + ?Sized> ClientUnderTest for Box<C> {
         (**self).stream(request, reading)
     }
 
+    fn stream_then_drop(&self, request: Request) -> Result<u16, Error> {
+        (**self).stream_then_drop(request)
+    }
+
     fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
         (**self).get_values(names)
     }
@@ -182,6 +191,10 @@ impl ClientUnderTest for fcgi::Client {
         {
         }
         Ok(so_far.ended(stream.finish()))
+    }
+
+    fn stream_then_drop(&self, request: Request) -> Result<u16, Error> {
+        Ok(fcgi::Client::stream(self, request)?.status())
     }
 
     fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
@@ -343,6 +356,11 @@ impl ClientUnderTest for AsyncUnderTest {
             {}
             Ok(so_far.ended(stream.finish().await))
         })
+    }
+
+    fn stream_then_drop(&self, request: Request) -> Result<u16, Error> {
+        self.runtime
+            .block_on(async { Ok(self.client.stream(request).await?.status()) })
     }
 
     fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
