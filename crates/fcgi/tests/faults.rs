@@ -255,6 +255,12 @@ fn trickled_response_within_the_idle_timeout_completes(which: Which) {
     let response = execute(&client, get()).unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.body, b"ok");
+    let streamed = timed(|| client.stream(get(), Reading::Chunks)).0.unwrap();
+    assert_eq!(
+        (streamed.status, streamed.body.as_slice()),
+        (200, &b"ok"[..])
+    );
+    assert!(streamed.end.is_ok(), "{:?}", streamed.end);
 }
 
 /// Answers with a head, then one body byte every 50 ms for far longer than
@@ -832,6 +838,21 @@ fn management_records_before_the_response_are_ignored(which: Which) {
     assert_eq!(response.body, b"real");
 }
 
+both_clients!(management_records_in_the_middle_of_a_body_are_ignored);
+fn management_records_in_the_middle_of_a_body_are_ignored(which: Which) {
+    let server = FakeServer::tcp(after_request(|conn, req| {
+        conn.write_stdout(req.id, b"Status: 200 OK\r\n\r\nbefore;");
+        conn.write_values_result(&[("FCGI_MPXS_CONNS", "0")]);
+        conn.write_unknown_type(42);
+        conn.write_raw(&response_bytes(req.id, b"after"));
+    }));
+    let client = client(which, &server, config());
+    assert_eq!(execute(&client, get()).unwrap().body, b"before;after");
+    let streamed = timed(|| client.stream(get(), Reading::Chunks)).0.unwrap();
+    assert_eq!(streamed.body, b"before;after");
+    assert!(streamed.end.is_ok(), "{:?}", streamed.end);
+}
+
 both_clients!(end_request_before_the_body_was_read_returns_the_response);
 fn end_request_before_the_body_was_read_returns_the_response(which: Which) {
     // The script ignores its input: the answer comes right after PARAMS while
@@ -1179,6 +1200,15 @@ fn partial_response_on_a_kept_connection_is_never_retried(which: Which) {
             assert!(closed_received(error) > 0);
             thread::sleep(Duration::from_millis(100));
             assert_eq!(server.connections(), 1, "the request was sent twice");
+            // Streamed (the head never completes): not sent twice either.
+            let streaming = crate::client(which, server, config().keep_alive(true));
+            assert_eq!(execute(&streaming, get()).unwrap().body, b"first");
+            let error = timed(|| streaming.stream(get(), Reading::Chunks))
+                .0
+                .unwrap_err();
+            assert!(closed_received(error) > 0);
+            thread::sleep(Duration::from_millis(100));
+            assert_eq!(server.connections(), 2, "the request was sent twice");
         },
     );
 }
@@ -1548,6 +1578,12 @@ fn stale_kept_connection_is_retried_once_on_a_fresh_one(which: Which) {
     let second = execute(&client, Request::post(SCRIPT, "text/plain", "again")).unwrap();
     assert_eq!(second.body, b"fresh");
     assert_eq!(server.connections(), 2);
+    // Streamed, the same: the in-memory request goes out again, once.
+    thread::sleep(Duration::from_millis(100));
+    let third = timed(|| client.stream(get(), Reading::Chunks)).0.unwrap();
+    assert_eq!(third.body, b"fresh");
+    assert!(third.end.is_ok(), "{:?}", third.end);
+    assert_eq!(server.connections(), 3);
 }
 
 both_clients!(padded_end_request_leaves_the_connection_reusable);
