@@ -174,6 +174,25 @@ fn protocol_detail(error: Error) -> String {
     }
 }
 
+/// `err` is the server's FCGI_OVERLOADED refusal, named in its message;
+/// `context` says which call gave it.
+fn assert_overloaded(err: &Error, context: &str) {
+    assert!(
+        matches!(
+            err,
+            Error::Rejected {
+                status: ProtocolStatus::Overloaded,
+                ..
+            }
+        ),
+        "{context}: {err:?}"
+    );
+    assert!(
+        err.to_string().contains("FCGI_OVERLOADED"),
+        "{context}: {err}"
+    );
+}
+
 fn closed_received(error: Error) -> u64 {
     match error {
         Error::ConnectionClosed { received, .. } => received,
@@ -1544,17 +1563,7 @@ fn overloaded_answer_is_rejected_and_the_connection_is_kept(which: Which) {
             0 | 1 => execute_err(&client, get()),
             _ => timed(|| client.execute_prepared(&prepared)).0.unwrap_err(),
         };
-        assert!(
-            matches!(
-                err,
-                Error::Rejected {
-                    status: ProtocolStatus::Overloaded,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert!(err.to_string().contains("FCGI_OVERLOADED"), "{err}");
+        assert_overloaded(&err, &format!("call {i}"));
     }
     // A clean END_REQUEST, even a refusal, leaves the connection reusable.
     // (The blocking client closed it until the shared table showed the
@@ -1820,31 +1829,11 @@ fn a_refusal_after_part_of_a_streamed_body_is_rejected(which: Which) {
         conn.write_end(req.id, 3, raw::OVERLOADED);
     }));
     let client = client(which, &server, config());
-    let err = execute_err(&client, get());
-    assert!(
-        matches!(
-            err,
-            Error::Rejected {
-                status: ProtocolStatus::Overloaded,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_overloaded(&execute_err(&client, get()), "execute");
     for (reading, streamed, _) in stream_both_ways(&client, get) {
         if reading == Reading::Chunks {
             assert_eq!(streamed.body, b"partial");
         }
-        let err = streamed.end_error();
-        assert!(
-            matches!(
-                err,
-                Error::Rejected {
-                    status: ProtocolStatus::Overloaded,
-                    ..
-                }
-            ),
-            "{reading:?}: {err:?}"
-        );
+        assert_overloaded(&streamed.end_error(), &format!("{reading:?}"));
     }
 }
