@@ -588,29 +588,35 @@ fn endless_response_head_stops_at_max_head_bytes_without_reading_on(which: Which
         }
         flag.store(true, Ordering::SeqCst);
     }));
-    let error = execute_err(
-        &client(which, &server, config().max_head_bytes(1024)),
-        get(),
-    );
-    assert!(
-        matches!(
-            error,
-            Error::LimitExceeded {
-                limit: Limit::HeadBytes,
-                max: 1024
-            }
-        ),
-        "{error:?}"
-    );
-    assert!(error.to_string().contains("max_head_bytes"), "{error}");
-    assert!(
-        server.wait_for_finished(1, HANG_BOUND),
-        "fake still writing"
-    );
-    assert!(
-        !sent_everything.load(Ordering::SeqCst),
-        "the client read the whole endless head instead of stopping"
-    );
+    let client = client(which, &server, config().max_head_bytes(1024));
+    // Collected, then streamed: the head never ends, so `stream` fails too.
+    let errors = [
+        execute_err(&client, get()),
+        timed(|| client.stream(get(), Reading::Chunks))
+            .0
+            .unwrap_err(),
+    ];
+    for (error, finished) in errors.into_iter().zip([1, 2]) {
+        assert!(
+            matches!(
+                error,
+                Error::LimitExceeded {
+                    limit: Limit::HeadBytes,
+                    max: 1024
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("max_head_bytes"), "{error}");
+        assert!(
+            server.wait_for_finished(finished, HANG_BOUND),
+            "fake still writing"
+        );
+        assert!(
+            !sent_everything.load(Ordering::SeqCst),
+            "the client read the whole endless head instead of stopping"
+        );
+    }
 }
 
 both_clients!(stderr_over_the_limit_is_counted_and_dropped);
@@ -892,6 +898,13 @@ fn end_request_before_the_body_was_read_returns_the_response(which: Which) {
     }
     // A connection with a half-sent body is never reused.
     assert_eq!(server.connections(), 2);
+    // Streamed, the same: the answer, a clean end, a fresh connection.
+    let request = Request::post(SCRIPT, "application/octet-stream", vec![7u8; 16 << 20]);
+    let streamed = timed(|| client.stream(request, Reading::Chunks)).0.unwrap();
+    assert_eq!(streamed.body, b"ignored your body");
+    assert!(streamed.end.is_ok(), "{:?}", streamed.end);
+    assert_eq!(execute(&client, get()).unwrap().body, b"ignored your body");
+    assert_eq!(server.connections(), 4);
 }
 
 // ---------------------------------------------------------------------------
