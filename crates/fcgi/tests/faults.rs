@@ -651,6 +651,8 @@ fn stderr_over_the_limit_is_counted_and_dropped_when_streamed_too(which: Which) 
     for (reading, streamed, _) in stream_both_ways(&client, get) {
         if reading == Reading::Chunks {
             assert_eq!(streamed.body, b"fine");
+            // The chunks hand out all of it; the limit bounds what is kept.
+            assert!(streamed.stderr_chunks == expected, "STDERR chunks differ");
         }
         let trailer = streamed
             .end
@@ -1801,7 +1803,7 @@ fn a_prepared_request_on_a_stale_kept_connection_is_retried_on_a_fresh_one(which
 }
 
 // ---------------------------------------------------------------------------
-// Streamed responses on kept connections
+// Streamed responses: a dropped stream, a late refusal, the trailer
 
 both_clients!(a_stream_dropped_before_its_end_leaves_nothing_for_the_next_request);
 fn a_stream_dropped_before_its_end_leaves_nothing_for_the_next_request(which: Which) {
@@ -1850,5 +1852,21 @@ fn a_refusal_after_part_of_a_streamed_body_is_rejected(which: Which) {
             assert_eq!(streamed.body, b"partial");
         }
         assert_overloaded(&streamed.end_error(), &format!("{reading:?}"));
+    }
+}
+
+both_clients!(the_application_status_arrives_with_the_response_and_the_trailer);
+fn the_application_status_arrives_with_the_response_and_the_trailer(which: Which) {
+    let server = FakeServer::tcp(after_request(|conn, req| {
+        conn.write_stdout(req.id, b"Status: 200 OK\r\n\r\nx");
+        conn.write_end(req.id, 7, raw::REQUEST_COMPLETE);
+    }));
+    let client = client(which, &server, config());
+    assert_eq!(execute(&client, get()).unwrap().app_status, 7);
+    for (reading, streamed, _) in stream_both_ways(&client, get) {
+        let trailer = streamed
+            .end
+            .unwrap_or_else(|e| panic!("{reading:?}: {e:?}"));
+        assert_eq!(trailer.app_status, 7, "{reading:?}");
     }
 }
