@@ -65,6 +65,7 @@ pub enum Reading {
 /// A streamed response read to its end (see [`ClientUnderTest::stream`]).
 #[derive(Debug)]
 pub struct Streamed {
+    /// The head, as the stream showed it once it arrived.
     pub status: u16,
     pub reason: String,
     pub headers: Headers,
