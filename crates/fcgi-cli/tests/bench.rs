@@ -48,23 +48,24 @@ fn check_totals(report: &Value) {
     assert!(report["rps"].is_number(), "{report}");
 }
 
+/// Runs `fcgi bench ARGS --json`, which must succeed, and gives its report
+/// once [`check_totals`] found it adds up.
+fn bench_json(args: &[&str]) -> Value {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let run = fcgi(&all);
+    run.expect_code(0);
+    let report = run.json();
+    check_totals(&report);
+    report
+}
+
 #[test]
 fn bench_against_php_fpm_counts_every_request() {
     let fpm = PhpFpm::start();
     let script = fpm.script("hello.php").display().to_string();
-    let run = fcgi(&[
-        "bench",
-        &fpm.unix_address(),
-        &script,
-        "-c",
-        "2",
-        "-n",
-        "50",
-        "--json",
-    ]);
-    run.expect_code(0);
-    let report = run.json();
-    check_totals(&report);
+    let report = bench_json(&[&fpm.unix_address(), &script, "-c", "2", "-n", "50"]);
     assert_eq!(n(&report["requests"]), 50);
     assert_eq!(n(&report["errors"]), 0);
     assert_eq!(n(&report["status_counts"]["200"]), 50);
@@ -75,19 +76,14 @@ fn bench_against_php_fpm_counts_every_request() {
 fn bench_counts_statuses_other_than_200_as_answered() {
     let fpm = PhpFpm::start();
     let missing = fpm.script("hello.php").with_file_name("missing.php");
-    let run = fcgi(&[
-        "bench",
+    let report = bench_json(&[
         &fpm.tcp_address(),
         &missing.display().to_string(),
         "-c",
         "1",
         "-n",
         "5",
-        "--json",
     ]);
-    run.expect_code(0);
-    let report = run.json();
-    check_totals(&report);
     assert_eq!(n(&report["status_counts"]["404"]), 5);
 }
 
@@ -133,19 +129,7 @@ fn flaky_server() -> FakeServer {
 #[test]
 fn failed_requests_are_counted_by_kind() {
     let server = flaky_server();
-    let run = fcgi(&[
-        "bench",
-        &server.address(),
-        SCRIPT,
-        "-c",
-        "2",
-        "-n",
-        "16",
-        "--json",
-    ]);
-    run.expect_code(0);
-    let report = run.json();
-    check_totals(&report);
+    let report = bench_json(&[&server.address(), SCRIPT, "-c", "2", "-n", "16"]);
     assert_eq!(n(&report["requests"]), 16, "{report}");
     assert_eq!(n(&report["successes"]), 4, "{report}");
     assert_eq!(n(&report["status_counts"]["200"]), 4, "{report}");
@@ -188,29 +172,14 @@ fn fail_on_error_exits_with_the_code_of_the_most_frequent_error() {
 fn nothing_listening_is_counted_as_connect_errors() {
     let dir = tempfile::tempdir().unwrap();
     let address = format!("unix:{}", dir.path().join("none.sock").display());
-    let run = fcgi(&["bench", &address, SCRIPT, "-c", "2", "-n", "6", "--json"]);
-    run.expect_code(0);
-    let report = run.json();
-    check_totals(&report);
+    let report = bench_json(&[&address, SCRIPT, "-c", "2", "-n", "6"]);
     assert_eq!(n(&report["error_kinds"]["connect"]), 6, "{report}");
 }
 
 #[test]
 fn a_duration_bounds_the_run() {
     let server = FakeServer::unix(echo_stdin());
-    let run = fcgi(&[
-        "bench",
-        &server.address(),
-        SCRIPT,
-        "-c",
-        "2",
-        "-d",
-        "0.3",
-        "--json",
-    ]);
-    run.expect_code(0);
-    let report = run.json();
-    check_totals(&report);
+    let report = bench_json(&[&server.address(), SCRIPT, "-c", "2", "-d", "0.3"]);
     assert!(n(&report["requests"]) > 0, "{report}");
 }
 
@@ -221,8 +190,7 @@ fn the_body_options_of_request_are_sent_with_every_request() {
     let file = dir.path().join("body.bin");
     std::fs::write(&file, vec![7u8; 100_000]).unwrap();
     let data = format!("@{}", file.display());
-    let run = fcgi(&[
-        "bench",
+    let report = bench_json(&[
         &server.address(),
         SCRIPT,
         "--data",
@@ -231,11 +199,7 @@ fn the_body_options_of_request_are_sent_with_every_request() {
         "2",
         "-n",
         "6",
-        "--json",
     ]);
-    run.expect_code(0);
-    let report = run.json();
-    check_totals(&report);
     assert_eq!(n(&report["body_bytes"]), 6 * 100_000, "{report}");
 }
 
@@ -253,17 +217,7 @@ fn a_count_or_a_duration_is_required() {
 fn a_duration_takes_units() {
     let fpm = PhpFpm::start();
     let script = fpm.script("hello.php").display().to_string();
-    let run = fcgi(&[
-        "bench",
-        &fpm.unix_address(),
-        &script,
-        "-d",
-        "300ms",
-        "--json",
-    ]);
-    run.expect_code(0);
-    let report = run.json();
-    check_totals(&report);
+    let report = bench_json(&[&fpm.unix_address(), &script, "-d", "300ms"]);
     assert!(n(&report["requests"]) > 0, "{report}");
     assert!(report["duration_s"].as_f64().unwrap() <= 0.3, "{report}");
     let line = fcgi(&["bench", &fpm.unix_address(), &script, "-d", "10x"]).expect_code(2);
@@ -277,8 +231,7 @@ fn requests_in_flight_at_the_end_are_abandoned_not_waited_for() {
     // that waited for them would answer both (--timeout allows it).
     let fpm = PhpFpm::builder().max_children(1).start();
     let script = format!("{}?ms=3000", fpm.script("sleep.php").display());
-    let run = fcgi(&[
-        "bench",
+    let report = bench_json(&[
         &fpm.tcp_address(),
         &script,
         "-c",
@@ -287,11 +240,7 @@ fn requests_in_flight_at_the_end_are_abandoned_not_waited_for() {
         "500ms",
         "--timeout",
         "60",
-        "--json",
     ]);
-    run.expect_code(0);
-    let report = run.json();
-    check_totals(&report);
     assert_eq!(n(&report["abandoned"]), 2, "{report}");
     assert_eq!(n(&report["requests"]), 0, "{report}");
 }
@@ -300,8 +249,7 @@ fn requests_in_flight_at_the_end_are_abandoned_not_waited_for() {
 fn rate_sends_on_schedule_and_counts_the_sends() {
     let fpm = PhpFpm::start();
     let script = fpm.script("hello.php").display().to_string();
-    let run = fcgi(&[
-        "bench",
+    let report = bench_json(&[
         &fpm.unix_address(),
         &script,
         "-c",
@@ -310,11 +258,7 @@ fn rate_sends_on_schedule_and_counts_the_sends() {
         "20",
         "--rate",
         "200",
-        "--json",
     ]);
-    run.expect_code(0);
-    let report = run.json();
-    check_totals(&report);
     assert_eq!(report["rate"], 200.0);
     assert_eq!(report["latency_from"], "intended send time");
     assert_eq!(n(&report["intended_requests"]), 20);
@@ -332,8 +276,7 @@ fn rate_latency_includes_the_wait_for_a_busy_connection() {
     // connection was free by the end are missed.
     let fpm = PhpFpm::builder().max_children(1).start();
     let script = format!("{}?ms=100", fpm.script("sleep.php").display());
-    let run = fcgi(&[
-        "bench",
+    let report = bench_json(&[
         &fpm.unix_address(),
         &script,
         "-c",
@@ -342,11 +285,7 @@ fn rate_latency_includes_the_wait_for_a_busy_connection() {
         "1s",
         "--rate",
         "100",
-        "--json",
     ]);
-    run.expect_code(0);
-    let report = run.json();
-    check_totals(&report);
     assert!(
         report["latency_ms"]["max"].as_f64().unwrap() >= 190.0,
         "{report}"
@@ -360,9 +299,7 @@ fn rate_latency_includes_the_wait_for_a_busy_connection() {
 fn the_json_report_without_rate_has_null_rate_fields() {
     let fpm = PhpFpm::start();
     let script = fpm.script("hello.php").display().to_string();
-    let run = fcgi(&["bench", &fpm.unix_address(), &script, "-n", "3", "--json"]);
-    run.expect_code(0);
-    let report = run.json();
+    let report = bench_json(&[&fpm.unix_address(), &script, "-n", "3"]);
     assert!(report["rate"].is_null());
     assert!(report["missed_sends"].is_null());
     assert_eq!(n(&report["abandoned"]), 0);

@@ -1,13 +1,18 @@
 //! The async client alone against fake servers: what only it has. A
 //! multiplexing server whose records interleave and FCGI_ABORT_REQUEST on
-//! cancel; per-request time limits (`execute_with`); async body sources;
-//! the pool (discovery, waits, fairness, idle reaping, runtimes); several
-//! upstreams (fail-over, spreading, probing back).
+//! cancel; async body sources (`Body::from_async_read`,
+//! `Body::from_stream`); the pool (discovery, waits, fairness, idle
+//! reaping, runtimes); several upstreams (fail-over, spreading, probing
+//! back). The blocking client has none of these: one request per
+//! connection, bodies from `Read`, a single upstream, and idle connections
+//! kept without a waiting queue or reaper.
 //!
 //! Fault cases that apply to both clients (silence, early closes, protocol
 //! violations, limits, OVERLOADED answers, stale and polluted kept
-//! connections, request ids, padded END_REQUEST, early answers) are in the
-//! shared table of `faults.rs`, run against each client.
+//! connections, request ids, padded END_REQUEST, early answers, per-request
+//! time limits with `execute_with`, prepared requests, faults in the middle
+//! of a streamed body) are in the shared table of `faults.rs`, run against
+//! each client.
 #![cfg(feature = "tokio")]
 
 use std::collections::{HashMap, HashSet};
@@ -19,10 +24,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fcgi::nonblocking::{Builder, Client, Multiplexing};
-use fcgi::{Body, Error, Request, TimeoutPhase, Timeouts};
+use fcgi::{Body, Error, Request, TimeoutPhase};
 use fcgi_testkit::fake::{respond_ok, respond_stdin_len, serve, silent, FakeConn};
 use fcgi_testkit::raw::{self, RawRecord};
-use fcgi_testkit::{pattern_at, usage, FakeServer};
+use fcgi_testkit::{pattern_at, FakeServer};
 
 /// Fails a test that would otherwise hang.
 async fn within<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> T {
@@ -437,94 +442,6 @@ async fn dropping_a_multiplexed_response_sends_abort_request_and_others_go_on() 
         "discovery + one shared connection"
     );
     assert!(server.stats.errors.lock().unwrap().is_empty());
-}
-
-// ---------------------------------------------------------------------------
-// Per-request time limits (`execute_with` and `Timeouts`): the blocking
-// client has no such call on main; its idle timeout and deadline from
-// `Config` are in the shared table of faults.rs.
-
-#[tokio::test]
-async fn a_silent_server_hits_the_idle_timeout_then_the_deadline() {
-    let server = FakeServer::tcp(silent());
-    let config = fcgi::Config::default().idle_timeout(Duration::from_millis(300));
-    let client = one_at_a_time_with(&server, |builder| builder.config(config));
-    let started = Instant::now();
-    let err = within(
-        Duration::from_secs(5),
-        client.execute(Request::get("/x.php")),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Idle), "{err:?}");
-    assert!(started.elapsed() >= Duration::from_millis(280));
-    assert!(started.elapsed() < Duration::from_secs(2));
-
-    let timeouts = Timeouts::default().deadline(Duration::from_millis(200));
-    let started = Instant::now();
-    let err = within(
-        Duration::from_secs(5),
-        client.execute_with(Request::get("/x.php"), timeouts),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Deadline), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(1));
-}
-
-#[tokio::test]
-async fn a_kept_connection_applies_each_requests_own_time_limits() {
-    // Answers after WAIT_MS milliseconds, or not at all when it is "never".
-    let server = FakeServer::tcp(serve(|conn, req| {
-        let wait = req.param_str("WAIT_MS");
-        if wait.as_deref() == Some("never") {
-            return;
-        }
-        if let Some(ms) = wait {
-            thread::sleep(Duration::from_millis(ms.parse().unwrap()));
-        }
-        conn.respond(req.id, b"Status: 200 OK\r\n\r\nok");
-    }));
-    let client = one_at_a_time(&server);
-    let short = Timeouts::default().deadline(Duration::from_millis(300));
-    // Answered at once under a short deadline: the connection's alarm is
-    // left set for that deadline.
-    let response = within(
-        Duration::from_secs(5),
-        client.execute_with(Request::get("/x.php"), short),
-    )
-    .await
-    .unwrap();
-    assert_eq!(response.body, b"ok");
-    // A slower answer under the default limits: the alarm fires at the
-    // first request's deadline, and the wait goes on, asleep (this test's
-    // runtime runs on this thread: a wait that kept polling the fired
-    // alarm would use the CPU for most of the 600 ms).
-    let cpu = usage::thread_cpu_time();
-    let response = within(
-        Duration::from_secs(5),
-        client.execute(Request::get("/x.php").param("WAIT_MS", "600")),
-    )
-    .await
-    .unwrap();
-    assert_eq!(response.body, b"ok");
-    let busy = usage::thread_cpu_time() - cpu;
-    assert!(
-        busy < Duration::from_millis(200),
-        "waiting used {busy:?} of CPU"
-    );
-    // No answer under a short deadline, after the alarm was last set for
-    // the default limits: the short deadline still ends the wait.
-    let started = Instant::now();
-    let err = within(
-        Duration::from_secs(5),
-        client.execute_with(Request::get("/x.php").param("WAIT_MS", "never"), short),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Deadline), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
-    assert_eq!(server.connections(), 1);
 }
 
 // ---------------------------------------------------------------------------

@@ -8,8 +8,13 @@
 //! test). A module of `crates/fcgi/tests` is compiled into each test binary
 //! that declares `mod support;`, against the one `fcgi` under test.
 //!
-//! - [`ClientUnderTest`]: what the cases need of a client: `execute` and
-//!   `get_values`, blocking calls whichever client runs them.
+//! - [`ClientUnderTest`]: what the cases need of a client: `execute`,
+//!   `execute_with` (per-request [`Timeouts`]), `prepare` and
+//!   `execute_prepared`, `stream` (read to the end as a [`Streamed`]),
+//!   `stream_then_drop` and `get_values`, blocking calls whichever client
+//!   runs them.
+//! - [`Streamed`] and [`Reading`]: a streamed response read to its end,
+//!   chunk by chunk or with `finish` alone, with the error that ended it.
 //! - [`Which`]: names a client and builds it from an address and a
 //!   [`Config`] (mapped to the async builder as described there).
 //! - `both_clients!`: turns a case `fn case(which: Which)` into a test per
@@ -18,7 +23,7 @@
 
 use std::fmt;
 
-use fcgi::{Config, Error, Request, Response};
+use fcgi::{Config, Error, Headers, PreparedRequest, Request, Response, Timeouts, Trailer};
 
 /// One of the two clients, as the cases see them: every call blocks until
 /// the client is done.
@@ -26,8 +31,66 @@ pub trait ClientUnderTest {
     /// Runs `request` to the end, collecting the response in memory.
     fn execute(&self, request: Request) -> Result<Response, Error>;
 
+    /// [`ClientUnderTest::execute`] under `timeouts` for this request only.
+    fn execute_with(&self, request: Request, timeouts: Timeouts) -> Result<Response, Error>;
+
+    /// Encodes `request` once for [`ClientUnderTest::execute_prepared`].
+    fn prepare(&self, request: Request) -> Result<PreparedRequest, Error>;
+
+    /// Sends a prepared request and collects the response in memory.
+    fn execute_prepared(&self, prepared: &PreparedRequest) -> Result<Response, Error>;
+
+    /// Streams `request`: `Err` when the head never arrived, else the head
+    /// and what [`Reading`] read after it, with how the response ended.
+    fn stream(&self, request: Request, reading: Reading) -> Result<Streamed, Error>;
+
+    /// Streams `request` and drops the stream once the head arrived,
+    /// before the end of the body; gives the status.
+    fn stream_then_drop(&self, request: Request) -> Result<u16, Error>;
+
     /// Asks the server for management values (FCGI_GET_VALUES).
     fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error>;
+}
+
+/// How a streamed response is read after its head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// `next_chunk` until it returns `None` or fails; then `finish`, for
+    /// the trailer (after a failure, `finish` must fail too).
+    Chunks,
+    /// `finish` straight away, which reads (and discards) the body itself.
+    Finish,
+}
+
+/// A streamed response read to its end (see [`ClientUnderTest::stream`]).
+#[derive(Debug)]
+pub struct Streamed {
+    /// The head, as the stream showed it once it arrived.
+    pub status: u16,
+    pub reason: String,
+    pub headers: Headers,
+    /// STDERR the stream held when the head arrived.
+    pub stderr_before_body: Vec<u8>,
+    /// Body chunks in order (empty with [`Reading::Finish`]).
+    pub body: Vec<u8>,
+    /// STDERR chunks in order (empty with [`Reading::Finish`]).
+    pub stderr_chunks: Vec<u8>,
+    /// The trailer, or the error from `next_chunk` or `finish` that ended
+    /// the response.
+    pub end: Result<Trailer, Error>,
+}
+
+impl Streamed {
+    /// The error that ended the response, failing the test if it ended well.
+    pub fn end_error(self) -> Error {
+        match self.end {
+            Ok(trailer) => panic!(
+                "expected the stream to fail, it ended with {trailer:?} after {} body bytes",
+                self.body.len()
+            ),
+            Err(error) => error,
+        }
+    }
 }
 
 /// Names one of the two clients.
@@ -75,6 +138,26 @@ impl<C: ClientUnderTest + ?Sized> ClientUnderTest for Box<C> {
         (**self).execute(request)
     }
 
+    fn execute_with(&self, request: Request, timeouts: Timeouts) -> Result<Response, Error> {
+        (**self).execute_with(request, timeouts)
+    }
+
+    fn prepare(&self, request: Request) -> Result<PreparedRequest, Error> {
+        (**self).prepare(request)
+    }
+
+    fn execute_prepared(&self, prepared: &PreparedRequest) -> Result<Response, Error> {
+        (**self).execute_prepared(prepared)
+    }
+
+    fn stream(&self, request: Request, reading: Reading) -> Result<Streamed, Error> {
+        (**self).stream(request, reading)
+    }
+
+    fn stream_then_drop(&self, request: Request) -> Result<u16, Error> {
+        (**self).stream_then_drop(request)
+    }
+
     fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
         (**self).get_values(names)
     }
@@ -85,8 +168,128 @@ impl ClientUnderTest for fcgi::Client {
         fcgi::Client::execute(self, request)
     }
 
+    fn execute_with(&self, request: Request, timeouts: Timeouts) -> Result<Response, Error> {
+        fcgi::Client::execute_with(self, request, timeouts)
+    }
+
+    fn prepare(&self, request: Request) -> Result<PreparedRequest, Error> {
+        fcgi::Client::prepare(self, request)
+    }
+
+    fn execute_prepared(&self, prepared: &PreparedRequest) -> Result<Response, Error> {
+        fcgi::Client::execute_prepared(self, prepared)
+    }
+
+    fn stream(&self, request: Request, reading: Reading) -> Result<Streamed, Error> {
+        let mut stream = fcgi::Client::stream(self, request)?;
+        let mut so_far = SoFar::head(
+            stream.status(),
+            stream.reason(),
+            stream.headers(),
+            stream.stderr(),
+        );
+        while reading == Reading::Chunks && so_far.take(stream.next_chunk().map(Piece::from_chunk))
+        {
+        }
+        Ok(so_far.ended(stream.finish()))
+    }
+
+    fn stream_then_drop(&self, request: Request) -> Result<u16, Error> {
+        Ok(fcgi::Client::stream(self, request)?.status())
+    }
+
     fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
         fcgi::Client::get_values(self, names)
+    }
+}
+
+/// A chunk of either client's stream: `B` is a slice (blocking) or
+/// `Bytes` (async).
+enum Piece<B> {
+    Body(B),
+    Stderr(B),
+}
+
+impl<'a> Piece<&'a [u8]> {
+    fn from_chunk(chunk: Option<fcgi::Chunk<'a>>) -> Option<Piece<&'a [u8]>> {
+        chunk.map(|chunk| match chunk {
+            fcgi::Chunk::Body(bytes) => Piece::Body(bytes),
+            fcgi::Chunk::Stderr(bytes) => Piece::Stderr(bytes),
+        })
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Piece<bytes::Bytes> {
+    fn from_async_chunk(chunk: Option<fcgi::nonblocking::Chunk>) -> Option<Piece<bytes::Bytes>> {
+        chunk.map(|chunk| match chunk {
+            fcgi::nonblocking::Chunk::Body(bytes) => Piece::Body(bytes),
+            fcgi::nonblocking::Chunk::Stderr(bytes) => Piece::Stderr(bytes),
+        })
+    }
+}
+
+/// A [`Streamed`] while it is read: everything but its end.
+struct SoFar {
+    status: u16,
+    reason: String,
+    headers: Headers,
+    stderr_before_body: Vec<u8>,
+    body: Vec<u8>,
+    stderr_chunks: Vec<u8>,
+    /// The error `next_chunk` ended with.
+    failed: Option<Error>,
+}
+
+impl SoFar {
+    /// What a stream showed when its head arrived.
+    fn head(status: u16, reason: &str, headers: &Headers, stderr: &[u8]) -> SoFar {
+        SoFar {
+            status,
+            reason: reason.to_string(),
+            headers: headers.clone(),
+            stderr_before_body: stderr.to_vec(),
+            body: Vec::new(),
+            stderr_chunks: Vec::new(),
+            failed: None,
+        }
+    }
+
+    /// Keeps what `next_chunk` returned; false once the response ended
+    /// (with `None`, or with an error, kept for [`SoFar::ended`]).
+    fn take<B: AsRef<[u8]>>(&mut self, next: Result<Option<Piece<B>>, Error>) -> bool {
+        match next {
+            Ok(Some(Piece::Body(bytes))) => self.body.extend_from_slice(bytes.as_ref()),
+            Ok(Some(Piece::Stderr(bytes))) => self.stderr_chunks.extend_from_slice(bytes.as_ref()),
+            Ok(None) => return false,
+            Err(error) => {
+                self.failed = Some(error);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The response with its end: the error `next_chunk` failed with, else
+    /// what `finish` returned. After a failed `next_chunk`, `finish` must
+    /// fail too: a broken response never ends cleanly.
+    fn ended(self, finish: Result<Trailer, Error>) -> Streamed {
+        let end = match (self.failed, finish) {
+            (Some(failed), Ok(trailer)) => {
+                panic!("finish returned {trailer:?} after next_chunk failed with {failed:?}")
+            }
+            (Some(failed), Err(_)) => Err(failed),
+            (None, finish) => finish,
+        };
+        Streamed {
+            status: self.status,
+            reason: self.reason,
+            headers: self.headers,
+            stderr_before_body: self.stderr_before_body,
+            body: self.body,
+            stderr_chunks: self.stderr_chunks,
+            end,
+        }
     }
 }
 
@@ -124,6 +327,41 @@ impl AsyncUnderTest {
 impl ClientUnderTest for AsyncUnderTest {
     fn execute(&self, request: Request) -> Result<Response, Error> {
         self.runtime.block_on(self.client.execute(request))
+    }
+
+    fn execute_with(&self, request: Request, timeouts: Timeouts) -> Result<Response, Error> {
+        self.runtime
+            .block_on(self.client.execute_with(request, timeouts))
+    }
+
+    fn prepare(&self, request: Request) -> Result<PreparedRequest, Error> {
+        self.client.prepare(request)
+    }
+
+    fn execute_prepared(&self, prepared: &PreparedRequest) -> Result<Response, Error> {
+        self.runtime
+            .block_on(self.client.execute_prepared(prepared))
+    }
+
+    fn stream(&self, request: Request, reading: Reading) -> Result<Streamed, Error> {
+        self.runtime.block_on(async {
+            let mut stream = self.client.stream(request).await?;
+            let mut so_far = SoFar::head(
+                stream.status(),
+                stream.reason(),
+                stream.headers(),
+                stream.stderr(),
+            );
+            while reading == Reading::Chunks
+                && so_far.take(stream.next_chunk().await.map(Piece::from_async_chunk))
+            {}
+            Ok(so_far.ended(stream.finish().await))
+        })
+    }
+
+    fn stream_then_drop(&self, request: Request) -> Result<u16, Error> {
+        self.runtime
+            .block_on(async { Ok(self.client.stream(request).await?.status()) })
     }
 
     fn get_values(&self, names: &[&str]) -> Result<Vec<(String, String)>, Error> {
