@@ -46,6 +46,20 @@ pub(crate) fn connect_timed_out(address: impl std::fmt::Display, limit: Duration
     }
 }
 
+/// A connect to `address` that failed with `source` (both clients): the
+/// system's own connect timeout (ETIMEDOUT, or a blocking connect's
+/// WouldBlock) reads as the connect time limit, anything else as
+/// [`Error::Connect`].
+pub(crate) fn connect_failed(address: &str, limit: Duration, source: io::Error) -> Error {
+    match source.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => connect_timed_out(address, limit),
+        _ => Error::Connect {
+            address: address.to_string(),
+            source,
+        },
+    }
+}
+
 /// Which time limit fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TimeoutPhase {

@@ -327,10 +327,17 @@ impl Client {
         // The same rule as the async client's `attempt` loop, which waits
         // where this one blocks: `Failure::retry_on_fresh` decides, and
         // `Body::take_for_attempt` keeps an in-memory body for the retry.
+        let mut fresh = false;
         loop {
             // A body that cannot be sent again needs a connection known to
-            // be open; an in-memory body is simply retried if it is not.
-            let (mut conn, reused) = self.checkout(&timer, !replayable)?;
+            // be open; an in-memory body is simply retried if it is not. The
+            // retry connects: another thread may have put a connection back
+            // meanwhile, and a retry must not land on a kept one again.
+            let (mut conn, reused) = if fresh {
+                (self.connect(&timer)?, false)
+            } else {
+                self.checkout(&timer, !replayable)?
+            };
             let request_id = conn.begin_exchange();
             conn.out.clear();
             conn.out.extend_from_slice(preamble);
@@ -342,10 +349,12 @@ impl Client {
             match outcome {
                 Ok(stream) => return Ok(stream),
                 Err(failure) => {
-                    if failure.retry_on_fresh(reused, replayable) {
+                    if failure.retry_on_fresh(reused, replayable) && !fresh {
                         // A kept connection the server had closed: one more
-                        // try on a fresh one (the checkout skips idle ones).
+                        // try on a fresh one; the other idle ones are likely
+                        // as stale.
                         self.discard_idle();
+                        fresh = true;
                         continue;
                     }
                     return Err(failure.error);

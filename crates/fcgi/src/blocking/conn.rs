@@ -10,7 +10,7 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use crate::address::Address;
-use crate::error::{connect_timed_out, Error};
+use crate::error::{connect_failed, Error};
 
 /// Read buffer size: one full php-fpm record (65528 content bytes + header)
 /// fits, and the buffer stays below the allocator's mmap threshold.
@@ -108,19 +108,7 @@ pub(crate) fn connect(
     idle: Duration,
 ) -> Result<Stream, Error> {
     let display = address.to_string();
-    let connect_error = |source: io::Error| {
-        if matches!(
-            source.kind(),
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-        ) {
-            connect_timed_out(&display, timeout)
-        } else {
-            Error::Connect {
-                address: display.clone(),
-                source,
-            }
-        }
-    };
+    let connect_error = |source: io::Error| connect_failed(&display, timeout, source);
     let stream = match address {
         Address::Unix(path) => {
             let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(connect_error)?;

@@ -296,17 +296,18 @@ impl ResponseStream {
     fn complete(&mut self) {
         let writer_done = match self.writer.take() {
             None => true,
-            Some(writer) => match writer.finished() {
-                Some(result) => result.is_ok(),
-                None => {
+            Some(writer) => {
+                let sent_all = writer.sent_all_after_end();
+                if !sent_all {
                     // The server answered without reading all of the body:
-                    // the connection cannot carry another request.
+                    // the connection cannot carry another request (and the
+                    // writer, stuck or not, stops).
                     if let Some(conn) = &self.conn {
                         conn.stream.shutdown();
                     }
-                    false
                 }
-            },
+                sent_all
+            }
         };
         let keep_alive = self.client.inner.config.keep_alive;
         let (pos, filled) = (self.pos, self.filled);

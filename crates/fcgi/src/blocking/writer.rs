@@ -3,6 +3,7 @@
 //! read.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ pub(super) const WRITER_REPORT_WAIT: Duration = Duration::from_millis(200);
 /// to finish on its own once its socket is shut down.
 pub(super) struct BodyWriter {
     done: mpsc::Receiver<Result<(), Error>>,
+    /// Set once the thread has begun the write of the last record (the
+    /// empty one that ends the last stream): the server cannot have read the
+    /// whole request before that.
+    ending: Arc<AtomicBool>,
 }
 
 impl BodyWriter {
@@ -35,15 +40,38 @@ impl BodyWriter {
         data: Option<Body>,
     ) -> io::Result<BodyWriter> {
         let (report, done) = mpsc::sync_channel(1);
+        let ending = Arc::new(AtomicBool::new(false));
+        let last_record = Arc::clone(&ending);
         std::thread::Builder::new()
             .name("fcgi-body-writer".into())
             .spawn(move || {
+                let to = Destination {
+                    address: &address,
+                    timer: &timer,
+                    progress: &progress,
+                    last_record: &last_record,
+                };
                 // The receiver may be gone when the exchange ended first.
-                let result =
-                    write_body(stream, &address, &timer, &progress, request_id, body, data);
-                let _ = report.send(result);
+                let _ = report.send(write_body(stream, to, request_id, body, data));
             })?;
-        Ok(BodyWriter { done })
+        Ok(BodyWriter { done, ending })
+    }
+
+    /// The writer's result once the server has ended the request: whether
+    /// all of the body went out (the connection can then carry another
+    /// request). The server may read the last record and answer before the
+    /// writer thread has returned from that write, so a writer already
+    /// writing it is given [`WRITER_REPORT_WAIT`] to say so; one that has
+    /// not begun it has not sent the whole body, which the server then did
+    /// not read: no wait.
+    pub(super) fn sent_all_after_end(&self) -> bool {
+        match self.finished() {
+            Some(result) => result.is_ok(),
+            None if self.ending.load(Ordering::Acquire) => {
+                matches!(self.done.recv_timeout(WRITER_REPORT_WAIT), Ok(Ok(())))
+            }
+            None => false,
+        }
     }
 
     /// The writer's result if it has finished, without waiting.
@@ -67,17 +95,15 @@ impl BodyWriter {
 /// terminated by its empty record. Runs on the writer thread.
 fn write_body(
     mut stream: Stream,
-    address: &str,
-    timer: &Timer,
-    progress: &Activity,
+    to: Destination<'_>,
     id: u16,
     body: Body,
     data: Option<Body>,
 ) -> Result<(), Error> {
-    let to = (address, timer, progress);
-    let result =
-        write_stream(&mut stream, to, id, RecordType::Stdin, body).and_then(|()| match data {
-            Some(data) => write_stream(&mut stream, to, id, RecordType::Data, data),
+    let stdin_is_last = data.is_none();
+    let result = write_stream(&mut stream, to, id, RecordType::Stdin, body, stdin_is_last)
+        .and_then(|()| match data {
+            Some(data) => write_stream(&mut stream, to, id, RecordType::Data, data, true),
             None => Ok(()),
         });
     if result.is_err() {
@@ -88,13 +114,30 @@ fn write_body(
     result
 }
 
+/// Where a body goes and what the writer reports on the way.
+#[derive(Clone, Copy)]
+struct Destination<'a> {
+    address: &'a str,
+    timer: &'a Timer,
+    progress: &'a Activity,
+    /// See [`BodyWriter`]'s `ending`.
+    last_record: &'a AtomicBool,
+}
+
 fn write_stream(
     stream: &mut Stream,
-    (address, timer, progress): (&str, &Timer, &Activity),
+    to: Destination<'_>,
     id: u16,
     record_type: RecordType,
     body: Body,
+    is_last: bool,
 ) -> Result<(), Error> {
+    let Destination {
+        address,
+        timer,
+        progress,
+        last_record,
+    } = to;
     let io_err = |source: io::Error| Error::Io {
         address: address.to_string(),
         source,
@@ -132,7 +175,11 @@ fn write_stream(
             }
         }
     }
-    stream.write_all(&encoder.end()?).map_err(io_err)?;
+    let end = encoder.end()?;
+    if is_last {
+        last_record.store(true, Ordering::Release);
+    }
+    stream.write_all(&end).map_err(io_err)?;
     progress.record(timer.started().elapsed());
     Ok(())
 }

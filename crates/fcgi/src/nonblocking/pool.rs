@@ -20,7 +20,7 @@ use super::single::{SingleLease, SinglePool};
 use super::socket::{self, Socket};
 use super::{Multiplexing, Timer};
 use crate::address::Address;
-use crate::error::{Error, TimeoutPhase};
+use crate::error::{connection_error, Error, TimeoutPhase};
 use crate::exchange::{
     first_free_request_id, following_request_id, ValuesAnswer, SINGLE_REQUEST_ID,
 };
@@ -296,20 +296,20 @@ impl Upstream {
         let exchange = async {
             let mut out = Vec::new();
             let mut answer = ValuesAnswer::ask(names, &mut out);
-            socket.write_all(&out).await.map_err(|source| Error::Io {
-                address: address.clone(),
-                source,
-            })?;
+            // I/O failures read as the blocking client's do.
+            socket
+                .write_all(&out)
+                .await
+                .map_err(|source| connection_error(address.clone(), 0, source))?;
             let mut buf = BytesMut::with_capacity(4096);
+            let mut received = 0u64;
             loop {
                 buf.clear();
                 let n = socket
                     .read_buf(&mut buf)
                     .await
-                    .map_err(|source| Error::Io {
-                        address: address.clone(),
-                        source,
-                    })?;
+                    .map_err(|source| connection_error(address.clone(), received, source))?;
+                received += n as u64;
                 if let Some(pairs) = answer.feed(&buf[..n], address)? {
                     return Ok(pairs);
                 }

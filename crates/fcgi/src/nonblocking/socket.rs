@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{tcp, unix, TcpStream, UnixStream};
 
 use crate::address::Address;
-use crate::error::{connect_timed_out, Error};
+use crate::error::{connect_failed, connect_timed_out, Error};
 use crate::exchange::advance_written;
 
 /// A connected socket of either kind.
@@ -194,12 +194,7 @@ pub(crate) async fn connect(address: &Address, timeout: Duration) -> Result<Sock
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(socket)) => Ok(socket),
-        Ok(Err(source)) => Err(Error::Connect {
-            address: address.to_string(),
-            source,
-        }),
-        // (The system's own connect timeout, ETIMEDOUT, stays a connect
-        // error here; the blocking client reports it as a timeout.)
+        Ok(Err(source)) => Err(connect_failed(&address.to_string(), timeout, source)),
         Err(_) => Err(connect_timed_out(address, timeout)),
     }
 }
