@@ -124,6 +124,11 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     expected: Option<u16>,
+    /// A request id whose response already ended on this connection:
+    /// records for it are skipped (see [`Decoder::skip_ended`]).
+    ended: Option<u16>,
+    /// Records skipped for `ended`.
+    stray_records: u64,
     state: State,
     header: [u8; HEADER_LEN],
     header_len: usize,
@@ -147,6 +152,8 @@ impl Decoder {
     fn new(expected: Option<u16>) -> Decoder {
         Decoder {
             expected,
+            ended: None,
+            stray_records: 0,
             state: State::Header,
             header: [0; HEADER_LEN],
             header_len: 0,
@@ -159,6 +166,26 @@ impl Decoder {
     /// connection). Keeps the decoder's position in the byte stream.
     pub fn expect_request(&mut self, request_id: u16) {
         self.expected = Some(request_id);
+    }
+
+    /// The request id this decoder expects, if it expects one.
+    pub fn expected_request(&self) -> Option<u16> {
+        self.expected
+    }
+
+    /// Skips records for `request_id`, a response that already ended on
+    /// this connection, instead of failing on them: a server that sends a
+    /// record after END_REQUEST (a stray) does not spoil the next request's
+    /// response, which has an id of its own. They are counted
+    /// ([`Decoder::stray_records`]); a connection that carried one should
+    /// not be trusted with another request.
+    pub fn skip_ended(&mut self, request_id: u16) {
+        self.ended = Some(request_id).filter(|&id| Some(id) != self.expected);
+    }
+
+    /// Records skipped as strays of an ended response.
+    pub fn stray_records(&self) -> u64 {
+        self.stray_records
     }
 
     /// True when the decoder is between records (no record partly read).
@@ -304,6 +331,14 @@ impl Decoder {
             RecordType::Stdout | RecordType::Stderr | RecordType::EndRequest if !management => {
                 if let Some(expected) = self.expected {
                     if header.request_id != expected {
+                        if self.ended == Some(header.request_id) {
+                            // A stray of the ended response: skip it whole.
+                            self.stray_records += 1;
+                            let len =
+                                header.content_length as usize + header.padding_length as usize;
+                            self.state = after_content(len);
+                            return Ok(());
+                        }
                         return Err(DecodeError::UnexpectedRequestId {
                             offset,
                             record_type: header.record_type,
@@ -494,6 +529,47 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn records_of_an_ended_request_are_skipped_and_counted_in_any_split() {
+        // Strays of request 1 (padded STDOUT, STDERR, a second END_REQUEST)
+        // around request 2's answer; a record for request 3 is still an
+        // error.
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&Header::new(RecordType::Stdout, 1, 5, 3).to_bytes());
+        bytes.extend_from_slice(b"stale\0\0\0");
+        encode_stream(RecordType::Stdout, 2, b"fresh", false, &mut bytes);
+        encode_stream(RecordType::Stderr, 1, b"old", false, &mut bytes);
+        bytes.extend_from_slice(&end_record(1, 0, 0));
+        bytes.extend_from_slice(&end_record(2, 7, 0));
+        for step in [1, 3, 8, bytes.len()] {
+            let mut d = Decoder::for_request(2);
+            d.skip_ended(1);
+            let c = feed(&mut d, &bytes, step).unwrap();
+            assert_eq!(c.stdout, b"fresh");
+            assert!(c.stderr.is_empty());
+            assert_eq!(c.end.map(|e| e.app_status), Some(7));
+            assert_eq!(d.stray_records(), 3);
+            assert_eq!(d.position(), bytes.len() as u64);
+        }
+        let mut d = Decoder::for_request(2);
+        d.skip_ended(1);
+        let err = feed(&mut d, &[1, 6, 0, 3, 0, 0, 0, 0], 8).unwrap_err();
+        assert!(matches!(
+            err,
+            DecodeError::UnexpectedRequestId {
+                request_id: 3,
+                expected: 2,
+                ..
+            }
+        ));
+        // The id expected is never skipped.
+        let mut d = Decoder::for_request(2);
+        d.skip_ended(2);
+        let c = feed(&mut d, &end_record(2, 0, 0), 8).unwrap();
+        assert!(c.end.is_some());
+        assert_eq!(d.stray_records(), 0);
     }
 
     #[test]

@@ -69,9 +69,15 @@ impl ResponseMachine {
     }
 
     /// Makes the machine ready for the response to request `request_id` on
-    /// the same connection, keeping its address and limits.
+    /// the same connection, keeping its address and limits. Records still
+    /// coming for the request before (strays after its END_REQUEST) are
+    /// skipped, and keep the connection from another reuse.
     pub(crate) fn restart(&mut self, request_id: u16) {
+        let ended = self.decoder.expected_request();
         self.decoder = Decoder::for_request(request_id);
+        if let Some(ended) = ended {
+            self.decoder.skip_ended(ended);
+        }
         self.head_parser = Some(HeadParser::new(self.limits.max_head_bytes));
         self.head = None;
         self.stderr.clear();

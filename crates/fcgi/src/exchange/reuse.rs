@@ -9,7 +9,8 @@ use fcgi_proto::decode::Decoder;
 /// (`keep_alive`), the whole request went out (`request_sent`: the server
 /// answered before reading all of the body otherwise), and what was read
 /// after END_REQUEST (`rest`) is at most its padding, nothing of another
-/// record.
+/// record; and the response brought no stray record of the one before it
+/// (a server that sends records after END_REQUEST may send more).
 pub(crate) fn reusable_after_end(
     decoder: &mut Decoder,
     rest: &[u8],
@@ -21,7 +22,7 @@ pub(crate) fn reusable_after_end(
     }
     let at_boundary =
         rest.is_empty() || matches!(decoder.decode(rest), Ok((used, None)) if used == rest.len());
-    at_boundary && decoder.is_idle()
+    at_boundary && decoder.is_idle() && decoder.stray_records() == 0
 }
 
 #[cfg(test)]
@@ -57,6 +58,20 @@ mod tests {
         let (mut decoder, _) = ended(0);
         assert!(!reusable_after_end(&mut decoder, &[], true, false));
         assert!(!reusable_after_end(&mut decoder, &[], false, true));
+    }
+
+    #[test]
+    fn a_stray_of_the_response_before_closes_it() {
+        let mut decoder = Decoder::for_request(2);
+        decoder.skip_ended(1);
+        let mut input = Header::new(RecordType::Stdout, 1, 5, 3).to_bytes().to_vec();
+        input.extend_from_slice(b"stale\0\0\0");
+        input.extend_from_slice(&Header::new(RecordType::EndRequest, 2, 8, 0).to_bytes());
+        input.extend_from_slice(&[0; 8]);
+        let (used, event) = decoder.decode(&input).unwrap();
+        assert_eq!(used, input.len());
+        assert!(matches!(event, Some(Event::End(2, _))));
+        assert!(!reusable_after_end(&mut decoder, &[], true, true));
     }
 
     #[test]
