@@ -128,7 +128,7 @@ pub struct Decoder {
     /// records for it are skipped (see [`Decoder::skip_ended`]).
     ended: Option<u16>,
     /// Records skipped for `ended`.
-    stray_records: u64,
+    stray_records: u32,
     state: State,
     header: [u8; HEADER_LEN],
     header_len: usize,
@@ -184,7 +184,7 @@ impl Decoder {
     }
 
     /// Records skipped as strays of an ended response.
-    pub fn stray_records(&self) -> u64 {
+    pub fn stray_records(&self) -> u32 {
         self.stray_records
     }
 
@@ -331,20 +331,7 @@ impl Decoder {
             RecordType::Stdout | RecordType::Stderr | RecordType::EndRequest if !management => {
                 if let Some(expected) = self.expected {
                     if header.request_id != expected {
-                        if self.ended == Some(header.request_id) {
-                            // A stray of the ended response: skip it whole.
-                            self.stray_records += 1;
-                            let len =
-                                header.content_length as usize + header.padding_length as usize;
-                            self.state = after_content(len);
-                            return Ok(());
-                        }
-                        return Err(DecodeError::UnexpectedRequestId {
-                            offset,
-                            record_type: header.record_type,
-                            request_id: header.request_id,
-                            expected,
-                        });
+                        return self.not_expected(header, offset, expected);
                     }
                 }
             }
@@ -380,6 +367,33 @@ impl Decoder {
                 State::Buffered { header, offset }
             }
         };
+        Ok(())
+    }
+}
+
+impl Decoder {
+    /// A stream or END_REQUEST record for `header.request_id`, not the id
+    /// expected: skipped whole when it is a stray of the ended response,
+    /// else an error. Out of line: never on the way of a good response.
+    #[cold]
+    #[inline(never)]
+    fn not_expected(
+        &mut self,
+        header: Header,
+        offset: u64,
+        expected: u16,
+    ) -> Result<(), DecodeError> {
+        if self.ended != Some(header.request_id) {
+            return Err(DecodeError::UnexpectedRequestId {
+                offset,
+                record_type: header.record_type,
+                request_id: header.request_id,
+                expected,
+            });
+        }
+        self.stray_records += 1;
+        let len = header.content_length as usize + header.padding_length as usize;
+        self.state = after_content(len);
         Ok(())
     }
 }
