@@ -20,7 +20,7 @@ use super::single::{SingleLease, SinglePool};
 use super::socket::{self, Socket};
 use super::{Multiplexing, Timer};
 use crate::address::Address;
-use crate::error::{connection_error, Error, TimeoutPhase};
+use crate::error::{connection_error, is_closed, Error, TimeoutPhase};
 use crate::exchange::{
     first_free_request_id, following_request_id, ValuesAnswer, SINGLE_REQUEST_ID,
 };
@@ -302,14 +302,15 @@ impl Upstream {
                 .await
                 .map_err(|source| connection_error(address.clone(), 0, source))?;
             let mut buf = BytesMut::with_capacity(4096);
-            let mut received = 0u64;
             loop {
                 buf.clear();
-                let n = socket
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|source| connection_error(address.clone(), received, source))?;
-                received += n as u64;
+                let n = match socket.read_buf(&mut buf).await {
+                    Ok(n) => n,
+                    // Closed reads as the end, as in the blocking client:
+                    // the answer says what it was missing and how much came.
+                    Err(e) if is_closed(&e) => 0,
+                    Err(source) => return Err(connection_error(address.clone(), 0, source)),
+                };
                 if let Some(pairs) = answer.feed(&buf[..n], address)? {
                     return Ok(pairs);
                 }
