@@ -168,9 +168,15 @@ impl Decoder {
         self.expected = Some(request_id);
     }
 
-    /// The request id this decoder expects, if it expects one.
-    pub fn expected_request(&self) -> Option<u16> {
-        self.expected
+    /// A decoder for the next request on this connection, `request_id`,
+    /// once this one's response has ended: records still coming for the
+    /// request this decoder expected are skipped ([`Decoder::skip_ended`]).
+    pub fn for_next_request(&self, request_id: u16) -> Decoder {
+        let mut next = Decoder::for_request(request_id);
+        if let Some(ended) = self.expected {
+            next.skip_ended(ended);
+        }
+        next
     }
 
     /// Skips records for `request_id`, a response that already ended on
@@ -558,8 +564,7 @@ mod tests {
         bytes.extend_from_slice(&end_record(1, 0, 0));
         bytes.extend_from_slice(&end_record(2, 7, 0));
         for step in [1, 3, 8, bytes.len()] {
-            let mut d = Decoder::for_request(2);
-            d.skip_ended(1);
+            let mut d = Decoder::for_request(1).for_next_request(2);
             let c = feed(&mut d, &bytes, step).unwrap();
             assert_eq!(c.stdout, b"fresh");
             assert!(c.stderr.is_empty());
@@ -579,8 +584,7 @@ mod tests {
             }
         ));
         // The id expected is never skipped.
-        let mut d = Decoder::for_request(2);
-        d.skip_ended(2);
+        let mut d = Decoder::for_request(2).for_next_request(2);
         let c = feed(&mut d, &end_record(2, 0, 0), 8).unwrap();
         assert!(c.end.is_some());
         assert_eq!(d.stray_records(), 0);

@@ -73,11 +73,7 @@ impl ResponseMachine {
     /// coming for the request before (strays after its END_REQUEST) are
     /// skipped, and keep the connection from another reuse.
     pub(crate) fn restart(&mut self, request_id: u16) {
-        let ended = self.decoder.expected_request();
-        self.decoder = Decoder::for_request(request_id);
-        if let Some(ended) = ended {
-            self.decoder.skip_ended(ended);
-        }
+        self.decoder = self.decoder.for_next_request(request_id);
         self.head_parser = Some(HeadParser::new(self.limits.max_head_bytes));
         self.head = None;
         self.stderr.clear();

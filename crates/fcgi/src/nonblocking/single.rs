@@ -342,11 +342,7 @@ impl SingleExchange {
         // Strays of the response before (records after its END_REQUEST
         // that came after the readiness check) are skipped, as the
         // blocking client's `ResponseMachine::restart` skips them.
-        let ended = conn.decoder.expected_request();
-        conn.decoder.expect_request(id);
-        if let Some(ended) = ended {
-            conn.decoder.skip_ended(ended);
-        }
+        conn.decoder = conn.decoder.for_next_request(id);
         // A leased connection always has its socket; without one the
         // request fails as closed at its first poll.
         let socket = conn.socket.take();
